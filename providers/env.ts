@@ -1,0 +1,60 @@
+/**
+ * Environment variables: PEM text, or base64 (`encoding: 'base64'`) for binary values such as PFX or
+ * ticket keys. Read at fetch time, so a test or a supervisor that changes `process.env` is seen on refresh.
+ */
+import { createHash } from 'node:crypto';
+import { inspect } from 'node:util';
+import { ConfigurationError, SecretNotFoundError } from '../src/errors.js';
+import { createRef, describeRef, type Provider, type RefOptions, type SecretRef } from '../src/provider.js';
+
+export interface EnvOptions {
+  /** Where variables are read. Default `process.env`. */
+  env?: NodeJS.ProcessEnv;
+  /** Prepended to every variable name given to `ref`. Default none. */
+  prefix?: string;
+}
+
+export interface EnvProvider extends Provider {
+  ref(variable: string, options?: RefOptions): SecretRef;
+}
+
+const VARIABLE = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+export function env(options: EnvOptions = {}): EnvProvider {
+  const source = options.env ?? process.env;
+  const prefix = options.prefix ?? '';
+  if (prefix && !VARIABLE.test(prefix))
+    throw new ConfigurationError(`env prefix "${prefix}" is not a variable name`);
+
+  const read = (ref: SecretRef) => {
+    const value = source[ref.id];
+    if (value === undefined || value === '') {
+      throw new SecretNotFoundError('environment variable is not set', {
+        ref: describeRef(ref),
+        provider: 'env',
+      });
+    }
+    return value;
+  };
+  const version = (value: string) => createHash('sha256').update(value).digest('hex').slice(0, 16);
+
+  const provider: EnvProvider = {
+    name: 'env',
+    ref(variable, refOptions) {
+      const name = `${prefix}${variable}`;
+      if (!VARIABLE.test(name)) throw new ConfigurationError(`"${name}" is not an environment variable name`);
+      return createRef(provider, name, refOptions);
+    },
+    async fetch(ref) {
+      const value = read(ref);
+      return { value, version: version(value) };
+    },
+    async currentVersion(ref) {
+      const value = source[ref.id];
+      return value ? version(value) : undefined;
+    },
+  };
+  Object.defineProperty(provider, inspect.custom, { value: () => `EnvProvider { prefix: '${prefix}' }` });
+  Object.defineProperty(provider, 'toJSON', { value: () => ({ provider: 'env', prefix }) });
+  return provider;
+}

@@ -1,0 +1,95 @@
+/**
+ * `tls.connect` on the resolver's cached SecureContext: one context per generation, never one per
+ * connection, and the last TLS session per target offered again (resumption is ~2x a full mTLS handshake).
+ */
+import { type ConnectionOptions, type TLSSocket, connect as tlsConnect } from 'node:tls';
+import type { Resolver } from './resolver.js';
+import type { SecretField } from './types.js';
+
+export interface ConnectOptions extends Omit<ConnectionOptions, SecretField | 'secureContext' | 'session'> {
+  /** After a certificate verification failure, force one refresh and try once more. Default true. */
+  retryOnVerifyFailure?: boolean;
+  /** Offer the last session made with the current generation to the same target. Default true. */
+  resumeSessions?: boolean;
+}
+
+/** Failures that a newer CA bundle or client certificate in the store can cure. */
+const VERIFY_FAILURES = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_SIGNATURE_FAILURE',
+  'CERT_HAS_EXPIRED',
+  'CERT_UNTRUSTED',
+  'CERT_REVOKED',
+  'ERR_SSL_TLSV1_ALERT_UNKNOWN_CA',
+  'ERR_SSL_SSLV3_ALERT_BAD_CERTIFICATE',
+  'ERR_SSL_SSLV3_ALERT_CERTIFICATE_EXPIRED',
+  'ERR_SSL_SSLV3_ALERT_CERTIFICATE_REVOKED',
+  'ERR_SSL_TLSV1_ALERT_DECRYPT_ERROR',
+]);
+
+interface SessionCache {
+  generation: number;
+  sessions: Map<string, Buffer>;
+}
+
+const sessionCaches = new WeakMap<Resolver, SessionCache>();
+
+/** Sessions of an older generation were made with an older client certificate: drop them on rotation. */
+function sessionsOf(resolver: Resolver): Map<string, Buffer> {
+  let cache = sessionCaches.get(resolver);
+  if (!cache || cache.generation !== resolver.generation) {
+    cache = { generation: resolver.generation, sessions: new Map() };
+    sessionCaches.set(resolver, cache);
+  }
+  return cache.sessions;
+}
+
+function waitForHandshake(socket: TLSSocket): Promise<TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const onError = (error: Error) => {
+      socket.off('secureConnect', onConnect);
+      socket.destroy();
+      reject(error);
+    };
+    const onConnect = () => {
+      socket.off('error', onError);
+      resolve(socket);
+    };
+    socket.once('error', onError);
+    socket.once('secureConnect', onConnect);
+  });
+}
+
+/** Resolves on 'secureConnect' with a socket whose context comes from the resolver's current generation. */
+export async function connect(resolver: Resolver, options: ConnectOptions): Promise<TLSSocket> {
+  const { retryOnVerifyFailure = true, resumeSessions = true, ...connectOptions } = options;
+  const target = `${connectOptions.host ?? 'localhost'}:${connectOptions.port ?? ''}:${connectOptions.servername ?? ''}`;
+
+  const attempt = async (offerSession: boolean): Promise<TLSSocket> => {
+    const resolved = await resolver.resolve();
+    const sessions = sessionsOf(resolver);
+    const generation = resolver.generation;
+    const session = offerSession && resumeSessions ? sessions.get(target) : undefined;
+    const socket = tlsConnect({ ...resolved, ...connectOptions, ...(session ? { session } : {}) });
+    if (resumeSessions) {
+      socket.on('session', (next: Buffer) => {
+        if (resolver.generation === generation) sessionsOf(resolver).set(target, next);
+      });
+    }
+    return waitForHandshake(socket);
+  };
+
+  try {
+    return await attempt(true);
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    if (!retryOnVerifyFailure || typeof code !== 'string' || !VERIFY_FAILURES.has(code)) throw error;
+    sessionsOf(resolver).delete(target);
+    await resolver.refresh();
+    return attempt(false);
+  }
+}

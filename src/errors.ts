@@ -1,0 +1,123 @@
+/**
+ * One error module. Every error names provider, field and reference where known, keeps `cause`, and never
+ * carries secret bytes: messages are built here from names and reasons only.
+ */
+
+export type ErrorCode =
+  | 'NOT_FOUND'
+  | 'FETCH_FAILED'
+  | 'INVALID_MATERIAL'
+  | 'CONFIGURATION'
+  | 'CERTIFICATE_EXPIRED'
+  | 'CLOSED';
+
+export interface ErrorContext {
+  /** ConnectionOptions field, e.g. `cert` or `key[1].passphrase`. */
+  readonly field?: string;
+  /** Reference description `<provider>:<id>`, or `literal`. */
+  readonly ref?: string;
+  readonly provider?: string;
+  readonly cause?: unknown;
+}
+
+export class TlsSecretsError extends Error {
+  readonly code: ErrorCode;
+  readonly field: string | undefined;
+  readonly ref: string | undefined;
+  readonly provider: string | undefined;
+
+  constructor(code: ErrorCode, reason: string, context: ErrorContext = {}) {
+    const where = [context.field && `field ${context.field}`, context.ref && `ref ${context.ref}`]
+      .filter(Boolean)
+      .join(', ');
+    super(
+      where ? `${reason} (${where})` : reason,
+      context.cause === undefined ? {} : { cause: context.cause },
+    );
+    this.name = new.target.name;
+    this.code = code;
+    this.field = context.field;
+    this.ref = context.ref;
+    this.provider = context.provider;
+  }
+
+  /** Names the field on an error raised where only the reference was known (inside a provider). */
+  withField(field: string): this {
+    if (this.field !== undefined) return this;
+    const annotated = Object.create(Object.getPrototypeOf(this)) as this;
+    Object.assign(annotated, this, {
+      field,
+      message: `${this.message.replace(/ \((?:field|ref) [^)]*\)$/, '')} (${[`field ${field}`, this.ref && `ref ${this.ref}`].filter(Boolean).join(', ')})`,
+    });
+    Object.defineProperty(annotated, 'stack', {
+      value: this.stack?.replace(this.message, annotated.message),
+      configurable: true,
+      writable: true,
+    });
+    if (this.cause !== undefined)
+      Object.defineProperty(annotated, 'cause', { value: this.cause, configurable: true, writable: true });
+    return annotated;
+  }
+
+  toJSON(): Record<string, unknown> {
+    return { name: this.name, code: this.code, message: this.message, field: this.field, ref: this.ref };
+  }
+}
+
+/** The store answered explicitly that the secret (or the version asked for) does not exist. */
+export class SecretNotFoundError extends TlsSecretsError {
+  constructor(reason: string, context: ErrorContext = {}) {
+    super('NOT_FOUND', reason, context);
+  }
+}
+
+/** The store could not be read: network, permission, throttling, sealed, 5xx. `transient` says retry helps. */
+export class FetchError extends TlsSecretsError {
+  readonly transient: boolean;
+  constructor(reason: string, context: ErrorContext & { transient?: boolean } = {}) {
+    super('FETCH_FAILED', reason, context);
+    this.transient = context.transient ?? true;
+  }
+}
+
+/** The material was fetched but is unusable: it is never swapped in. */
+export class InvalidMaterialError extends TlsSecretsError {
+  constructor(reason: string, context: ErrorContext = {}) {
+    super('INVALID_MATERIAL', reason, context);
+  }
+}
+
+/** Options or spec that cannot work; thrown when they are given, not at the first handshake. */
+export class ConfigurationError extends TlsSecretsError {
+  constructor(reason: string, context: ErrorContext = {}) {
+    super('CONFIGURATION', reason, context);
+  }
+}
+
+/** The only bundle available is past its certificate's notAfter (plus `maxStale`). */
+export class CertificateExpiredError extends TlsSecretsError {
+  readonly notAfter: Date;
+  constructor(notAfter: Date, context: ErrorContext = {}) {
+    super('CERTIFICATE_EXPIRED', `certificate expired at ${notAfter.toISOString()}`, context);
+    this.notAfter = notAfter;
+  }
+}
+
+export class ResolverClosedError extends TlsSecretsError {
+  constructor() {
+    super('CLOSED', 'resolver is closed');
+  }
+}
+
+/**
+ * A foreign error made safe to keep as `cause`. JSON.parse in Node 20 quotes the text it failed on, so
+ * syntax errors keep only their name; OpenSSL and system errors describe the failure, not the input.
+ */
+export function safeCause(err: unknown): unknown {
+  if (err instanceof SyntaxError) {
+    const clean = new SyntaxError('input is not valid JSON');
+    clean.stack = `SyntaxError: ${clean.message}`;
+    return clean;
+  }
+  return err;
+}

@@ -1,0 +1,29 @@
+/** Keeps secret material out of logs: what `resolve()` returns prints and serialises without it. */
+import { inspect } from 'node:util';
+import { SECRET_FIELDS } from './types.js';
+
+const SECRET = new Set<string>([...SECRET_FIELDS, 'secureContext']);
+
+function redactedView(options: object): Record<string, unknown> {
+  const view: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(options)) {
+    if (name === 'toJSON' || value === undefined) continue;
+    view[name] = SECRET.has(name) ? '[redacted]' : value;
+  }
+  return view;
+}
+
+/**
+ * Adds `toJSON` and `util.inspect.custom` as enumerable properties, so that copies made by spreading
+ * (`{ ...options, host }`) stay redacted too. Node's TLS code ignores both.
+ */
+export function redactOptions<T extends object>(options: T): T {
+  return Object.assign(options, {
+    toJSON(this: object) {
+      return redactedView(this);
+    },
+    [inspect.custom](this: object, _depth: number, inspectOptions: object) {
+      return `TlsOptions ${inspect(redactedView(this), inspectOptions)}`;
+    },
+  });
+}

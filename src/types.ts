@@ -1,0 +1,125 @@
+import type { ConnectionOptions, SecureContext } from 'node:tls';
+import type { TlsSecretsError } from './errors.js';
+import type { SecretRef } from './provider.js';
+
+/** A field's value: a reference into a store, or a literal. */
+export type Source<Literal = string | Buffer> = SecretRef | Literal;
+
+export interface KeySource {
+  readonly pem: Source;
+  readonly passphrase?: Source<string>;
+}
+
+export interface PfxSource {
+  readonly buf: Source;
+  readonly passphrase?: Source<string>;
+}
+
+/** The ConnectionOptions fields that carry secrets, which the resolver fills. */
+export const SECRET_FIELDS = [
+  'key',
+  'cert',
+  'ca',
+  'crl',
+  'passphrase',
+  'pfx',
+  'ticketKeys',
+  'dhparam',
+] as const;
+export type SecretField = (typeof SECRET_FIELDS)[number];
+
+type OneOrMany<T> = T | readonly T[];
+
+/** ConnectionOptions with secret fields taken from sources; every other option passes through unchanged. */
+export interface TlsSecretsSpec extends Omit<ConnectionOptions, SecretField | 'secureContext'> {
+  key?: OneOrMany<Source | KeySource>;
+  cert?: OneOrMany<Source>;
+  ca?: OneOrMany<Source>;
+  crl?: OneOrMany<Source>;
+  passphrase?: Source<string>;
+  pfx?: OneOrMany<Source | PfxSource>;
+  ticketKeys?: Source<Buffer>;
+  dhparam?: Source;
+}
+
+export interface ResolverOptions {
+  /** Milliseconds between checks of every source. Default 300_000 (5 min). Jittered by `jitter`. */
+  refreshInterval?: number;
+  /** Fraction of randomness applied to every scheduled delay, 0..1. Default 0.1. */
+  jitter?: number;
+  /** Refresh when this fraction of a certificate's or lease's lifetime has passed. Default 2/3. */
+  refreshAhead?: number;
+  /** First retry delay after a failed refresh, doubled each time. Default 1_000 ms. */
+  retryInitialDelay?: number;
+  /** Cap on the retry delay. Default 60_000 ms. */
+  retryMaxDelay?: number;
+  /** How long past the certificate's notAfter the last good bundle may still be served. Default 0. */
+  maxStale?: number;
+  /** Abort a store fetch after this many milliseconds. Default 10_000. */
+  fetchTimeout?: number;
+  /** Coalesce pushed changes arriving within this window into one refresh. Default 50 ms. */
+  debounce?: number;
+  /** Also require every leaf certificate to be signed by a certificate in `ca` or its own chain. Default false. */
+  verifyChain?: boolean;
+}
+
+export interface CertificateInfo {
+  readonly field: string;
+  readonly ref: string;
+  readonly subject: string;
+  readonly serialNumber: string;
+  readonly fingerprint256: string;
+  readonly notBefore: Date;
+  readonly notAfter: Date;
+}
+
+export interface RotateEvent {
+  readonly generation: number;
+  /** Paths of fields whose value changed, e.g. `cert`, `key[0]`, `ca[2]`. */
+  readonly changed: readonly string[];
+  /** Version per field path, where the store reports one. */
+  readonly versions: Readonly<Record<string, string | undefined>>;
+  readonly certificates: readonly CertificateInfo[];
+}
+
+export interface StaleEvent {
+  readonly generation: number;
+  readonly since: Date;
+  /** Earliest notAfter of the bundle still being served. */
+  readonly notAfter: Date | undefined;
+  readonly error: TlsSecretsError;
+}
+
+export interface ExpiringEvent {
+  readonly generation: number;
+  readonly certificate: CertificateInfo;
+  readonly remainingMs: number;
+}
+
+export interface ResolverEvents {
+  rotate: [RotateEvent];
+  error: [TlsSecretsError];
+  stale: [StaleEvent];
+  expiring: [ExpiringEvent];
+  expired: [ExpiringEvent];
+}
+
+export interface FieldStatus {
+  readonly field: string;
+  /** `<provider>:<id>` or `literal`. */
+  readonly source: string;
+  readonly version: string | undefined;
+  readonly fetchedAt: Date | undefined;
+  readonly notAfter: Date | undefined;
+  readonly lastError: { readonly code: string; readonly message: string; readonly at: Date } | undefined;
+}
+
+export interface ResolverStatus {
+  readonly generation: number;
+  readonly stale: boolean;
+  readonly notAfter: Date | undefined;
+  readonly fields: readonly FieldStatus[];
+}
+
+/** What `resolve()` returns: ConnectionOptions with the secret fields filled and a cached SecureContext. */
+export type ResolvedOptions = ConnectionOptions & { secureContext: SecureContext };

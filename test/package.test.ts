@@ -1,0 +1,43 @@
+/** Every provider is exported as a subpath, built, and runs the conformance suite. */
+import { readdirSync, readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+
+const root = new URL('..', import.meta.url);
+const read = (path: string) => readFileSync(new URL(path, root), 'utf8');
+const providers = readdirSync(new URL('providers/', root), { withFileTypes: true })
+  .map((entry) => (entry.isDirectory() ? entry.name : entry.name.replace(/\.ts$/, '')))
+  .sort();
+
+describe('package layout', () => {
+  const pkg = JSON.parse(read('package.json')) as {
+    exports: Record<string, unknown>;
+    peerDependenciesMeta: Record<string, { optional: boolean }>;
+  };
+
+  it.each(providers)('provider %s has a subpath export, a build entry and a conformance run', (name) => {
+    expect(pkg.exports[`./providers/${name}`]).toBeDefined();
+    expect(read('tsup.config.ts')).toContain(`'providers/${name}'`);
+    expect(read(`test/providers/${name}.test.ts`)).toContain('runProviderConformance(');
+  });
+
+  it('store SDKs are optional peers, never imported at the top of a provider', () => {
+    for (const sdk of ['node-vault', '@aws-sdk/client-secrets-manager'])
+      expect(pkg.peerDependenciesMeta[sdk]?.optional).toBe(true);
+    const sources = providers.map((name) => {
+      try {
+        return read(`providers/${name}.ts`);
+      } catch {
+        return read(`providers/${name}/index.ts`);
+      }
+    });
+    for (const source of sources) {
+      expect(source).not.toMatch(/^import (?!type)[^;]*from '(node-vault|@aws-sdk\/[^']+)'/m);
+    }
+  });
+
+  it('the barrel exports the fixed public names', async () => {
+    const api = await import('../src/index.js');
+    for (const name of ['createResolver', 'connect', 'createServer', 'attach'])
+      expect(typeof (api as Record<string, unknown>)[name]).toBe('function');
+  });
+});

@@ -1,0 +1,54 @@
+import { describe, expect, it } from 'vitest';
+import { env } from '../../providers/env.js';
+import { ConfigurationError } from '../../src/errors.js';
+import { createResolver } from '../../src/index.js';
+import { createTestCA } from '../fixtures/ca.js';
+import { runProviderConformance } from './conformance.js';
+
+runProviderConformance('env', async () => {
+  const variables: NodeJS.ProcessEnv = {};
+  const provider = env({ env: variables, prefix: 'TLS_' });
+  let calls = 0;
+  const fetch = provider.fetch.bind(provider);
+  provider.fetch = (ref, signal) => {
+    calls += 1;
+    return fetch(ref, signal);
+  };
+  const variable = (name: string) => name.replace(/[^A-Za-z0-9_]/g, '_');
+  return {
+    provider,
+    put: async (name, value) => {
+      variables[`TLS_${variable(name)}`] = value;
+    },
+    ref: (name, options) => provider.ref(variable(name), options),
+    storeCalls: () => calls,
+    close: async () => undefined,
+  };
+});
+
+describe('env provider', () => {
+  it('resolves PEM text and base64-encoded ticket keys from variables', async () => {
+    const ca = await createTestCA();
+    const leaf = await ca.issue();
+    const ticketKeys = Buffer.alloc(48, 7);
+    const variables = {
+      APP_KEY: leaf.keyPem,
+      APP_CERT: leaf.certPem,
+      APP_TICKETS: ticketKeys.toString('base64'),
+    };
+    const vars = env({ env: variables });
+    const resolver = createResolver({
+      key: vars.ref('APP_KEY'),
+      cert: vars.ref('APP_CERT'),
+      ticketKeys: vars.ref('APP_TICKETS', { encoding: 'base64' }),
+    });
+    const options = await resolver.resolve();
+    expect(options.ticketKeys).toEqual(ticketKeys);
+    expect(options.cert).toEqual([leaf.certPem]);
+    await resolver.close();
+  });
+
+  it('refuses names that are not variable names when the reference is made', () => {
+    expect(() => env().ref('not-a-name')).toThrow(ConfigurationError);
+  });
+});

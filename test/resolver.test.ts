@@ -1,0 +1,413 @@
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { memory } from '../providers/memory.js';
+import {
+  CertificateExpiredError,
+  ConfigurationError,
+  createRef,
+  createResolver,
+  FetchError,
+  InvalidMaterialError,
+  type Provider,
+  type Resolver,
+  type RotateEvent,
+  type StaleEvent,
+  type TlsSecretsError,
+} from '../src/index.js';
+import { createTestCA, type Issued, type TestCA } from './fixtures/ca.js';
+import { countingProvider, eventually, sleep } from './helpers/tls.js';
+
+let ca: TestCA;
+let leaf: Issued;
+const open: Resolver[] = [];
+const track = (resolver: Resolver) => {
+  open.push(resolver);
+  return resolver;
+};
+
+beforeAll(async () => {
+  ca = await createTestCA();
+  leaf = await ca.issue();
+});
+afterEach(async () => {
+  await Promise.all(open.splice(0).map((r) => r.close()));
+});
+
+/** A store with no push, so only polling, refresh-ahead and refresh() can notice changes. */
+function pollOnlyStore(initial: Record<string, string>) {
+  const store = memory(initial);
+  const polled = countingProvider({ ...store, watch: undefined, name: 'poll' } as Provider);
+  return { store, provider: polled, ref: (id: string) => createRef(polled, id) };
+}
+
+describe('lazy and single-flight', () => {
+  it('fetches nothing before the first resolve()', async () => {
+    const { provider, ref } = pollOnlyStore({ key: leaf.keyPem, cert: leaf.certPem });
+    const resolver = track(createResolver({ key: ref('key'), cert: ref('cert') }));
+    await sleep(20);
+    expect(provider.fetches).toEqual([]);
+    expect(resolver.generation).toBe(0);
+    await resolver.resolve();
+    expect(provider.fetches.sort()).toEqual(['cert', 'key']);
+  });
+
+  it('100 concurrent callers on a cold resolver cause one fetch per reference', async () => {
+    const { provider, ref } = pollOnlyStore({ key: leaf.keyPem, cert: leaf.certPem, ca: ca.certPem });
+    provider.delay = 30;
+    const resolver = track(
+      createResolver({ key: ref('key'), cert: ref('cert'), ca: [ref('ca'), ref('ca')] }),
+    );
+    const results = await Promise.all(Array.from({ length: 100 }, () => resolver.resolve()));
+    expect(provider.fetches.sort()).toEqual(['ca', 'cert', 'key']);
+    expect(new Set(results).size).toBe(1);
+  });
+
+  it('fields read from one JSON secret share one fetch', async () => {
+    const store = countingProvider(memory({ bundle: { key: leaf.keyPem, cert: leaf.certPem } }));
+    const resolver = track(
+      createResolver({
+        key: createRef(store, 'bundle', { jsonKey: 'key' }),
+        cert: createRef(store, 'bundle', { jsonKey: 'cert' }),
+      }),
+    );
+    await resolver.resolve();
+    expect(store.fetches).toEqual(['bundle']);
+  });
+});
+
+describe('cache', () => {
+  it('a warm resolve() does no I/O and returns the same SecureContext until a rotation', async () => {
+    const { store, provider, ref } = pollOnlyStore({ key: leaf.keyPem, cert: leaf.certPem });
+    const resolver = track(createResolver({ key: ref('key'), cert: ref('cert') }));
+    const first = await resolver.resolve();
+    const calls = provider.fetches.length + provider.probes.length;
+    for (let i = 0; i < 50; i++) expect((await resolver.resolve()).secureContext).toBe(first.secureContext);
+    expect(provider.fetches.length + provider.probes.length).toBe(calls);
+
+    const next = await ca.issue();
+    store.set('key', next.keyPem);
+    store.set('cert', next.certPem);
+    await resolver.refresh();
+    expect((await resolver.resolve()).secureContext).not.toBe(first.secureContext);
+  });
+
+  it('refresh() probes versions and fetches only what changed', async () => {
+    const { store, provider, ref } = pollOnlyStore({ key: leaf.keyPem, cert: leaf.certPem, ca: ca.certPem });
+    const resolver = track(createResolver({ key: ref('key'), cert: ref('cert'), ca: ref('ca') }));
+    await resolver.resolve();
+    provider.fetches.length = 0;
+    let result = await resolver.refresh();
+    expect(result).toMatchObject({ rotated: false, errors: [] });
+    expect(provider.fetches).toEqual([]);
+    expect(provider.probes.length).toBeGreaterThanOrEqual(3);
+
+    const other = await createTestCA();
+    store.set('ca', `${ca.certPem}${other.certPem}`);
+    result = await resolver.refresh();
+    expect(result.rotated).toBe(true);
+    expect(provider.fetches).toEqual(['ca']);
+    expect((await resolver.resolve()).ca).toHaveLength(2);
+  });
+});
+
+describe('refresh', () => {
+  it('polls on the configured interval and notices a change', async () => {
+    const { store, ref } = pollOnlyStore({ key: leaf.keyPem, cert: leaf.certPem });
+    const resolver = track(createResolver({ key: ref('key'), cert: ref('cert') }, { refreshInterval: 100 }));
+    const rotations: RotateEvent[] = [];
+    resolver.on('rotate', (event) => rotations.push(event));
+    await resolver.resolve();
+    const next = await ca.issue();
+    store.set('key', next.keyPem);
+    store.set('cert', next.certPem);
+    await eventually(() => expect(rotations).toHaveLength(2), 2_000);
+    expect(rotations[1]).toMatchObject({ generation: 2, changed: ['key', 'cert'] });
+    expect(rotations[1]?.certificates[0]?.serialNumber).toBe(next.serial);
+  });
+
+  it('pushes from a watching provider rotate without polling, debounced into one generation', async () => {
+    const store = memory({ key: leaf.keyPem, cert: leaf.certPem });
+    const resolver = track(
+      createResolver(
+        { key: store.ref('key'), cert: store.ref('cert') },
+        { refreshInterval: 3_600_000, debounce: 30 },
+      ),
+    );
+    const rotations: RotateEvent[] = [];
+    resolver.on('rotate', (event) => rotations.push(event));
+    await resolver.resolve();
+    const next = await ca.issue();
+    store.set('key', next.keyPem);
+    store.set('cert', next.certPem);
+    await eventually(() => expect(rotations).toHaveLength(2));
+    await sleep(100);
+    expect(rotations).toHaveLength(2);
+    expect(rotations[1]?.changed).toEqual(['key', 'cert']);
+  });
+
+  it('refreshes ahead of the certificate notAfter (refreshAhead fraction of its lifetime)', async () => {
+    const shortLived = await ca.issue({
+      notBefore: new Date(Date.now() - 1_000),
+      notAfter: new Date(Date.now() + 3_000),
+    });
+    const { store, ref } = pollOnlyStore({ key: shortLived.keyPem, cert: shortLived.certPem });
+    const resolver = track(
+      createResolver(
+        { key: ref('key'), cert: ref('cert') },
+        { refreshInterval: 3_600_000, refreshAhead: 0.5 },
+      ),
+    );
+    const expiring: string[] = [];
+    resolver.on('expiring', (event) => expiring.push(event.certificate.serialNumber));
+    await resolver.resolve();
+    const renewed = await ca.issue();
+    store.set('key', renewed.keyPem);
+    store.set('cert', renewed.certPem);
+    await eventually(() => expect(resolver.generation).toBe(2), 4_000);
+    expect(expiring).toEqual([shortLived.serial]);
+  });
+
+  it('re-fetches ahead of a provider-reported expiry even when the version is unchanged', async () => {
+    let issued = 0;
+    const lease: Provider = {
+      name: 'lease',
+      async fetch() {
+        issued += 1;
+        return { value: ca.certPem, version: 'same', expiresAt: new Date(Date.now() + 600) };
+      },
+      async currentVersion() {
+        return 'same';
+      },
+    };
+    const resolver = track(createResolver({ ca: createRef(lease, 'x') }, { refreshInterval: 3_600_000 }));
+    await resolver.resolve();
+    await eventually(() => expect(issued).toBeGreaterThanOrEqual(3), 3_000);
+  });
+});
+
+describe('validation gate and atomic swap', () => {
+  it('a key rotated before its certificate waits for the certificate; the old bundle keeps serving', async () => {
+    const store = memory({ key: leaf.keyPem, cert: leaf.certPem });
+    const resolver = track(
+      createResolver({ key: store.ref('key'), cert: store.ref('cert') }, { debounce: 5 }),
+    );
+    const errors: TlsSecretsError[] = [];
+    resolver.on('error', (error) => errors.push(error));
+    const before = await resolver.resolve();
+    const next = await ca.issue();
+    store.set('key', next.keyPem);
+    await eventually(() => expect(errors.length).toBeGreaterThan(0));
+    expect(errors[0]).toBeInstanceOf(InvalidMaterialError);
+    expect(errors[0]?.message).toMatch(/does not match any private key/);
+    expect(await resolver.resolve()).toBe(before);
+    store.set('cert', next.certPem);
+    await eventually(() => expect(resolver.generation).toBe(2));
+    expect((await resolver.resolve()).cert).toEqual([next.certPem]);
+  });
+
+  it('an invalid bundle on a cold resolver rejects resolve() with a typed error naming field and reference', async () => {
+    const other = await ca.issue();
+    const store = memory({ key: other.keyPem, cert: leaf.certPem });
+    const resolver = track(createResolver({ key: store.ref('key'), cert: store.ref('cert') }));
+    const error = (await resolver.resolve().catch((e: unknown) => e)) as TlsSecretsError;
+    expect(error).toBeInstanceOf(InvalidMaterialError);
+    expect(error.field).toBe('cert');
+    expect(error.ref).toBe('memory:cert');
+  });
+});
+
+describe('last known good', () => {
+  function flakyStore() {
+    const store = memory({ key: leaf.keyPem, cert: leaf.certPem });
+    const state = { down: false, attempts: 0 };
+    const provider: Provider = {
+      name: 'flaky',
+      async fetch(ref, signal) {
+        state.attempts += 1;
+        if (state.down) throw new Error('connect ECONNREFUSED 127.0.0.1:1');
+        return store.fetch(createRef(store, ref.id), signal);
+      },
+    };
+    return { store, provider, state, ref: (id: string) => createRef(provider, id) };
+  }
+
+  it('keeps serving, emits error and stale, retries with capped backoff, recovers', async () => {
+    const { store, state, ref } = flakyStore();
+    const resolver = track(
+      createResolver(
+        { key: ref('key'), cert: ref('cert') },
+        { refreshInterval: 50, retryInitialDelay: 40, retryMaxDelay: 160, jitter: 0 },
+      ),
+    );
+    const errors: TlsSecretsError[] = [];
+    const stale: StaleEvent[] = [];
+    resolver.on('error', (error) => errors.push(error));
+    resolver.on('stale', (event) => stale.push(event));
+    const served = await resolver.resolve();
+
+    state.down = true;
+    state.attempts = 0;
+    const outageStart = Date.now();
+    await sleep(1_000);
+    // Two references per cycle; with 40→80→160 ms steps (half-jittered) one second holds at most ~14 cycles.
+    const cycles = state.attempts / 2;
+    expect(cycles).toBeGreaterThanOrEqual(4);
+    expect(cycles).toBeLessThanOrEqual(16);
+    expect(await resolver.resolve()).toBe(served);
+    expect(errors[0]).toBeInstanceOf(FetchError);
+    expect(errors[0]?.ref).toBe('flaky:key');
+    expect(stale[0]?.since.getTime()).toBeGreaterThanOrEqual(outageStart - 5);
+    expect(resolver.status().stale).toBe(true);
+    expect(resolver.status().fields[0]?.lastError?.code).toBe('FETCH_FAILED');
+
+    const next = await ca.issue();
+    store.set('key', next.keyPem);
+    store.set('cert', next.certPem);
+    state.down = false;
+    await eventually(() => expect(resolver.generation).toBe(2), 1_000);
+    expect(resolver.status().stale).toBe(false);
+    expect(resolver.status().fields[0]?.lastError).toBeUndefined();
+  });
+
+  it('a store that never answers times out; the next refresh is not blocked', async () => {
+    let hang = true;
+    const provider: Provider = {
+      name: 'hung',
+      fetch: () =>
+        hang ? new Promise(() => undefined) : Promise.resolve({ value: ca.certPem, version: '1' }),
+    };
+    const resolver = track(createResolver({ ca: createRef(provider, 'ca') }, { fetchTimeout: 100 }));
+    const error = (await resolver.resolve().catch((e: unknown) => e)) as TlsSecretsError;
+    expect(error).toBeInstanceOf(FetchError);
+    expect(error.message).toMatch(/did not answer in time/);
+    hang = false;
+    await expect(resolver.resolve()).resolves.toBeTruthy();
+  });
+
+  it('refuses to serve a certificate past notAfter + maxStale, and says so', async () => {
+    const brief = await ca.issue({
+      notBefore: new Date(Date.now() - 2_000),
+      notAfter: new Date(Date.now() + 1_200),
+    });
+    const { state, ref } = flakyStore();
+    const store = memory({ key: brief.keyPem, cert: brief.certPem });
+    const provider: Provider = {
+      name: 'flaky',
+      async fetch(r, signal) {
+        if (state.down) throw new Error('connect ECONNREFUSED');
+        return store.fetch(createRef(store, r.id), signal);
+      },
+    };
+    void ref;
+    const resolver = track(
+      createResolver(
+        { key: createRef(provider, 'key'), cert: createRef(provider, 'cert') },
+        { refreshInterval: 3_600_000 },
+      ),
+    );
+    const expired: string[] = [];
+    resolver.on('expired', (event) => expired.push(event.certificate.serialNumber));
+    await resolver.resolve();
+    state.down = true;
+    await sleep(2_300);
+    expect(expired).toEqual([brief.serial]);
+    const error = await resolver.resolve().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(CertificateExpiredError);
+    expect((error as TlsSecretsError).field).toBe('cert');
+
+    const lenient = track(createResolver({ key: brief.keyPem, cert: brief.certPem }, { maxStale: 60_000 }));
+    // Validation refuses an already expired certificate even with maxStale: it only extends a bundle in use.
+    await expect(lenient.resolve()).rejects.toBeInstanceOf(InvalidMaterialError);
+  });
+});
+
+describe('spec handling', () => {
+  it('passes non-secret options through, splits CA bundles and takes literals', async () => {
+    const second = await createTestCA();
+    const resolver = track(
+      createResolver({
+        key: leaf.keyPem,
+        cert: Buffer.from(leaf.certPem),
+        ca: `${ca.certPem}\n${second.certPem}`,
+        servername: 'svc.internal',
+        minVersion: 'TLSv1.3',
+        ALPNProtocols: ['h2'],
+      }),
+    );
+    const options = await resolver.resolve();
+    expect(options.servername).toBe('svc.internal');
+    expect(options.minVersion).toBe('TLSv1.3');
+    expect(options.ALPNProtocols).toEqual(['h2']);
+    expect(options.ca).toHaveLength(2);
+    expect(resolver.status().fields.map((f) => f.source)).toEqual(['literal', 'literal', 'literal']);
+  });
+
+  it('decodes base64 and picks JSON keys per reference', async () => {
+    const store = memory({
+      tls: JSON.stringify({ key: leaf.keyPem, cert: leaf.certPem }),
+      tickets: Buffer.alloc(48, 1).toString('base64'),
+    });
+    const resolver = track(
+      createResolver({
+        key: store.ref('tls', { jsonKey: 'key' }),
+        cert: store.ref('tls', { jsonKey: 'cert' }),
+        ticketKeys: store.ref('tickets', { encoding: 'base64' }),
+      }),
+    );
+    const options = await resolver.resolve();
+    expect(options.ticketKeys).toEqual(Buffer.alloc(48, 1));
+  });
+
+  it('rejects bad options and bad spec values when created', () => {
+    expect(() => createResolver({}, { refreshInterval: -1 })).toThrow(ConfigurationError);
+    expect(() => createResolver({}, { refreshAhead: 1.5 })).toThrow(ConfigurationError);
+    expect(() => createResolver({ cert: 42 as unknown as string })).toThrow(/field cert/);
+  });
+
+  it('status() reports source, version, fetch time and notAfter per field', async () => {
+    const store = memory({ key: leaf.keyPem, cert: leaf.certPem });
+    const resolver = track(
+      createResolver({ key: store.ref('key'), cert: store.ref('cert'), ca: ca.certPem }),
+    );
+    await resolver.resolve();
+    const status = resolver.status();
+    expect(status.generation).toBe(1);
+    expect(status.notAfter?.getTime()).toBe(leaf.notAfter.getTime());
+    const cert = status.fields.find((f) => f.field === 'cert');
+    expect(cert).toMatchObject({ source: 'memory:cert', notAfter: leaf.notAfter });
+    expect(cert?.version).toEqual(expect.any(String));
+    expect(cert?.fetchedAt).toBeInstanceOf(Date);
+  });
+});
+
+describe('close', () => {
+  it('stops timers and watchers: a child process with an open resolver exits by itself after close()', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const script = `
+      import { createResolver } from './src/index.ts';
+      import { memory } from './providers/memory.ts';
+      import { createTestCA } from './test/fixtures/ca.ts';
+      const ca = await createTestCA();
+      const leaf = await ca.issue();
+      const store = memory({ key: leaf.keyPem, cert: leaf.certPem });
+      const resolver = createResolver({ key: store.ref('key'), cert: store.ref('cert') }, { refreshInterval: 50 });
+      await resolver.resolve();
+      await new Promise((r) => setTimeout(r, 120));
+      await resolver.close();
+      const left = process.getActiveResourcesInfo().filter((r) => r !== 'TTYWrap');
+      console.log(JSON.stringify({ generation: resolver.generation, left }));
+    `;
+    const started = Date.now();
+    const output = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      cwd: new URL('..', import.meta.url).pathname,
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
+    const result = JSON.parse(output.trim().split('\n').pop() ?? '{}') as {
+      generation: number;
+      left: string[];
+    };
+    expect(result.generation).toBe(1);
+    expect(result.left.filter((r) => r === 'Timeout')).toEqual([]);
+    expect(Date.now() - started).toBeLessThan(20_000);
+  });
+});

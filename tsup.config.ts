@@ -1,0 +1,18 @@
+import { defineConfig } from 'tsup';
+
+export default defineConfig({
+  entry: {
+    index: 'src/index.ts',
+    'providers/memory': 'providers/memory.ts',
+    'providers/env': 'providers/env.ts',
+    'providers/file': 'providers/file.ts',
+  },
+  format: ['esm', 'cjs'],
+  dts: true,
+  clean: true,
+  // One copy of the error classes across entry points, so instanceof holds in CommonJS too.
+  splitting: true,
+  target: 'node20',
+  // Provider SDKs are optional peers: never bundle them.
+  external: ['node-vault', '@aws-sdk/client-secrets-manager'],
+});
