@@ -6,6 +6,7 @@ export default defineConfig({
     'providers/memory': 'providers/memory.ts',
     'providers/env': 'providers/env.ts',
     'providers/file': 'providers/file.ts',
+    'providers/aws-secrets-manager': 'providers/aws-secrets-manager.ts',
   },
   format: ['esm', 'cjs'],
   dts: true,

@@ -14,6 +14,13 @@ export interface FetchResult {
   readonly expiresAt?: Date;
 }
 
+/** A version probe's answer, for stores that also know when the next change is due. */
+export interface VersionProbe {
+  readonly version: string | undefined;
+  /** The store's next scheduled change (a rotation date): the resolver checks again just after it. */
+  readonly changesAt?: Date;
+}
+
 /** Options every reference accepts; the resolver applies them after the fetch. */
 export interface RefOptions {
   /** How bytes become the value: `utf8` text (default), `base64` text decoded to bytes, or raw `binary`. */
@@ -35,7 +42,7 @@ export interface Provider {
   /** Batch fetch; results in the order of `refs`, an Error where one reference failed. */
   fetchMany?(refs: readonly SecretRef[], signal: AbortSignal): Promise<(FetchResult | Error)[]>;
   /** Cheap version probe; the resolver fetches only when it differs from the cached version. */
-  currentVersion?(ref: SecretRef, signal: AbortSignal): Promise<string | undefined>;
+  currentVersion?(ref: SecretRef, signal: AbortSignal): Promise<string | VersionProbe | undefined>;
   /** Push notifications: call `onChange` when a reference may have changed. Returns the unsubscribe. */
   watch?(refs: readonly SecretRef[], onChange: (ref: SecretRef) => void): () => void;
   close?(): Promise<void>;

@@ -51,6 +51,9 @@ const DEFAULTS = {
   verifyChain: false,
 } satisfies Required<ResolverOptions>;
 
+/** After a store's scheduled change (e.g. an AWS rotation date), probe at these offsets until it lands. */
+const SCHEDULED_CHANGE_PROBES = [1_000, 10_000, 60_000, 300_000];
+
 /** setTimeout fires at once for delays above 2^31-1 ms; longer waits are re-armed. */
 const MAX_TIMER = 2 ** 31 - 1;
 
@@ -82,6 +85,8 @@ interface Unit {
   fetchedAt?: number;
   lastError?: TlsSecretsError;
   lastErrorAt?: number;
+  /** When the store says the next change is due (epoch ms). */
+  changesAt?: number;
   /** Fetch even when the version probe says unchanged (pushed change, lease or certificate ahead of expiry). */
   forceFetch: boolean;
 }
@@ -466,7 +471,9 @@ export class Resolver extends EventEmitter<ResolverEvents> {
       if (force || unit.forceFetch || !unit.result || !probe || unit.result.version === undefined)
         return true;
       try {
-        const version = await abortable(probe.call(unit.provider, unit.ref, signal), signal);
+        const answer = await abortable(probe.call(unit.provider, unit.ref, signal), signal);
+        const version = typeof answer === 'object' ? answer.version : answer;
+        if (typeof answer === 'object') unit.changesAt = answer.changesAt?.getTime();
         return version === undefined || version !== unit.result.version;
       } catch (err) {
         unit.lastError = asTlsError(err, unit);
@@ -627,7 +634,10 @@ export class Resolver extends EventEmitter<ResolverEvents> {
     return Math.max(0, delay - spread + Math.random() * 2 * spread);
   }
 
-  /** Refresh-ahead points: a fraction of each certificate's and each lease's lifetime. */
+  /**
+   * Refresh-ahead points: a fraction of each certificate's and each lease's lifetime (these force a fetch
+   * of the lease), and probes just after a store's scheduled change, which can take a while to land.
+   */
   #aheadPoints(): { at: number; unit?: Unit; cert?: CertificateInfo }[] {
     const ratio = this.#options.refreshAhead;
     const points: { at: number; unit?: Unit; cert?: CertificateInfo }[] = [];
@@ -639,6 +649,9 @@ export class Resolver extends EventEmitter<ResolverEvents> {
       const expiresAt = unit.result?.expiresAt?.getTime();
       if (expiresAt !== undefined && unit.fetchedAt !== undefined) {
         points.push({ at: unit.fetchedAt + ratio * (expiresAt - unit.fetchedAt), unit });
+      }
+      if (unit.changesAt !== undefined) {
+        for (const after of SCHEDULED_CHANGE_PROBES) points.push({ at: unit.changesAt + after });
       }
     }
     return points;

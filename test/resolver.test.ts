@@ -182,6 +182,28 @@ describe('refresh', () => {
     await resolver.resolve();
     await eventually(() => expect(issued).toBeGreaterThanOrEqual(3), 3_000);
   });
+
+  it('probes again just after a store-scheduled change (a rotation date), without waiting for the interval', async () => {
+    let version = 'v1';
+    const probes: number[] = [];
+    const rotating: Provider = {
+      name: 'rotating',
+      async fetch() {
+        return { value: version === 'v1' ? ca.certPem : (await createTestCA()).certPem, version };
+      },
+      async currentVersion() {
+        probes.push(Date.now());
+        return { version, changesAt: new Date(rotationAt) };
+      },
+    };
+    const rotationAt = Date.now() + 300;
+    const resolver = track(createResolver({ ca: createRef(rotating, 'ca') }, { refreshInterval: 3_600_000 }));
+    await resolver.resolve();
+    await resolver.refresh(); // learns the rotation date
+    version = 'v2';
+    await eventually(() => expect(resolver.generation).toBe(2), 3_000);
+    expect(probes.at(-1)).toBeGreaterThanOrEqual(rotationAt + 1_000);
+  });
 });
 
 describe('validation gate and atomic swap', () => {

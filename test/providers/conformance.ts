@@ -67,7 +67,8 @@ export function runProviderConformance(label: string, setup: () => Promise<Confo
         expect(text(h, name, second.value)).toBe('v2');
         expect(second.version).not.toBe(first.version);
         if (h.provider.currentVersion) {
-          expect(await h.provider.currentVersion(ref, signal())).toBe(second.version);
+          const probe = await h.provider.currentVersion(ref, signal());
+          expect(typeof probe === 'object' ? probe.version : probe).toBe(second.version);
         }
       }),
     );

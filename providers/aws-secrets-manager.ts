@@ -1,0 +1,576 @@
+/**
+ * AWS Secrets Manager: SecretString as text, SecretBinary as bytes, batch reads through BatchGetSecretValue and a
+ * cheap rotation probe through DescribeSecret. The SDK is an optional peer dependency loaded on first use.
+ */
+import { inspect } from 'node:util';
+import type {
+  APIErrorType,
+  SecretsManagerClient,
+  SecretsManagerClientConfig,
+  SecretValueEntry,
+} from '@aws-sdk/client-secrets-manager';
+import {
+  ConfigurationError,
+  FetchError,
+  InvalidMaterialError,
+  SecretNotFoundError,
+  safeCause,
+  TlsSecretsError,
+} from '../src/errors.js';
+import {
+  createRef,
+  describeRef,
+  type FetchResult,
+  type Provider,
+  type RefOptions,
+  type SecretRef,
+  type VersionProbe,
+} from '../src/provider.js';
+
+type Sdk = typeof import('@aws-sdk/client-secrets-manager');
+
+interface CommonOptions {
+  /** Provider name shown in errors, events and status. Default `aws-secrets-manager`. */
+  name?: string;
+}
+
+/** The provider builds and owns its client (destroyed on `close()`). */
+export interface AwsSecretsManagerConfigOptions extends CommonOptions {
+  /**
+   * AWS region, e.g. `eu-west-1`. Default: the SDK's chain (`AWS_REGION`, the shared config file's `region`,
+   * EC2 instance metadata).
+   */
+  region?: string;
+  /**
+   * Endpoint URL, e.g. a moto or LocalStack server. Default: the SDK's own lookup
+   * (`AWS_ENDPOINT_URL_SECRETS_MANAGER`, `AWS_ENDPOINT_URL`, shared config), else the regional AWS endpoint.
+   */
+  endpoint?: string;
+  /** Static credentials or a credential provider. Default: the SDK default chain (env, SSO, profile, IMDS, …). */
+  credentials?: SecretsManagerClientConfig['credentials'];
+  /** Attempts per call, first included; the SDK backs off on throttling, 5xx and timeouts. Default 3. */
+  maxAttempts?: number;
+  /** Timeout of one HTTP attempt in milliseconds. Default 5000. */
+  requestTimeoutMs?: number;
+  client?: never;
+}
+
+/** The provider uses a client you configured and leaves it open on `close()`. */
+export interface AwsSecretsManagerClientOptions extends CommonOptions {
+  client: SecretsManagerClient;
+  region?: never;
+  endpoint?: never;
+  credentials?: never;
+  maxAttempts?: never;
+  requestTimeoutMs?: never;
+}
+
+export type AwsSecretsManagerOptions = AwsSecretsManagerConfigOptions | AwsSecretsManagerClientOptions;
+
+export interface AwsSecretOptions extends RefOptions {
+  /** Staging label to read. Default `AWSCURRENT`. */
+  readonly versionStage?: string;
+  /** One version, which never changes; with `versionStage` too, that version must carry the label. */
+  readonly versionId?: string;
+}
+
+export interface AwsSecretsManagerProvider extends Provider {
+  /**
+   * A reference to a secret by name or ARN. References to the same secret and version share one fetch whatever
+   * their `jsonKey`/`encoding`. Creating it does no I/O.
+   */
+  secret(secretId: string, options?: AwsSecretOptions): SecretRef;
+  /** The same as `secret`, named like the other providers' reference builders. */
+  ref(secretId: string, options?: AwsSecretOptions): SecretRef;
+  fetchMany(refs: readonly SecretRef[], signal: AbortSignal): Promise<(FetchResult | Error)[]>;
+  currentVersion(ref: SecretRef, signal: AbortSignal): Promise<string | VersionProbe | undefined>;
+  /** Destroys the client the provider built; an injected client stays open. */
+  close(): Promise<void>;
+}
+
+const DEFAULT_NAME = 'aws-secrets-manager';
+const CURRENT = 'AWSCURRENT';
+/** The API's limit for SecretIdList. */
+const BATCH_LIMIT = 20;
+/** Single reads in flight at once when a batch cannot be used. */
+const CONCURRENCY = 8;
+const DEFAULT_MAX_ATTEMPTS = 3;
+const DEFAULT_REQUEST_TIMEOUT_MS = 5_000;
+const CONNECTION_TIMEOUT_MS = 3_000;
+
+interface Target {
+  readonly secretId: string;
+  readonly versionStage?: string;
+  readonly versionId?: string;
+}
+
+/**
+ * The reference id carries the whole target so that equal targets share an id: `name`, or
+ * `name?versionStage=…&versionId=…`. `?` cannot occur in a secret name or ARN, so the split is unambiguous.
+ */
+function targetId(target: Target): string {
+  const query = new URLSearchParams();
+  if (target.versionStage !== undefined) query.set('versionStage', target.versionStage);
+  if (target.versionId !== undefined) query.set('versionId', target.versionId);
+  const suffix = query.toString();
+  return suffix ? `${target.secretId}?${suffix}` : target.secretId;
+}
+
+function parseTarget(id: string): Target {
+  const at = id.indexOf('?');
+  if (at < 0) return { secretId: id };
+  const query = new URLSearchParams(id.slice(at + 1));
+  return {
+    secretId: id.slice(0, at),
+    versionStage: query.get('versionStage') ?? undefined,
+    versionId: query.get('versionId') ?? undefined,
+  };
+}
+
+function validateOptions(options: AwsSecretsManagerOptions): void {
+  const fail = (reason: string) => new ConfigurationError(reason, { provider: options.name ?? DEFAULT_NAME });
+  if (options.name !== undefined && (typeof options.name !== 'string' || options.name.trim() === '')) {
+    throw fail('name must be a non-empty string');
+  }
+  const given = (['region', 'endpoint', 'credentials', 'maxAttempts', 'requestTimeoutMs'] as const).filter(
+    (key) => (options as Record<string, unknown>)[key] !== undefined,
+  );
+  if (options.client !== undefined) {
+    if (typeof (options.client as { send?: unknown }).send !== 'function') {
+      throw fail('client must be a SecretsManagerClient');
+    }
+    if (given.length > 0) {
+      throw fail(`client cannot be combined with ${given.join(', ')}: configure the client instead`);
+    }
+    return;
+  }
+  const { region, endpoint, maxAttempts, requestTimeoutMs } = options;
+  if (region !== undefined && (typeof region !== 'string' || !/^[a-z0-9]+(-[a-z0-9]+)+$/.test(region))) {
+    throw fail(`region "${String(region)}" is not an AWS region name such as eu-west-1`);
+  }
+  if (endpoint !== undefined) checkEndpoint(endpoint, 'endpoint', fail);
+  else if (!process.env.AWS_IGNORE_CONFIGURED_ENDPOINT_URLS) {
+    for (const variable of ['AWS_ENDPOINT_URL_SECRETS_MANAGER', 'AWS_ENDPOINT_URL']) {
+      const value = process.env[variable];
+      if (value) checkEndpoint(value, variable, fail);
+    }
+  }
+  if (
+    maxAttempts !== undefined &&
+    !(Number.isInteger(maxAttempts) && maxAttempts >= 1 && maxAttempts <= 10)
+  ) {
+    throw fail('maxAttempts must be an integer from 1 to 10');
+  }
+  if (
+    requestTimeoutMs !== undefined &&
+    !(Number.isInteger(requestTimeoutMs) && requestTimeoutMs > 0 && requestTimeoutMs <= 600_000)
+  ) {
+    throw fail('requestTimeoutMs must be a positive integer of milliseconds, at most 600000');
+  }
+}
+
+function checkEndpoint(value: unknown, label: string, fail: (reason: string) => Error): void {
+  let url: URL | undefined;
+  try {
+    url = typeof value === 'string' ? new URL(value) : undefined;
+  } catch {
+    url = undefined;
+  }
+  // The value is not echoed: an endpoint URL may carry user info.
+  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+    throw fail(`${label} must be an http(s) URL`);
+  }
+}
+
+function validateTarget(secretId: unknown, options: AwsSecretOptions, provider: string): Target {
+  const fail = (reason: string) => new ConfigurationError(reason, { provider });
+  if (typeof secretId !== 'string' || secretId.length === 0 || secretId.length > 2048) {
+    throw fail('secret id must be a secret name or ARN of 1 to 2048 characters');
+  }
+  if (/[?#\s]/.test(secretId)) {
+    throw fail(`secret id "${secretId}" contains a character that no secret name or ARN has (?, # or space)`);
+  }
+  const { versionStage, versionId } = options;
+  if (versionStage !== undefined && (typeof versionStage !== 'string' || !/^.{1,256}$/.test(versionStage))) {
+    throw fail(`versionStage for ${secretId} must be a label of 1 to 256 characters`);
+  }
+  if (versionId !== undefined && (typeof versionId !== 'string' || !/^[\x21-\x7e]{32,64}$/.test(versionId))) {
+    throw fail(`versionId for ${secretId} must be a version id of 32 to 64 characters`);
+  }
+  // AWSCURRENT is the default: both spellings must share one id, hence one fetch.
+  const stage = versionStage === CURRENT && versionId === undefined ? undefined : versionStage;
+  return { secretId, versionStage: stage, versionId };
+}
+
+const TRANSIENT_NAMES = new Set([
+  'ThrottlingException',
+  'TooManyRequestsException',
+  'RequestLimitExceeded',
+  'InternalServiceError',
+  'InternalFailure',
+  'ServiceUnavailable',
+  'ServiceUnavailableException',
+  'RequestTimeout',
+  'RequestTimeoutException',
+  'TimeoutError',
+  // The default chain fetches fresh credentials on the next call.
+  'ExpiredTokenException',
+]);
+const NETWORK_CODES = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+]);
+
+interface AwsLikeError {
+  name?: unknown;
+  code?: unknown;
+  message?: unknown;
+  $fault?: unknown;
+  $metadata?: { httpStatusCode?: unknown };
+}
+
+/** Turns an SDK error (or a batch `Errors[]` entry made into one) into the library's errors, keeping the cause. */
+function toError(err: unknown, ref: SecretRef, signal?: AbortSignal): Error {
+  if (err instanceof TlsSecretsError) return err;
+  const context = { ref: describeRef(ref), provider: ref.provider.name, cause: err };
+  const e = (typeof err === 'object' && err !== null ? err : {}) as AwsLikeError;
+  const name = typeof e.name === 'string' ? e.name : 'Error';
+  const status = typeof e.$metadata?.httpStatusCode === 'number' ? e.$metadata.httpStatusCode : undefined;
+  const fetchError = (reason: string, transient: boolean) =>
+    new FetchError(`AWS Secrets Manager: ${reason}`, { ...context, transient });
+
+  if (signal?.aborted || name === 'AbortError') return fetchError('request aborted', true);
+  switch (name) {
+    case 'ResourceNotFoundException':
+      return new SecretNotFoundError(
+        parseTarget(ref.id).versionId || parseTarget(ref.id).versionStage
+          ? 'AWS Secrets Manager: secret or version not found (ResourceNotFoundException)'
+          : 'AWS Secrets Manager: secret not found (ResourceNotFoundException)',
+        context,
+      );
+    case 'DecryptionFailure':
+      return fetchError(
+        'KMS could not decrypt the secret (DecryptionFailure): check kms:Decrypt on its key',
+        false,
+      );
+    case 'AccessDeniedException':
+      return fetchError('access denied (AccessDeniedException): check the IAM policy for this secret', false);
+    case 'InvalidRequestException':
+      return /delet/i.test(typeof e.message === 'string' ? e.message : '')
+        ? fetchError(
+            'secret is scheduled for deletion (InvalidRequestException): restore it with RestoreSecret or point the reference elsewhere',
+            false,
+          )
+        : fetchError(
+            'request refused (InvalidRequestException): the secret or the version asked for cannot be read in its current state',
+            false,
+          );
+    case 'InvalidParameterException':
+      return fetchError(
+        'request refused (InvalidParameterException): check the secret id, versionId and versionStage',
+        false,
+      );
+    case 'CredentialsProviderError':
+      return fetchError(
+        'no AWS credentials found by the SDK default chain (CredentialsProviderError)',
+        false,
+      );
+    case 'TimeoutError':
+      return fetchError('request timed out (TimeoutError)', true);
+  }
+  if (e.message === 'Region is missing') {
+    return fetchError('no region configured: set the region option or AWS_REGION', false);
+  }
+  if (TRANSIENT_NAMES.has(name)) return fetchError(`service unavailable or throttling (${name})`, true);
+  if (e.$fault === 'server' || (status !== undefined && status >= 500)) {
+    return fetchError(`server error (${name}${status ? `, HTTP ${status}` : ''})`, true);
+  }
+  if (typeof e.code === 'string' && NETWORK_CODES.has(e.code))
+    return fetchError(`network error (${e.code})`, true);
+  if (e.$fault === 'client') return fetchError(`request refused (${name})`, false);
+  // No AWS fault and no known code: a connection or runtime failure, worth another try.
+  return fetchError(`request failed (${name})`, true);
+}
+
+function batchEntryError(entry: APIErrorType): Error {
+  const error = new Error(entry.Message ?? entry.ErrorCode ?? 'batch entry failed');
+  error.name = entry.ErrorCode ?? 'Error';
+  return error;
+}
+
+/** Runs `fn` over `items` with at most `limit` in flight. */
+async function eachLimit<T>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const item = items[next++] as T;
+      await fn(item);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+
+function chunk<T>(items: readonly T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
+/** Whether a batch entry answers the requested SecretId (a name, a full ARN or an ARN without its suffix). */
+function answers(entry: { Name?: string; ARN?: string }, secretId: string): boolean {
+  if (entry.Name === secretId || entry.ARN === secretId) return true;
+  return secretId.startsWith('arn:') && entry.ARN?.startsWith(`${secretId}-`) === true;
+}
+
+export function awsSecretsManager(options: AwsSecretsManagerOptions = {}): AwsSecretsManagerProvider {
+  validateOptions(options);
+  const name = options.name ?? DEFAULT_NAME;
+  const region = options.client === undefined ? options.region : undefined;
+  let loading: Promise<{ sdk: Sdk; client: SecretsManagerClient }> | undefined;
+  let owned: SecretsManagerClient | undefined;
+  let closed = false;
+  // Learned once per provider: an identity without BatchGetSecretValue keeps being denied.
+  let batchDenied = false;
+
+  const load = (ref: SecretRef) => {
+    if (closed) {
+      return Promise.reject(
+        new FetchError('provider is closed', { ref: describeRef(ref), provider: name, transient: false }),
+      );
+    }
+    loading ??= (async () => {
+      let sdk: Sdk;
+      try {
+        sdk = await import('@aws-sdk/client-secrets-manager');
+      } catch (err) {
+        loading = undefined;
+        throw new FetchError(
+          'the optional dependency @aws-sdk/client-secrets-manager is not installed: npm install @aws-sdk/client-secrets-manager',
+          { ref: describeRef(ref), provider: name, transient: false, cause: safeCause(err) },
+        );
+      }
+      if (options.client) return { sdk, client: options.client };
+      if (closed)
+        throw new FetchError('provider is closed', {
+          ref: describeRef(ref),
+          provider: name,
+          transient: false,
+        });
+      owned = new sdk.SecretsManagerClient({
+        ...(options.region === undefined ? {} : { region: options.region }),
+        ...(options.endpoint === undefined ? {} : { endpoint: options.endpoint }),
+        ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
+        maxAttempts: options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
+        requestHandler: {
+          connectionTimeout: CONNECTION_TIMEOUT_MS,
+          requestTimeout: options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
+          // Without it the SDK only logs a warning when requestTimeout passes.
+          throwOnRequestTimeout: true,
+        },
+      });
+      return { sdk, client: owned };
+    })();
+    return loading;
+  };
+
+  const toResult = (ref: SecretRef, entry: SecretValueEntry): FetchResult => {
+    const value = entry.SecretString ?? entry.SecretBinary;
+    if (value === undefined) {
+      throw new InvalidMaterialError(
+        'AWS Secrets Manager: secret version has neither SecretString nor SecretBinary',
+        {
+          ref: describeRef(ref),
+          provider: name,
+        },
+      );
+    }
+    return { value, ...(entry.VersionId === undefined ? {} : { version: entry.VersionId }) };
+  };
+
+  const fetchOne = async (ref: SecretRef, signal: AbortSignal): Promise<FetchResult> => {
+    const target = parseTarget(ref.id);
+    try {
+      const { sdk, client } = await load(ref);
+      const out = await client.send(
+        new sdk.GetSecretValueCommand({
+          SecretId: target.secretId,
+          ...(target.versionId === undefined ? {} : { VersionId: target.versionId }),
+          // AWSCURRENT is the service default, but moto moves it without updating its default: name it.
+          ...(target.versionStage === undefined && target.versionId !== undefined
+            ? {}
+            : { VersionStage: target.versionStage ?? CURRENT }),
+        }),
+        { abortSignal: signal },
+      );
+      return toResult(ref, out);
+    } catch (err) {
+      throw toError(err, ref, signal);
+    }
+  };
+
+  const settle = async (ref: SecretRef, signal: AbortSignal): Promise<FetchResult | Error> =>
+    fetchOne(ref, signal).catch((err: unknown) => toError(err, ref, signal));
+
+  /** One BatchGetSecretValue call for up to 20 secret ids; `refsById` lists the references asking for each. */
+  const fetchBatch = async (
+    ids: readonly string[],
+    refsById: ReadonlyMap<string, SecretRef[]>,
+    put: (ref: SecretRef, result: FetchResult | Error) => void,
+    signal: AbortSignal,
+  ): Promise<void> => {
+    const all = ids.flatMap((id) => refsById.get(id) ?? []);
+    const first = all[0];
+    if (!first) return;
+    const entries: SecretValueEntry[] = [];
+    const errors: APIErrorType[] = [];
+    try {
+      const { sdk, client } = await load(first);
+      let token: string | undefined;
+      // With SecretIdList the service answers at most 20 in one page; the loop is for a service that pages anyway.
+      for (let page = 0; page < 5; page++) {
+        const out = await client.send(
+          new sdk.BatchGetSecretValueCommand({
+            SecretIdList: [...ids],
+            ...(token ? { NextToken: token } : {}),
+          }),
+          { abortSignal: signal },
+        );
+        entries.push(...(out.SecretValues ?? []));
+        errors.push(...(out.Errors ?? []));
+        token = out.NextToken || undefined;
+        if (!token) break;
+      }
+    } catch (err) {
+      if ((err as { name?: unknown } | null)?.name === 'AccessDeniedException' && !signal.aborted) {
+        batchDenied = true;
+        await eachLimit(all, CONCURRENCY, async (ref) => put(ref, await settle(ref, signal)));
+        return;
+      }
+      for (const ref of all) put(ref, toError(err, ref, signal));
+      return;
+    }
+    const unanswered: SecretRef[] = [];
+    for (const id of ids) {
+      const refs = refsById.get(id) ?? [];
+      const entry = entries.find((candidate) => answers(candidate, id));
+      const failure = entry ? undefined : errors.find((candidate) => candidate.SecretId === id);
+      for (const ref of refs) {
+        if (entry) {
+          try {
+            put(ref, toResult(ref, entry));
+          } catch (err) {
+            put(ref, toError(err, ref));
+          }
+        } else if (failure) put(ref, toError(batchEntryError(failure), ref));
+        else unanswered.push(ref);
+      }
+    }
+    // An id the batch neither answered nor refused: ask for it alone rather than guess.
+    await eachLimit(unanswered, CONCURRENCY, async (ref) => put(ref, await settle(ref, signal)));
+  };
+
+  const provider: AwsSecretsManagerProvider = {
+    name,
+    secret: (secretId, refOptions = {}) => {
+      const target = validateTarget(secretId, refOptions, name);
+      const { jsonKey, encoding } = refOptions;
+      return createRef(provider, targetId(target), {
+        ...(jsonKey === undefined ? {} : { jsonKey }),
+        ...(encoding === undefined ? {} : { encoding }),
+      });
+    },
+    ref: (secretId, refOptions) => provider.secret(secretId, refOptions),
+
+    fetch: fetchOne,
+
+    async fetchMany(refs, signal) {
+      const results = new Map<SecretRef, FetchResult | Error>();
+      const put = (ref: SecretRef, result: FetchResult | Error): void => {
+        results.set(ref, result);
+      };
+      const refsById = new Map<string, SecretRef[]>();
+      const singles: SecretRef[] = [];
+      for (const ref of refs) {
+        const target = parseTarget(ref.id);
+        if (batchDenied || target.versionId !== undefined || target.versionStage !== undefined) {
+          singles.push(ref);
+          continue;
+        }
+        const list = refsById.get(target.secretId);
+        if (list) list.push(ref);
+        else refsById.set(target.secretId, [ref]);
+      }
+      // A batch of one costs the same call count and needs a wider IAM policy: read it alone.
+      if (refsById.size === 1) {
+        for (const list of refsById.values()) singles.push(...list);
+        refsById.clear();
+      }
+      const tasks: (() => Promise<void>)[] = [
+        ...chunk([...refsById.keys()], BATCH_LIMIT).map(
+          (ids) => () => fetchBatch(ids, refsById, put, signal),
+        ),
+        ...singles.map((ref) => async () => put(ref, await settle(ref, signal))),
+      ];
+      await eachLimit(tasks, CONCURRENCY, (task) => task());
+      return refs.map((ref) => results.get(ref) ?? toError(new Error('no result'), ref, signal));
+    },
+
+    async currentVersion(ref, signal) {
+      const target = parseTarget(ref.id);
+      try {
+        const { sdk, client } = await load(ref);
+        const out = await client.send(new sdk.DescribeSecretCommand({ SecretId: target.secretId }), {
+          abortSignal: signal,
+        });
+        if (out.DeletedDate) {
+          throw new FetchError(
+            'AWS Secrets Manager: secret is scheduled for deletion (DeletedDate set): restore it with RestoreSecret or point the reference elsewhere',
+            { ref: describeRef(ref), provider: name, transient: false },
+          );
+        }
+        // The resolver probes again just after a scheduled rotation; pinned versions never change.
+        const changesAt = target.versionId === undefined ? out.NextRotationDate : undefined;
+        const versions = out.VersionIdsToStages ?? {};
+        let version: string | undefined;
+        if (target.versionId !== undefined) {
+          const stages = versions[target.versionId];
+          const stageHeld = target.versionStage === undefined || stages?.includes(target.versionStage);
+          version = stages && stageHeld ? target.versionId : undefined;
+        } else {
+          const stage = target.versionStage ?? CURRENT;
+          version = Object.entries(versions).find(([, stages]) => stages.includes(stage))?.[0];
+        }
+        return changesAt ? { version, changesAt } : version;
+      } catch (err) {
+        throw toError(err, ref, signal);
+      }
+    },
+
+    async close() {
+      if (closed) return;
+      closed = true;
+      // A client handed in belongs to the caller; only one built here is torn down.
+      await loading?.catch(() => undefined);
+      owned?.destroy();
+      owned = undefined;
+    },
+  };
+
+  // Credentials and the client stay out of logs and JSON.
+  const shown = region === undefined ? `name: '${name}'` : `name: '${name}', region: '${region}'`;
+  Object.defineProperty(provider, inspect.custom, { value: () => `AwsSecretsManagerProvider { ${shown} }` });
+  Object.defineProperty(provider, 'toJSON', {
+    value: () => (region === undefined ? { provider: name } : { provider: name, region }),
+  });
+  return provider;
+}
