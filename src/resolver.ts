@@ -74,6 +74,7 @@ interface Shape {
   passphrase?: Slot;
   ticketKeys?: Slot;
   dhparam?: Slot;
+  psk: { identity: string; slot: Slot }[];
 }
 
 /** One fetch: every reference with the same provider and id shares it. */
@@ -172,7 +173,29 @@ function parseSpec(spec: TlsSecretsSpec): Shape {
     ...(spec.passphrase === undefined ? {} : { passphrase: slot('passphrase', spec.passphrase) }),
     ...(spec.ticketKeys === undefined ? {} : { ticketKeys: slot('ticketKeys', spec.ticketKeys, true) }),
     ...(spec.dhparam === undefined ? {} : { dhparam: slot('dhparam', spec.dhparam) }),
+    psk: parsePsk(spec, slot),
   };
+}
+
+function parsePsk(spec: TlsSecretsSpec, slot: (path: string, value: unknown, binary?: boolean) => Slot) {
+  if (spec.psk === undefined) {
+    if (spec.pskIdentity !== undefined) throw new ConfigurationError('pskIdentity is given without psk');
+    return [];
+  }
+  if (typeof spec.psk !== 'object' || spec.psk === null) {
+    throw new ConfigurationError('psk must map identities to keys', { field: 'psk' });
+  }
+  const entries = Object.entries(spec.psk).map(([identity, value]) => ({
+    identity,
+    slot: slot(`psk[${identity}]`, value, true),
+  }));
+  if (entries.length === 0) throw new ConfigurationError('psk names no identity', { field: 'psk' });
+  if (spec.pskIdentity !== undefined && !Object.hasOwn(spec.psk, spec.pskIdentity)) {
+    throw new ConfigurationError(`pskIdentity "${spec.pskIdentity}" is not an identity in psk`, {
+      field: 'pskIdentity',
+    });
+  }
+  return entries;
 }
 
 function allSlots(shape: Shape): Slot[] {
@@ -183,6 +206,7 @@ function allSlots(shape: Shape): Slot[] {
   }
   slots.push(...shape.cert, ...shape.ca, ...shape.crl);
   for (const single of [shape.passphrase, shape.ticketKeys, shape.dhparam]) if (single) slots.push(single);
+  for (const { slot } of shape.psk) slots.push(slot);
   return slots;
 }
 
@@ -245,7 +269,7 @@ function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
 
 export class Resolver extends EventEmitter<ResolverEvents> {
   readonly #options: Required<ResolverOptions>;
-  readonly #passThrough: Omit<TlsSecretsSpec, (typeof SECRET_FIELDS)[number]>;
+  readonly #passThrough: Omit<TlsSecretsSpec, (typeof SECRET_FIELDS)[number] | 'psk'>;
   readonly #shape: Shape;
   readonly #slots: Slot[];
   readonly #units: Unit[] = [];
@@ -271,6 +295,7 @@ export class Resolver extends EventEmitter<ResolverEvents> {
     this.#slots = allSlots(this.#shape);
     const passThrough: Record<string, unknown> = { ...spec };
     for (const field of SECRET_FIELDS) delete passThrough[field];
+    delete passThrough.psk;
     this.#passThrough = passThrough;
 
     const byProvider = new Map<Provider, Map<string, Unit>>();
@@ -313,6 +338,16 @@ export class Resolver extends EventEmitter<ResolverEvents> {
       }
     }
     return generation.options;
+  }
+
+  /**
+   * A server `pskCallback` answering from the generation being served, for `tls.createServer` and other
+   * servers you create (`createServer()` installs it by itself). Unknown identities are refused.
+   * Undefined when the spec has no `psk`.
+   */
+  serverPskCallback(): ((socket: unknown, identity: string) => Buffer | null) | undefined {
+    if (this.#shape.psk.length === 0) return undefined;
+    return (_socket, identity) => this.#generation?.bundle.psk.get(identity) ?? null;
   }
 
   /** Checks every source now (version probes where the store offers them) and rotates if anything changed. */
@@ -563,6 +598,7 @@ export class Resolver extends EventEmitter<ResolverEvents> {
       ...(shape.passphrase ? { passphrase: item(shape.passphrase) } : {}),
       ...(shape.ticketKeys ? { ticketKeys: item(shape.ticketKeys) } : {}),
       ...(shape.dhparam ? { dhparam: item(shape.dhparam) } : {}),
+      psk: shape.psk.map(({ identity, slot }) => ({ identity, item: item(slot) })),
     };
     const digest = createHash('sha256')
       .update([...slotDigests].map(([path, hash]) => `${path}=${hash}`).join('\n'))
@@ -574,11 +610,18 @@ export class Resolver extends EventEmitter<ResolverEvents> {
       verifyChain: this.#options.verifyChain,
       contextOptions: this.#passThrough as SecureContextOptions,
     });
-    const options = redactOptions({
-      ...this.#passThrough,
+    const { pskIdentity, ...passThrough } = this.#passThrough;
+    const options: ResolvedOptions = {
+      ...passThrough,
       ...bundle.options,
       secureContext: bundle.secureContext,
-    });
+    };
+    if (bundle.psk.size > 0) {
+      const identity = pskIdentity ?? [...bundle.psk.keys()][0] ?? '';
+      const psk = bundle.psk.get(identity);
+      if (psk) options.pskCallback = () => ({ psk, identity });
+    }
+    redactOptions(options);
     return { number, options, bundle, digest, slotDigests, versions, expiringSent: new Set() };
   }
 

@@ -53,7 +53,11 @@ export function createServer(
   options: TlsOptions = {},
   secureConnectionListener?: (socket: TLSSocket) => void,
 ): Server {
-  const server = tlsCreateServer(options, secureConnectionListener);
+  const pskCallback = resolver.serverPskCallback();
+  const server = tlsCreateServer(
+    { ...(pskCallback ? { pskCallback } : {}), ...options },
+    secureConnectionListener,
+  );
   const listen = server.listen.bind(server) as (...args: unknown[]) => Server;
   server.listen = ((...args: unknown[]) => {
     attach(server, resolver, options).then(

@@ -40,6 +40,13 @@ export interface TlsSecretsSpec extends Omit<ConnectionOptions, SecretField | 's
   pfx?: OneOrMany<Source | PfxSource>;
   ticketKeys?: Source<Buffer>;
   dhparam?: Source;
+  /**
+   * Pre-shared keys by identity. The resolver builds the client `pskCallback` (offering `pskIdentity`) and
+   * the server's (see `Resolver.serverPskCallback`). Keys are bytes: `binary` or `base64` references.
+   */
+  psk?: Readonly<Record<string, Source<Buffer | string>>>;
+  /** The identity a client offers. Default: the only identity in `psk`. */
+  pskIdentity?: string;
 }
 
 export interface ResolverOptions {

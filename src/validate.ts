@@ -30,6 +30,7 @@ export interface Material {
   passphrase?: Item;
   ticketKeys?: Item;
   dhparam?: Item;
+  psk: { identity: string; item: Item }[];
 }
 
 export interface ValidatedBundle {
@@ -38,6 +39,7 @@ export interface ValidatedBundle {
   readonly secureContext: SecureContext;
   readonly certificates: readonly CertificateInfo[];
   readonly notAfter: Date | undefined;
+  readonly psk: ReadonlyMap<string, Buffer>;
 }
 
 export interface ValidateOptions {
@@ -157,6 +159,16 @@ export function validateMaterial(material: Material, options: ValidateOptions): 
         `ticketKeys must be exactly 48 bytes, got ${length}${typeof bytes === 'string' ? ' of text (use encoding "base64" or "binary")' : ''}`,
       );
     }
+  }
+
+  const psk = new Map<string, Buffer>();
+  for (const { identity, item } of material.psk) {
+    const bytes = typeof item.value === 'string' ? Buffer.from(item.value, 'utf8') : item.value;
+    // OpenSSL's limit (PSK_MAX_PSK_LEN); below 16 bytes a PSK is guessable.
+    if (bytes.length < 16 || bytes.length > 512) {
+      throw invalid(item, `PSK for identity "${identity}" must be 16 to 512 bytes, got ${bytes.length}`);
+    }
+    psk.set(identity, bytes);
   }
 
   const ca = material.ca.flatMap((item) => splitEntries(item, ['CERTIFICATE', 'TRUSTED CERTIFICATE'], 'CA'));
@@ -294,5 +306,5 @@ export function validateMaterial(material: Material, options: ValidateOptions): 
     (earliest, info) => (!earliest || info.notAfter < earliest ? info.notAfter : earliest),
     undefined,
   );
-  return { options: secretOptions, secureContext, certificates, notAfter };
+  return { options: secretOptions, secureContext, certificates, notAfter, psk };
 }
