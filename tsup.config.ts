@@ -7,6 +7,7 @@ export default defineConfig({
     'providers/env': 'providers/env.ts',
     'providers/file': 'providers/file.ts',
     'providers/aws-secrets-manager': 'providers/aws-secrets-manager.ts',
+    'providers/vault': 'providers/vault/index.ts',
   },
   format: ['esm', 'cjs'],
   dts: true,

@@ -1,0 +1,131 @@
+/**
+ * Maps what node-vault rejects with onto the library's errors. node-vault rejects with an ApiResponseError
+ * (`response.statusCode`, `response.body`) for every status but 200/204, and with a raw AxiosError for network
+ * failures. The AxiosError carries the request config, so the token header and login bodies: it never
+ * becomes a cause as it is.
+ */
+import { FetchError, SecretNotFoundError, safeCause, TlsSecretsError } from '../../src/errors.js';
+
+export interface ErrorWhere {
+  provider: string;
+  /** `<provider>:<id>[#field]`, or undefined for provider-level calls such as login. */
+  ref: string | undefined;
+  /** What was being done, e.g. `read secret/data/app`. Paths only, never values. */
+  action: string;
+  requestTimeoutMs: number;
+}
+
+/** The Vault answer as a cause: status and Vault's own error strings (diagnostics, no secret material). */
+export class VaultResponseError extends Error {
+  readonly statusCode: number;
+  constructor(statusCode: number, errors: readonly string[]) {
+    const detail = errors.join('; ').slice(0, 500);
+    super(detail ? `Vault HTTP ${statusCode}: ${detail}` : `Vault HTTP ${statusCode}`);
+    this.name = 'VaultResponseError';
+    this.statusCode = statusCode;
+  }
+}
+
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ETIMEDOUT',
+  'ECONNABORTED',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EPIPE',
+  'ERR_NETWORK',
+  'ERR_SOCKET_CONNECTION_TIMEOUT',
+]);
+const TIMEOUT_CODES = new Set(['ETIMEDOUT', 'ECONNABORTED', 'ERR_SOCKET_CONNECTION_TIMEOUT']);
+
+export interface VaultHttpFailure {
+  statusCode: number;
+  body: unknown;
+}
+
+/** The status and body of a Vault HTTP error, or undefined for anything else. */
+export function httpFailure(err: unknown): VaultHttpFailure | undefined {
+  const response = (err as { response?: { statusCode?: unknown; body?: unknown } } | null)?.response;
+  if (response && typeof response.statusCode === 'number') {
+    return { statusCode: response.statusCode, body: response.body };
+  }
+  return undefined;
+}
+
+function vaultErrors(body: unknown): string[] {
+  const errors = (body as { errors?: unknown } | null | undefined)?.errors;
+  return Array.isArray(errors) ? errors.filter((e): e is string => typeof e === 'string') : [];
+}
+
+/**
+ * KV v2 answers a deleted or destroyed version with 404 and the full envelope, `data.metadata` included; a key
+ * or version that never existed gets `{"errors":[]}`.
+ */
+function notFoundReason(body: unknown): string {
+  const metadata = (body as { data?: { metadata?: unknown } } | null | undefined)?.data?.metadata;
+  if (typeof metadata !== 'object' || metadata === null) return 'secret not found';
+  return (metadata as { destroyed?: unknown }).destroyed === true
+    ? 'secret version destroyed'
+    : 'secret version deleted';
+}
+
+export function isPermissionDenied(err: unknown): boolean {
+  return httpFailure(err)?.statusCode === 403;
+}
+
+/** The HTTP status behind a mapped error, when Vault answered at all. */
+export function statusOf(err: unknown): number | undefined {
+  const cause = (err as { cause?: unknown } | null)?.cause;
+  return cause instanceof VaultResponseError ? cause.statusCode : undefined;
+}
+
+export function timeoutError(where: ErrorWhere, cause?: unknown): FetchError {
+  return new FetchError(`Vault request timed out after ${where.requestTimeoutMs} ms (${where.action})`, {
+    provider: where.provider,
+    ref: where.ref,
+    transient: true,
+    cause,
+  });
+}
+
+export function mapVaultError(err: unknown, where: ErrorWhere): TlsSecretsError {
+  if (err instanceof TlsSecretsError) return err;
+  const context = { provider: where.provider, ref: where.ref };
+  const http = httpFailure(err);
+  if (http) {
+    const { statusCode, body } = http;
+    const errors = vaultErrors(body);
+    const cause = new VaultResponseError(statusCode, errors);
+    const fetchError = (reason: string, transient: boolean) =>
+      new FetchError(`${reason} (${where.action})`, { ...context, transient, cause });
+    if (statusCode === 404) return new SecretNotFoundError(notFoundReason(body), { ...context, cause });
+    if (statusCode === 403) return fetchError('Vault denied permission', false);
+    if (statusCode === 429) return fetchError('Vault rate limit exceeded (429)', true);
+    if (statusCode === 503) {
+      const sealed = errors.some((e) => /sealed/i.test(e));
+      return fetchError(sealed ? 'Vault is sealed (503)' : 'Vault is unavailable (503)', true);
+    }
+    // 412: Enterprise eventual consistency asks the client to retry.
+    if (statusCode === 412 || statusCode >= 500)
+      return fetchError(`Vault server error (${statusCode})`, true);
+    return fetchError(`Vault rejected the request (${statusCode})`, false);
+  }
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && TIMEOUT_CODES.has(code)) return timeoutError(where, safeCause(err));
+  if (typeof code === 'string' && NETWORK_CODES.has(code)) {
+    return new FetchError(`cannot reach Vault (${code}; ${where.action})`, {
+      ...context,
+      transient: true,
+      cause: safeCause(err),
+    });
+  }
+  // TLS verification failures and anything unknown: name and code survive, the message may not.
+  const tlsProblem = typeof code === 'string' && /CERT|SELF_SIGNED|UNABLE_TO|ERR_TLS|ERR_SSL/.test(code);
+  return new FetchError(
+    tlsProblem ? `TLS to Vault failed (${code}; ${where.action})` : `Vault request failed (${where.action})`,
+    { ...context, transient: !tlsProblem, cause: safeCause(err) },
+  );
+}

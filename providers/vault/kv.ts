@@ -1,0 +1,183 @@
+/**
+ * KV secrets (v1 and v2). A reference names a full path (`secret/app/tls`); the mount and its KV version are
+ * asked of Vault once per mount (`sys/internal/ui/mounts/<path>`, what the `vault kv` CLI does) and kept.
+ */
+import { createHash } from 'node:crypto';
+import { FetchError, SecretNotFoundError } from '../../src/errors.js';
+import type { FetchResult } from '../../src/provider.js';
+import { statusOf } from './errors.js';
+import type { VaultSession } from './session.js';
+
+export interface KvSpec {
+  kind: 'kv';
+  path: string;
+  version: number | undefined;
+  kvVersion: 1 | 2 | undefined;
+  mount: string | undefined;
+}
+
+interface MountInfo {
+  /** Mount path with its trailing slash, as Vault reports it (`secret/`). */
+  mount: string;
+  kvVersion: 1 | 2;
+}
+
+export function encodePath(path: string): string {
+  return path.split('/').map(encodeURIComponent).join('/');
+}
+
+/** Identifies what one read returns: every field of one path (and pinned version) shares it. */
+export function kvId(spec: KvSpec): string {
+  const query = [
+    spec.version !== undefined && `version=${spec.version}`,
+    spec.mount !== undefined && `mount=${spec.mount}`,
+    spec.kvVersion !== undefined && `kv=${spec.kvVersion}`,
+  ].filter(Boolean);
+  return query.length ? `${spec.path}?${query.join('&')}` : spec.path;
+}
+
+/** KV v1 keeps no versions: a hash of the content stands in, so a change is still a new version. */
+export function contentVersion(value: unknown): string {
+  return `sha256:${createHash('sha256').update(canonicalJson(value)).digest('hex').slice(0, 16)}`;
+}
+
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (typeof value === 'object' && value !== null) {
+    const entries = Object.keys(value)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`);
+    return `{${entries.join(',')}}`;
+  }
+  return JSON.stringify(value) ?? 'null';
+}
+
+export class KvEngine {
+  /** Known mounts by path. Vault refuses a mount inside another, so a prefix match is unambiguous. */
+  private readonly mounts = new Map<string, MountInfo>();
+  /** Paths whose metadata the token may not read: version probes fall back to full reads there. */
+  private readonly metadataDenied = new Set<string>();
+
+  constructor(
+    private readonly session: VaultSession,
+    private readonly providerName: string,
+  ) {}
+
+  async fetch(spec: KvSpec, ref: string, signal: AbortSignal): Promise<FetchResult> {
+    const { mount, kvVersion, rest } = await this.locate(spec, ref, signal);
+    if (kvVersion === 1) {
+      if (spec.version !== undefined) {
+        throw this.fail(`version pinning needs KV v2, but ${mount} is KV v1`, ref);
+      }
+      const response = await this.session.call(
+        { method: 'read', path: encodePath(mount + rest), ref },
+        signal,
+      );
+      const data = (response as { data?: unknown } | null)?.data;
+      if (!isMap(data))
+        throw new SecretNotFoundError('secret not found', { provider: this.providerName, ref });
+      return { value: data, version: contentVersion(data) };
+    }
+    const query = spec.version === undefined ? '' : `?version=${spec.version}`;
+    const response = await this.session.call(
+      { method: 'read', path: `${encodePath(mount)}data/${encodePath(rest)}${query}`, ref },
+      signal,
+    );
+    const body = (response as { data?: { data?: unknown; metadata?: { version?: unknown } } } | null)?.data;
+    if (!isMap(body?.data)) {
+      // A version deleted in the future still reads; a null map here means it is gone.
+      throw new SecretNotFoundError('secret version deleted', { provider: this.providerName, ref });
+    }
+    const version = body.metadata?.version;
+    if (typeof version !== 'number') throw this.fail('KV v2 response carries no metadata.version', ref);
+    return { value: body.data, version: String(version) };
+  }
+
+  /** KV v2: the metadata's `current_version`, one small read. KV v1 has none: undefined lets the resolver compare content. */
+  async currentVersion(spec: KvSpec, ref: string, signal: AbortSignal): Promise<string | undefined> {
+    if (spec.version !== undefined) return String(spec.version);
+    const { mount, kvVersion, rest } = await this.locate(spec, ref, signal);
+    if (kvVersion === 1 || this.metadataDenied.has(spec.path)) return undefined;
+    let response: unknown;
+    try {
+      response = await this.session.call(
+        { method: 'read', path: `${encodePath(mount)}metadata/${encodePath(rest)}`, ref },
+        signal,
+      );
+    } catch (err) {
+      if (statusOf(err) !== 403) throw err;
+      this.metadataDenied.add(spec.path);
+      return undefined;
+    }
+    const current = (response as { data?: { current_version?: unknown } } | null)?.data?.current_version;
+    return typeof current === 'number' && current > 0 ? String(current) : undefined;
+  }
+
+  private async locate(
+    spec: KvSpec,
+    ref: string,
+    signal: AbortSignal,
+  ): Promise<MountInfo & { rest: string }> {
+    const info = await this.mountOf(spec, ref, signal);
+    const rest = spec.path.slice(info.mount.length);
+    if (!`${spec.path}/`.startsWith(info.mount) || rest === '') {
+      throw this.fail(`path ${spec.path} does not name a secret inside mount ${info.mount}`, ref);
+    }
+    return { ...info, rest };
+  }
+
+  private async mountOf(spec: KvSpec, ref: string, signal: AbortSignal): Promise<MountInfo> {
+    if (spec.mount !== undefined && spec.kvVersion !== undefined) {
+      return { mount: `${spec.mount}/`, kvVersion: spec.kvVersion };
+    }
+    for (const info of this.mounts.values()) {
+      if (`${spec.path}/`.startsWith(info.mount)) return info;
+    }
+    let response: unknown;
+    try {
+      response = await this.session.call(
+        { method: 'read', path: `sys/internal/ui/mounts/${encodePath(spec.path)}`, ref },
+        signal,
+      );
+    } catch (err) {
+      // Vault answers 403 both for "no permission" and for "no such mount" here (so that mounts cannot be
+      // enumerated): an explicit kvVersion is the way around it.
+      if (statusOf(err) !== 403) throw err;
+      if (spec.kvVersion === undefined) {
+        throw new FetchError(
+          `cannot detect the KV mount of ${spec.path}: no such mount, or the token has no capability ` +
+            `under it; set the kvVersion (and mount) option`,
+          { provider: this.providerName, ref, transient: false, cause: err },
+        );
+      }
+      const info: MountInfo = {
+        mount: `${spec.mount ?? spec.path.split('/')[0]}/`,
+        kvVersion: spec.kvVersion,
+      };
+      this.mounts.set(info.mount, info);
+      return info;
+    }
+    const data = (
+      response as { data?: { path?: unknown; type?: unknown; options?: { version?: unknown } | null } }
+    )?.data;
+    const mount = data?.path;
+    if (typeof mount !== 'string' || !`${spec.path}/`.startsWith(mount)) {
+      throw this.fail(`unexpected answer detecting the mount of ${spec.path}`, ref);
+    }
+    // `generic` is the pre-0.8 name of KV v1.
+    if (data?.type !== 'kv' && data?.type !== 'generic') {
+      throw this.fail(`${mount} is a ${String(data?.type)} mount, not KV`, ref);
+    }
+    const info: MountInfo = { mount, kvVersion: data.options?.version === '2' ? 2 : 1 };
+    this.mounts.set(mount, info);
+    return info;
+  }
+
+  private fail(reason: string, ref: string): FetchError {
+    return new FetchError(reason, { provider: this.providerName, ref, transient: false });
+  }
+}
+
+function isMap(value: unknown): value is Readonly<Record<string, unknown>> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}

@@ -1,0 +1,386 @@
+/**
+ * The connection to Vault: the lazily loaded node-vault client, the token lifecycle (login, lookup,
+ * renewal, re-login) and one `call` that every Vault request goes through, which bounds it in time, retries
+ * it once after a fresh login when Vault answers 403, and maps every failure to the library's errors.
+ */
+import { readFile } from 'node:fs/promises';
+import { ConfigurationError, FetchError, safeCause } from '../../src/errors.js';
+import { type ErrorWhere, isPermissionDenied, mapVaultError, timeoutError } from './errors.js';
+import type { ResolvedOptions, VaultClient, VaultRequestOptions } from './options.js';
+
+export interface VaultCall {
+  method: 'read' | 'write';
+  /** Path under `/v1/`, already URL-encoded where it holds user input. */
+  path: string;
+  body?: object;
+  /** Reference description for errors. */
+  ref?: string;
+}
+
+/** Below this remaining lifetime a login token is treated as gone: a request would race its expiry. */
+const EXPIRY_MARGIN_MS = 1_000;
+/** Never re-arm a renewal timer faster than this, whatever TTL Vault hands out. */
+const MIN_TIMER_MS = 100;
+
+interface TokenState {
+  token: string;
+  /** Epoch ms when the token stops working; undefined for tokens without TTL (root, dev). */
+  expiresAt: number | undefined;
+  ttlMs: number;
+  renewable: boolean;
+}
+
+export class VaultSession {
+  private clientPromise: Promise<VaultClient> | undefined;
+  private state: TokenState | undefined;
+  private authInFlight: Promise<TokenState> | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  /** Aborts background renewals and logins at close. */
+  private readonly background = new AbortController();
+  private closed = false;
+
+  constructor(private readonly options: ResolvedOptions) {}
+
+  get authMethod(): string {
+    return this.options.auth.method;
+  }
+
+  /** Runs one Vault request with the current token; after a 403, logs in again (where it can) and retries once. */
+  async call(call: VaultCall, signal: AbortSignal): Promise<unknown> {
+    const where = this.where(call);
+    this.assertOpen(where);
+    const client = await this.bounded(this.client(), signal, where, false);
+    const state = await this.bounded(this.currentToken(), signal, where, false);
+    try {
+      return await this.send(client, call, state.token, signal, where);
+    } catch (err) {
+      if (!isPermissionDenied(err) || !this.canLogin() || this.closed) throw mapVaultError(err, where);
+      const fresh = await this.bounded(this.relogin(state), signal, where, false);
+      try {
+        return await this.send(client, call, fresh.token, signal, where);
+      } catch (retryErr) {
+        throw mapVaultError(retryErr, where);
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.background.abort();
+    this.state = undefined;
+  }
+
+  private where(call: Pick<VaultCall, 'method' | 'path' | 'ref'>): ErrorWhere {
+    return {
+      provider: this.options.name,
+      ref: call.ref,
+      action: `${call.method} ${call.path.split('?')[0]}`,
+      requestTimeoutMs: this.options.requestTimeoutMs,
+    };
+  }
+
+  private assertOpen(where: ErrorWhere): void {
+    if (this.closed) {
+      throw new FetchError('vault provider is closed', {
+        provider: where.provider,
+        ref: where.ref,
+        transient: false,
+      });
+    }
+  }
+
+  private canLogin(): boolean {
+    return this.options.auth.method !== 'token';
+  }
+
+  private client(): Promise<VaultClient> {
+    this.clientPromise ??= this.createClient().catch((err: unknown) => {
+      this.clientPromise = undefined;
+      throw err;
+    });
+    return this.clientPromise;
+  }
+
+  private async createClient(): Promise<VaultClient> {
+    const { client, endpoint, namespace, tls, requestTimeoutMs } = this.options;
+    if (client) return client;
+    let factory: typeof import('node-vault');
+    try {
+      // Loaded here so that users who never use Vault need not install it (optional peer dependency).
+      factory = (await import('node-vault')).default;
+    } catch (err) {
+      throw new ConfigurationError('the vault provider needs node-vault: npm install node-vault', {
+        provider: this.options.name,
+        cause: safeCause(err),
+      });
+    }
+    const created = factory({
+      endpoint,
+      ...(namespace ? { namespace } : {}),
+      requestOptions: {
+        timeout: requestTimeoutMs,
+        ...(tls?.ca !== undefined ? { ca: tls.ca as string | Buffer | (string | Buffer)[] } : {}),
+        ...(tls?.cert !== undefined ? { cert: tls.cert } : {}),
+        ...(tls?.key !== undefined ? { key: tls.key } : {}),
+      },
+    });
+    // node-vault falls back to VAULT_TOKEN; the token travels per request instead, so login calls go out
+    // without one and the client object never holds a secret.
+    created.token = '';
+    return created;
+  }
+
+  private requestOptions(token: string | undefined): VaultRequestOptions {
+    const headers: Record<string, string> = {};
+    if (token) headers['X-Vault-Token'] = token;
+    if (this.options.namespace) headers['X-Vault-Namespace'] = this.options.namespace;
+    return { timeout: this.options.requestTimeoutMs, headers };
+  }
+
+  /** One HTTP request; `token` undefined sends none (login endpoints must not see a stale token). */
+  private send(
+    client: VaultClient,
+    call: VaultCall,
+    token: string | undefined,
+    signal: AbortSignal,
+    where: ErrorWhere,
+  ): Promise<unknown> {
+    const opts = this.requestOptions(token);
+    // node-vault adds `client.token` when no token header is given, and reads it synchronously inside
+    // read()/write(): blank it for the duration of the call for unauthenticated requests.
+    const saved = client.token;
+    if (token === undefined) client.token = '';
+    let pending: Promise<unknown>;
+    try {
+      pending =
+        call.method === 'read'
+          ? client.read(call.path, opts)
+          : client.write(call.path, call.body ?? {}, opts);
+    } finally {
+      if (token === undefined) client.token = saved;
+    }
+    return this.bounded(pending, signal, where, true);
+  }
+
+  /**
+   * Settles with `promise`, or rejects when `signal` aborts or the request timeout passes. node-vault cannot
+   * take an AbortSignal, and its axios timeout only fires on an idle socket: this bound holds either way.
+   */
+  private bounded<T>(
+    promise: Promise<T>,
+    signal: AbortSignal,
+    where: ErrorWhere,
+    timed: boolean,
+  ): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const onAbort = () =>
+        reject(
+          new FetchError(`Vault request aborted (${where.action})`, {
+            provider: where.provider,
+            ref: where.ref,
+            transient: true,
+            cause: signal.reason,
+          }),
+        );
+      if (signal.aborted) {
+        onAbort();
+        return;
+      }
+      const timer = timed ? setTimeout(() => reject(timeoutError(where)), where.requestTimeoutMs) : undefined;
+      signal.addEventListener('abort', onAbort, { once: true });
+      promise.then(resolve, reject).finally(() => {
+        if (timer) clearTimeout(timer);
+        signal.removeEventListener('abort', onAbort);
+      });
+    });
+  }
+
+  /**
+   * Whether `state` can carry the next request. A static token is used until Vault refuses it: nothing could
+   * replace it. A login token close to its end is replaced first rather than raced against its expiry.
+   */
+  private usable(state: TokenState | undefined): state is TokenState {
+    if (state === undefined) return false;
+    if (state.expiresAt === undefined || !this.canLogin()) return true;
+    return state.expiresAt - Date.now() > Math.min(EXPIRY_MARGIN_MS, state.ttlMs / 4);
+  }
+
+  private currentToken(): Promise<TokenState> {
+    if (this.usable(this.state)) return Promise.resolve(this.state);
+    return this.authenticate();
+  }
+
+  /** Shares one login among every caller until it settles. */
+  private authenticate(): Promise<TokenState> {
+    this.authInFlight ??= this.login().finally(() => {
+      this.authInFlight = undefined;
+    });
+    return this.authInFlight;
+  }
+
+  /** After a 403 with `stale`: a new login unless another caller already replaced the token. */
+  private relogin(stale: TokenState): Promise<TokenState> {
+    if (this.state !== stale && this.usable(this.state)) return Promise.resolve(this.state);
+    if (this.state === stale) this.state = undefined;
+    return this.authenticate();
+  }
+
+  private async login(): Promise<TokenState> {
+    const client = await this.client();
+    const signal = this.background.signal;
+    const auth = this.options.auth;
+    let state: TokenState;
+    if (auth.method === 'token') {
+      const token = auth.token ?? client.token;
+      if (!token) {
+        throw new ConfigurationError('no Vault token: set auth.token or VAULT_TOKEN', {
+          provider: this.options.name,
+        });
+      }
+      state = await this.lookupSelf(client, token, signal);
+    } else {
+      const body =
+        auth.method === 'approle'
+          ? { role_id: auth.roleId, ...(auth.secretId === undefined ? {} : { secret_id: auth.secretId }) }
+          : { role: auth.role, jwt: await this.readJwt(auth.jwtPath) };
+      const call: VaultCall = { method: 'write', path: `auth/${auth.mount}/login`, body };
+      let response: unknown;
+      try {
+        response = await this.send(client, call, undefined, signal, this.where(call));
+      } catch (err) {
+        const mapped = mapVaultError(err, this.where(call));
+        throw new FetchError(`Vault ${auth.method === 'approle' ? 'AppRole' : 'Kubernetes'} login failed`, {
+          provider: this.options.name,
+          transient: mapped instanceof FetchError ? mapped.transient : false,
+          cause: mapped,
+        });
+      }
+      state = this.fromAuth(response, 'login');
+    }
+    if (this.closed)
+      throw new FetchError('vault provider is closed', { provider: this.options.name, transient: false });
+    this.state = state;
+    this.schedule(state);
+    return state;
+  }
+
+  private async readJwt(path: string): Promise<string> {
+    try {
+      const jwt = (await readFile(path, 'utf8')).trim();
+      if (jwt) return jwt;
+    } catch (err) {
+      throw new FetchError(`cannot read the Kubernetes service-account token at ${path}`, {
+        provider: this.options.name,
+        transient: false,
+        cause: safeCause(err),
+      });
+    }
+    throw new FetchError(`the Kubernetes service-account token at ${path} is empty`, {
+      provider: this.options.name,
+      transient: false,
+    });
+  }
+
+  /**
+   * A static token is looked up once for its TTL. Root and dev tokens report ttl 0 and no `renewable`:
+   * they never expire and are never renewed. A token whose policy forbids lookup-self is used as it is.
+   */
+  private async lookupSelf(client: VaultClient, token: string, signal: AbortSignal): Promise<TokenState> {
+    const call: VaultCall = { method: 'read', path: 'auth/token/lookup-self' };
+    let response: unknown;
+    try {
+      response = await this.send(client, call, token, signal, this.where(call));
+    } catch (err) {
+      if (isPermissionDenied(err)) return { token, expiresAt: undefined, ttlMs: 0, renewable: false };
+      throw mapVaultError(err, this.where(call));
+    }
+    const data = (response as { data?: { ttl?: unknown; renewable?: unknown } } | null)?.data;
+    const ttl = typeof data?.ttl === 'number' && data.ttl > 0 ? data.ttl * 1000 : 0;
+    return {
+      token,
+      expiresAt: ttl > 0 ? Date.now() + ttl : undefined,
+      ttlMs: ttl,
+      renewable: data?.renewable === true,
+    };
+  }
+
+  private fromAuth(response: unknown, what: string): TokenState {
+    const auth = (
+      response as { auth?: { client_token?: unknown; lease_duration?: unknown; renewable?: unknown } }
+    )?.auth;
+    if (typeof auth?.client_token !== 'string' || auth.client_token === '') {
+      throw new FetchError(`Vault ${what} returned no client token`, {
+        provider: this.options.name,
+        transient: false,
+      });
+    }
+    const ttl =
+      typeof auth.lease_duration === 'number' && auth.lease_duration > 0 ? auth.lease_duration * 1000 : 0;
+    return {
+      token: auth.client_token,
+      expiresAt: ttl > 0 ? Date.now() + ttl : undefined,
+      ttlMs: ttl,
+      renewable: auth.renewable === true,
+    };
+  }
+
+  /** Arms the timer that keeps `state` alive: renewal (or a new login) at 2/3 of its TTL. */
+  private schedule(state: TokenState, delayMs = (state.ttlMs * 2) / 3): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.closed || state.expiresAt === undefined) return;
+    if (!state.renewable && !this.canLogin()) return; // nothing to do before it expires
+    this.timer = setTimeout(() => void this.keepAlive(state), Math.max(MIN_TIMER_MS, delayMs));
+    this.timer.unref();
+  }
+
+  private async keepAlive(state: TokenState): Promise<void> {
+    this.timer = undefined;
+    if (this.closed || this.state !== state) return;
+    if (state.renewable) {
+      try {
+        const renewed = await this.renewSelf(state);
+        if (this.closed || this.state !== state) return;
+        // Vault caps renewals at the token's max TTL and then hands back only what is left: renewing again
+        // extends nothing. A login method logs in anew at 2/3 of what is left; a static token just runs out.
+        const capped = renewed.ttlMs < state.ttlMs;
+        this.state = capped ? { ...renewed, renewable: false } : renewed;
+        this.schedule(this.state);
+        return;
+      } catch {
+        if (this.closed) return;
+        if (!this.canLogin()) {
+          this.retryLater(state);
+          return;
+        }
+      }
+    }
+    if (!this.canLogin()) return;
+    try {
+      this.state = undefined;
+      await this.authenticate();
+    } catch {
+      // The next fetch reports the failure; meanwhile keep the old token while it lives.
+      if (this.closed || this.state !== undefined || !this.usable(state)) return;
+      this.state = state;
+      this.retryLater(state);
+    }
+  }
+
+  private retryLater(state: TokenState): void {
+    const remaining = (state.expiresAt ?? 0) - Date.now();
+    if (remaining > 2 * EXPIRY_MARGIN_MS) this.schedule(state, remaining / 2);
+  }
+
+  private async renewSelf(state: TokenState): Promise<TokenState> {
+    const client = await this.client();
+    const call: VaultCall = { method: 'write', path: 'auth/token/renew-self', body: {} };
+    const response = await this.send(client, call, state.token, this.background.signal, this.where(call));
+    const renewed = this.fromAuth(response, 'renew-self');
+    // Here a lease of 0 means the token is at its end, not that it never expires.
+    if (renewed.ttlMs === 0) return { token: state.token, expiresAt: Date.now(), ttlMs: 0, renewable: false };
+    return { ...renewed, token: state.token };
+  }
+}
