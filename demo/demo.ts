@@ -4,9 +4,9 @@
  * bundle that must be refused. Prints a timeline; exits 0 only if no handshake failed.
  */
 import type { AddressInfo } from 'node:net';
-import { memory } from '../providers/memory.js';
 import { connect, createResolver, createServer, type TlsSecretsError } from '../src/index.js';
 import { createTestCA, randomTicketKeys } from '../test/fixtures/ca.js';
+import { openStore } from './stores.js';
 
 const started = Date.now();
 const stamp = () => `+${((Date.now() - started) / 1000).toFixed(2)}s`.padStart(7);
@@ -20,31 +20,39 @@ const short = (serial: string) => `${serial.slice(0, 8)}…`;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function main(): Promise<number> {
-  console.log('tls-secrets demo: mTLS on loopback, rotating while clients connect\n');
+  const store = await openStore(process.argv.slice(2));
+  console.log(`tls-secrets demo: mTLS on loopback, rotating while clients connect; store: ${store.label}\n`);
+  const resolverOptions = {
+    debounce: 20,
+    ...(store.refreshInterval ? { refreshInterval: store.refreshInterval, jitter: 0.2 } : {}),
+  };
+  // Polled stores need a little longer per step for a change to be noticed.
+  const settle = store.refreshInterval ? 400 + store.refreshInterval * 2 : 400;
   const ca1 = await createTestCA({ commonName: 'demo CA 1' });
   const serverLeaf = await ca1.issue({ commonName: 'demo-server' });
   const clientLeaf = await ca1.issue({ commonName: 'demo-client' });
 
-  const store = memory({
-    'server/key': serverLeaf.keyPem,
-    'server/cert': serverLeaf.certPem,
-    'server/tickets': randomTicketKeys(),
-    'client/key': clientLeaf.keyPem,
-    'client/cert': clientLeaf.certPem,
-    'trust/ca': ca1.certPem,
-  });
+  const set = (name: string, value: string | Buffer) => store.write(name, value);
+  await Promise.all([
+    set('server/key', serverLeaf.keyPem),
+    set('server/cert', serverLeaf.certPem),
+    set('server/tickets', randomTicketKeys()),
+    set('client/key', clientLeaf.keyPem),
+    set('client/cert', clientLeaf.certPem),
+    set('trust/ca', ca1.certPem),
+  ]);
   const serverTls = createResolver(
     {
       key: store.ref('server/key'),
       cert: store.ref('server/cert'),
       ca: store.ref('trust/ca'),
-      ticketKeys: store.ref('server/tickets'),
+      ticketKeys: store.ref('server/tickets', true),
     },
-    { debounce: 20 },
+    resolverOptions,
   );
   const clientTls = createResolver(
     { key: store.ref('client/key'), cert: store.ref('client/cert'), ca: store.ref('trust/ca') },
-    { debounce: 20 },
+    resolverOptions,
   );
 
   serverTls.on('rotate', (event) => {
@@ -100,54 +108,55 @@ async function main(): Promise<number> {
   });
 
   const step = async (what: string, change: () => Promise<void> | void) => {
-    await sleep(400);
+    await sleep(settle);
     log(`-> ${what}`);
     await change();
   };
 
   await step('rotate the server certificate (same CA)', async () => {
     const next = await ca1.issue({ commonName: 'demo-server' });
-    store.set('server/key', next.keyPem);
-    store.set('server/cert', next.certPem);
+    await set('server/key', next.keyPem);
+    await set('server/cert', next.certPem);
   });
-  await step('rotate the session ticket keys', () => store.set('server/tickets', randomTicketKeys()));
+  await step('rotate the session ticket keys', () => set('server/tickets', randomTicketKeys()));
 
   const ca2 = await createTestCA({ commonName: 'demo CA 2' });
   await step('CA rotation 1/3: trust old and new CA', () =>
-    store.set('trust/ca', `${ca1.certPem}\n${ca2.certPem}`),
+    set('trust/ca', `${ca1.certPem}\n${ca2.certPem}`),
   );
   await step('CA rotation 2/3: server and client certificates from the new CA', async () => {
     const [nextServer, nextClient] = await Promise.all([
       ca2.issue({ commonName: 'demo-server' }),
       ca2.issue({ commonName: 'demo-client' }),
     ]);
-    store.set('server/key', nextServer.keyPem);
-    store.set('server/cert', nextServer.certPem);
-    store.set('client/key', nextClient.keyPem);
-    store.set('client/cert', nextClient.certPem);
+    await set('server/key', nextServer.keyPem);
+    await set('server/cert', nextServer.certPem);
+    await set('client/key', nextClient.keyPem);
+    await set('client/cert', nextClient.certPem);
   });
-  await step('CA rotation 3/3: stop trusting the old CA', () => store.set('trust/ca', ca2.certPem));
+  await step('CA rotation 3/3: stop trusting the old CA', () => set('trust/ca', ca2.certPem));
 
   let generationBeforeBreak = 0;
   await step('a broken bundle: a certificate that does not match the key', async () => {
     generationBeforeBreak = serverTls.generation;
     const stray = await ca2.issue({ commonName: 'stray' });
-    store.set('server/cert', stray.certPem);
+    await set('server/cert', stray.certPem);
   });
-  await sleep(400);
+  await sleep(settle);
   const brokenRefused = refusals > 0 && serverTls.generation === generationBeforeBreak;
   log(`broken bundle ${brokenRefused ? 'refused; the previous generation kept serving' : 'NOT refused'}`);
   await step('repair: the matching key and certificate', async () => {
     const fixed = await ca2.issue({ commonName: 'demo-server' });
-    store.set('server/key', fixed.keyPem);
-    store.set('server/cert', fixed.certPem);
+    await set('server/key', fixed.keyPem);
+    await set('server/cert', fixed.certPem);
   });
-  await sleep(400);
+  await sleep(settle);
 
   running = false;
   await Promise.all(clients);
   await new Promise<void>((resolve) => server.close(() => resolve()));
   await Promise.all([serverTls.close(), clientTls.close()]);
+  await store.close();
 
   console.log(
     `\n${counts.ok} handshakes ok (${counts.resumed} resumed), ${counts.failed} failed; ` +
