@@ -63,7 +63,22 @@ function pkcs12(keyPem, certPem, passphrase) {
   try {
     writeFileSync(join(dir, 'key.pem'), keyPem);
     writeFileSync(join(dir, 'cert.pem'), certPem);
-    execFileSync('openssl', ['pkcs12', '-export', '-inkey', 'key.pem', '-in', 'cert.pem', '-out', 'out.pfx', '-passout', `pass:${passphrase}`], { cwd: dir });
+    execFileSync(
+      'openssl',
+      [
+        'pkcs12',
+        '-export',
+        '-inkey',
+        'key.pem',
+        '-in',
+        'cert.pem',
+        '-out',
+        'out.pfx',
+        '-passout',
+        `pass:${passphrase}`,
+      ],
+      { cwd: dir },
+    );
     return readFileSync(join(dir, 'out.pfx'));
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -73,16 +88,36 @@ function pkcs12(keyPem, certPem, passphrase) {
 await vault('POST', 'sys/mounts/pki', { type: 'pki', config: { max_lease_ttl: '87600h' } });
 const mounts = await vault('GET', 'sys/mounts');
 const hasCa = await fetch(`${vaultAddr}/v1/pki/ca/pem`).then((r) => r.status === 200);
-if (!hasCa) await vault('POST', 'pki/root/generate/internal', { common_name: 'tls-secrets dev root', ttl: '87600h' });
-await vault('POST', 'pki/roles/web', { allow_any_name: true, allow_ip_sans: true, ttl: '24h', max_ttl: '720h', key_type: 'ec', key_bits: 256 });
+if (!hasCa)
+  await vault('POST', 'pki/root/generate/internal', { common_name: 'tls-secrets dev root', ttl: '87600h' });
+await vault('POST', 'pki/roles/web', {
+  allow_any_name: true,
+  allow_ip_sans: true,
+  ttl: '24h',
+  max_ttl: '720h',
+  key_type: 'ec',
+  key_bits: 256,
+});
 await vault('POST', 'sys/auth/approle', { type: 'approle' });
 await vault('POST', 'auth/approle/role/tls-secrets', { token_ttl: '1h', token_max_ttl: '4h' });
 const roleId = (await vault('GET', 'auth/approle/role/tls-secrets/role-id')).data.role_id;
 const secretId = (await vault('POST', 'auth/approle/role/tls-secrets/secret-id', {})).data.secret_id;
 
-const issued = (await vault('POST', 'pki/issue/web', { common_name: 'localhost', alt_names: 'localhost', ip_sans: '127.0.0.1', ttl: '720h', private_key_format: 'pkcs8' })).data;
-const ca = [issued.issuing_ca, ...(issued.ca_chain ?? [])].filter((pem, i, all) => all.indexOf(pem) === i).join('\n');
-await vault('POST', 'secret/data/app/tls', { data: { key: issued.private_key, cert: issued.certificate, ca } });
+const issued = (
+  await vault('POST', 'pki/issue/web', {
+    common_name: 'localhost',
+    alt_names: 'localhost',
+    ip_sans: '127.0.0.1',
+    ttl: '720h',
+    private_key_format: 'pkcs8',
+  })
+).data;
+const ca = [issued.issuing_ca, ...(issued.ca_chain ?? [])]
+  .filter((pem, i, all) => all.indexOf(pem) === i)
+  .join('\n');
+await vault('POST', 'secret/data/app/tls', {
+  data: { key: issued.private_key, cert: issued.certificate, ca },
+});
 await vault('POST', 'secret/data/app/tickets', { data: { keys: randomBytes(48).toString('base64') } });
 
 const passphrase = randomBytes(12).toString('base64url');
@@ -91,7 +126,15 @@ await putSecret('app/ca-bundle', ca);
 await putSecret('app/pfx', pkcs12(issued.private_key, issued.certificate, passphrase));
 await putSecret('app/pfx-passphrase', passphrase);
 
-console.log(`seeded Vault ${vaultAddr} (mounts: ${Object.keys(mounts.data ?? mounts).filter((m) => m.endsWith('/')).join(' ')})`);
+console.log(
+  `seeded Vault ${vaultAddr} (mounts: ${Object.keys(mounts.data ?? mounts)
+    .filter((m) => m.endsWith('/'))
+    .join(' ')})`,
+);
 console.log(`  PKI pki/ role web; KV secret/app/tls {key, cert, ca}, secret/app/tickets {keys}`);
-console.log(`  AppRole tls-secrets: role_id ${roleId} secret_id ${secretId.slice(0, 4)}… (read it again with the root token)`);
-console.log(`seeded Secrets Manager ${motoEndpoint}: app/tls (JSON), app/ca-bundle (PEM), app/pfx (binary), app/pfx-passphrase`);
+console.log(
+  `  AppRole tls-secrets: role_id ${roleId} secret_id ${secretId.slice(0, 4)}… (read it again with the root token)`,
+);
+console.log(
+  `seeded Secrets Manager ${motoEndpoint}: app/tls (JSON), app/ca-bundle (PEM), app/pfx (binary), app/pfx-passphrase`,
+);

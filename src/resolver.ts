@@ -54,6 +54,8 @@ const DEFAULTS = {
 /** After a store's scheduled change (e.g. an AWS rotation date), probe at these offsets until it lands. */
 const SCHEDULED_CHANGE_PROBES = [1_000, 10_000, 60_000, 300_000];
 
+const TIMER_SLACK = 5;
+
 /** setTimeout fires at once for delays above 2^31-1 ms; longer waits are re-armed. */
 const MAX_TIMER = 2 ** 31 - 1;
 
@@ -726,7 +728,8 @@ export class Resolver extends EventEmitter<ResolverEvents> {
     const now = Date.now();
     const generation = this.#generation;
     for (const point of this.#aheadPoints()) {
-      if (point.at > now) continue;
+      // Timers may fire a millisecond before Date.now() reaches their point.
+      if (point.at > now + TIMER_SLACK) continue;
       if (point.unit) point.unit.forceFetch = true;
       if (point.cert && generation && !generation.expiringSent.has(point.cert.fingerprint256)) {
         generation.expiringSent.add(point.cert.fingerprint256);

@@ -180,7 +180,7 @@ describe('refresh', () => {
     };
     const resolver = track(createResolver({ ca: createRef(lease, 'x') }, { refreshInterval: 3_600_000 }));
     await resolver.resolve();
-    await eventually(() => expect(issued).toBeGreaterThanOrEqual(3), 3_000);
+    await eventually(() => expect(issued).toBeGreaterThanOrEqual(3), 5_000);
   });
 
   it('probes again just after a store-scheduled change (a rotation date), without waiting for the interval', async () => {
