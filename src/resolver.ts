@@ -4,7 +4,7 @@
  * providers. A new generation is swapped in whole or not at all; store failures keep the last good one.
  */
 import { createHash } from 'node:crypto';
-import { EventEmitter } from 'node:events';
+import { EventEmitter, setMaxListeners } from 'node:events';
 import type { SecureContextOptions } from 'node:tls';
 import { inspect } from 'node:util';
 import {
@@ -97,11 +97,13 @@ interface Unit {
 interface Generation {
   readonly number: number;
   readonly options: ResolvedOptions;
+  readonly resolved: Promise<ResolvedOptions>;
   readonly bundle: ValidatedBundle;
   readonly digest: string;
   readonly slotDigests: ReadonlyMap<string, string>;
   readonly versions: Readonly<Record<string, string | undefined>>;
-  readonly expiringSent: Set<string>;
+  /** `expiring:<fingerprint>` / `expired:<fingerprint>` events already emitted for this generation. */
+  readonly sent: Set<string>;
 }
 
 interface RefreshRequest {
@@ -321,7 +323,14 @@ export class Resolver extends EventEmitter<ResolverEvents> {
   }
 
   /** The current options; fetches on first use only. A warm call does no I/O and returns the same object. */
-  async resolve(): Promise<ResolvedOptions> {
+  resolve(): Promise<ResolvedOptions> {
+    const generation = this.#generation;
+    // The warm path allocates nothing: one settled promise per generation.
+    if (generation && !this.#closed && !this.#isPastMaxStale(generation)) return generation.resolved;
+    return this.#resolveSlow();
+  }
+
+  async #resolveSlow(): Promise<ResolvedOptions> {
     if (this.#closed) throw new ResolverClosedError();
     // Cold callers join the load in flight: N concurrent first calls make one fetch per reference.
     if (!this.#generation) await (this.#running ?? this.#request({ units: 'all', force: true }));
@@ -356,6 +365,15 @@ export class Resolver extends EventEmitter<ResolverEvents> {
   refresh(): Promise<RefreshResult> {
     if (this.#closed) return Promise.reject(new ResolverClosedError());
     return this.#request({ units: 'all', force: false });
+  }
+
+  /**
+   * The generation being served and its options, read together (no await between them), or undefined
+   * before the first resolve. Unlike `resolve()` it never fetches and never refuses an expired bundle.
+   */
+  current(): { readonly generation: number; readonly options: ResolvedOptions } | undefined {
+    const generation = this.#generation;
+    return generation && { generation: generation.number, options: generation.options };
   }
 
   /** The generation being served, 0 before the first resolve. */
@@ -446,6 +464,8 @@ export class Resolver extends EventEmitter<ResolverEvents> {
       this.#cycleAbort.signal,
       AbortSignal.timeout(this.#options.fetchTimeout),
     ]);
+    // One abort listener per reference in flight: many references are normal, not a leak.
+    setMaxListeners(0, signal);
 
     const toFetch = await this.#unitsToFetch(targets, request.force, signal, errors);
     const fetched = await this.#fetch(toFetch, signal);
@@ -469,10 +489,19 @@ export class Resolver extends EventEmitter<ResolverEvents> {
 
     const current = this.#generation;
     if (!current) {
-      // Cold: there is nothing to fall back on, so the caller gets the failure.
+      // Cold: there is nothing to fall back on, so the caller gets the failure (and listeners hear of it).
       const [firstError] = errors;
-      if (firstError) throw firstError;
-      const generation = this.#build(1, undefined);
+      if (firstError) {
+        for (const error of errors) this.#emitError(error);
+        throw firstError;
+      }
+      let generation: Generation;
+      try {
+        generation = this.#build(1, undefined);
+      } catch (error) {
+        if (error instanceof TlsSecretsError) this.#emitError(error);
+        throw error;
+      }
       this.#swap(generation, undefined);
       this.#failureStreak = 0;
       this.#startWatching();
@@ -624,7 +653,16 @@ export class Resolver extends EventEmitter<ResolverEvents> {
       if (psk) options.pskCallback = () => ({ psk, identity });
     }
     redactOptions(options);
-    return { number, options, bundle, digest, slotDigests, versions, expiringSent: new Set() };
+    return {
+      number,
+      options,
+      resolved: Promise.resolve(options),
+      bundle,
+      digest,
+      slotDigests,
+      versions,
+      sent: new Set(),
+    };
   }
 
   #swap(next: Generation, previous: Generation | undefined): void {
@@ -726,42 +764,49 @@ export class Resolver extends EventEmitter<ResolverEvents> {
 
   #onTimer(): void {
     const now = Date.now();
-    const generation = this.#generation;
     for (const point of this.#aheadPoints()) {
       // Timers may fire a millisecond before Date.now() reaches their point.
-      if (point.at > now + TIMER_SLACK) continue;
-      if (point.unit) point.unit.forceFetch = true;
-      if (point.cert && generation && !generation.expiringSent.has(point.cert.fingerprint256)) {
-        generation.expiringSent.add(point.cert.fingerprint256);
-        this.emit('expiring', {
-          generation: generation.number,
-          certificate: point.cert,
-          remainingMs: point.cert.notAfter.getTime() - now,
-        });
-      }
+      if (point.unit && point.at <= now + TIMER_SLACK) point.unit.forceFetch = true;
     }
     this.#request({ units: 'all', force: false }).catch(() => undefined);
   }
 
+  /**
+   * `expiring` at each certificate's refresh-ahead point and `expired` at its notAfter, on a timer of their
+   * own: the refresh timer follows the retry backoff while a store is down, and these must not wait for it.
+   */
   #armExpiryTimer(): void {
     clearTimeout(this.#expiryTimer);
     const generation = this.#generation;
-    const notAfter = generation?.bundle.notAfter?.getTime();
-    if (!generation || notAfter === undefined || this.#closed) return;
-    const delay = notAfter - Date.now();
+    if (!generation || this.#closed) return;
+    const ratio = this.#options.refreshAhead;
+    const events = generation.bundle.certificates.flatMap((certificate) => {
+      const start = certificate.notBefore.getTime();
+      const end = certificate.notAfter.getTime();
+      return [
+        { kind: 'expiring' as const, at: start + ratio * (end - start), certificate },
+        { kind: 'expired' as const, at: end, certificate },
+      ].filter((event) => !generation.sent.has(`${event.kind}:${event.certificate.fingerprint256}`));
+    });
+    if (events.length === 0) return;
+    const next = Math.min(...events.map((event) => event.at));
     this.#expiryTimer = setTimeout(
       () => {
         if (this.#generation !== generation) return;
-        if (Date.now() < notAfter) return this.#armExpiryTimer();
-        const certificate = generation.bundle.certificates.find((c) => c.notAfter.getTime() === notAfter);
-        if (certificate)
-          this.emit('expired', {
+        const now = Date.now();
+        for (const event of events) {
+          if (event.at > now + TIMER_SLACK) continue;
+          generation.sent.add(`${event.kind}:${event.certificate.fingerprint256}`);
+          const remainingMs = event.certificate.notAfter.getTime() - now;
+          this.emit(event.kind, {
             generation: generation.number,
-            certificate,
-            remainingMs: notAfter - Date.now(),
+            certificate: event.certificate,
+            remainingMs,
           });
+        }
+        this.#armExpiryTimer();
       },
-      Math.max(0, Math.min(delay, MAX_TIMER)),
+      Math.max(0, Math.min(next - Date.now(), MAX_TIMER)),
     );
     this.#expiryTimer.unref();
   }
@@ -787,11 +832,16 @@ export class Resolver extends EventEmitter<ResolverEvents> {
     }
   }
 
+  /**
+   * Collects pushed changes for `debounce` ms from the first one, then refreshes them together. The window
+   * is not restarted by later pushes: a store that changes faster than the window must still be followed.
+   */
   #onPush(unit: Unit): void {
     if (this.#closed) return;
     this.#pushed.add(unit);
-    clearTimeout(this.#debounceTimer);
+    if (this.#debounceTimer) return;
     this.#debounceTimer = setTimeout(() => {
+      this.#debounceTimer = undefined;
       const units = new Set(this.#pushed);
       this.#pushed.clear();
       this.#request({ units, force: true }).catch(() => undefined);

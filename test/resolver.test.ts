@@ -144,6 +144,49 @@ describe('refresh', () => {
     expect(rotations[1]?.changed).toEqual(['key', 'cert']);
   });
 
+  it('a store that changes faster than the debounce window is still followed', async () => {
+    const store = memory({ ca: ca.certPem });
+    const resolver = track(
+      createResolver({ ca: store.ref('ca') }, { refreshInterval: 3_600_000, debounce: 50 }),
+    );
+    await resolver.resolve();
+    // Seven values, so that a window of any few pushes ends on a value different from the last one.
+    const authorities = await Promise.all(Array.from({ length: 7 }, () => createTestCA()));
+    const deadline = Date.now() + 600;
+    for (let i = 0; Date.now() < deadline; i++) {
+      store.set('ca', (authorities[i % 7] as TestCA).certPem);
+      await sleep(20);
+    }
+    expect(resolver.generation).toBeGreaterThan(5);
+  });
+
+  it('warns with expiring on time even while the store is down and retries back off', async () => {
+    const brief = await ca.issue({
+      notBefore: new Date(Date.now() - 1_000),
+      notAfter: new Date(Date.now() + 2_000),
+    });
+    let down = false;
+    const store = memory({ key: brief.keyPem, cert: brief.certPem });
+    const provider: Provider = {
+      name: 'down',
+      fetch: (ref, signal) =>
+        down ? Promise.reject(new Error('ECONNREFUSED')) : store.fetch(createRef(store, ref.id), signal),
+    };
+    const resolver = track(
+      createResolver(
+        { key: createRef(provider, 'key'), cert: createRef(provider, 'cert') },
+        { refreshInterval: 50, retryInitialDelay: 60_000, retryMaxDelay: 60_000, refreshAhead: 0.5 },
+      ),
+    );
+    const expiring: number[] = [];
+    resolver.on('expiring', () => expiring.push(Date.now()));
+    resolver.on('error', () => undefined);
+    await resolver.resolve();
+    down = true;
+    await sleep(120); // one failed check: the refresh timer now waits a minute
+    await eventually(() => expect(expiring).toHaveLength(1), 2_000);
+  });
+
   it('refreshes ahead of the certificate notAfter (refreshAhead fraction of its lifetime)', async () => {
     const shortLived = await ca.issue({
       notBefore: new Date(Date.now() - 1_000),
@@ -202,7 +245,7 @@ describe('refresh', () => {
     await resolver.refresh(); // learns the rotation date
     version = 'v2';
     await eventually(() => expect(resolver.generation).toBe(2), 3_000);
-    expect(probes.at(-1)).toBeGreaterThanOrEqual(rotationAt + 1_000);
+    expect(probes.at(-1)).toBeGreaterThanOrEqual(rotationAt + 990); // timers may fire a few ms early
   });
 });
 
@@ -339,6 +382,26 @@ describe('last known good', () => {
     const lenient = track(createResolver({ key: brief.keyPem, cert: brief.certPem }, { maxStale: 60_000 }));
     // Validation refuses an already expired certificate even with maxStale: it only extends a bundle in use.
     await expect(lenient.resolve()).rejects.toBeInstanceOf(InvalidMaterialError);
+  });
+});
+
+describe('current() and cold failures', () => {
+  it('current() reads generation and options together without fetching', async () => {
+    const { provider, ref } = pollOnlyStore({ ca: ca.certPem });
+    const resolver = track(createResolver({ ca: ref('ca') }));
+    expect(resolver.current()).toBeUndefined();
+    expect(provider.fetches).toEqual([]);
+    const options = await resolver.resolve();
+    expect(resolver.current()).toEqual({ generation: 1, options });
+  });
+
+  it('a failed first load is thrown to the caller and emitted to error listeners', async () => {
+    const store = memory({});
+    const resolver = track(createResolver({ ca: store.ref('missing') }));
+    const heard: TlsSecretsError[] = [];
+    resolver.on('error', (error) => heard.push(error));
+    const thrown = await resolver.resolve().catch((e: unknown) => e);
+    expect(heard).toEqual([thrown]);
   });
 });
 
