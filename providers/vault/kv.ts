@@ -55,6 +55,7 @@ function canonicalJson(value: unknown): string {
 export class KvEngine {
   /** Known mounts by path. Vault refuses a mount inside another, so a prefix match is unambiguous. */
   private readonly mounts = new Map<string, MountInfo>();
+  private readonly detecting = new Map<string, Promise<MountInfo>>();
   /** Paths whose metadata the token may not read: version probes fall back to full reads there. */
   private readonly metadataDenied = new Set<string>();
 
@@ -130,9 +131,32 @@ export class KvEngine {
     if (spec.mount !== undefined && spec.kvVersion !== undefined) {
       return { mount: `${spec.mount}/`, kvVersion: spec.kvVersion };
     }
-    for (const info of this.mounts.values()) {
-      if (`${spec.path}/`.startsWith(info.mount)) return info;
+    const known = this.knownMount(spec.path);
+    if (known) return known;
+    // Concurrent first reads under one mount ask once: wait for a detection under the same first path
+    // segment (where nearly every mount lives), then look again.
+    const segment = spec.path.split('/')[0] ?? spec.path;
+    const inFlight = this.detecting.get(segment);
+    if (inFlight) {
+      await inFlight.catch(() => undefined);
+      const detected = this.knownMount(spec.path);
+      if (detected) return detected;
     }
+    const detection = this.detectMount(spec, ref, signal);
+    this.detecting.set(segment, detection);
+    try {
+      return await detection;
+    } finally {
+      if (this.detecting.get(segment) === detection) this.detecting.delete(segment);
+    }
+  }
+
+  private knownMount(path: string): MountInfo | undefined {
+    for (const info of this.mounts.values()) if (`${path}/`.startsWith(info.mount)) return info;
+    return undefined;
+  }
+
+  private async detectMount(spec: KvSpec, ref: string, signal: AbortSignal): Promise<MountInfo> {
     let response: unknown;
     try {
       response = await this.session.call(

@@ -360,6 +360,21 @@ describe('vault provider: KV', () => {
     }
   });
 
+  it('concurrent first reads of several paths under one mount detect the mount once', async () => {
+    await putKv(`${RUN}/kv/one`, { value: 'one' });
+    await putKv(`${RUN}/kv/two`, { value: 'two' });
+    const { client, calls } = countingClient();
+    const v = vault({ client, auth: { token: rootToken } });
+    try {
+      await Promise.all(
+        ['one', 'two'].map((name) => v.fetch(v.kv(`secret/${RUN}/kv/${name}`, { field: 'value' }), signal())),
+      );
+      expect(calls.filter((call) => call.startsWith('GET sys/internal/ui/mounts/'))).toHaveLength(1);
+    } finally {
+      await v.close();
+    }
+  });
+
   it('decodes a base64 field to bytes for ticketKeys', async () => {
     const keys = randomBytes(48);
     await putKv(`${RUN}/kv/tickets`, { keys: keys.toString('base64') });
