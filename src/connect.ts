@@ -42,6 +42,8 @@ const sessionCaches = new WeakMap<Resolver, SessionCache>();
 function sessionsOf(resolver: Resolver): Map<string, Buffer> {
   let cache = sessionCaches.get(resolver);
   if (!cache || cache.generation !== resolver.generation) {
+    // Session state of the old generation is ours alone (tls.connect parses it when called): wipe it.
+    for (const session of cache?.sessions.values() ?? []) session.fill(0);
     cache = { generation: resolver.generation, sessions: new Map() };
     sessionCaches.set(resolver, cache);
   }

@@ -111,12 +111,22 @@ export class ResolverClosedError extends TlsSecretsError {
 
 /**
  * A foreign error made safe to keep as `cause`. JSON.parse in Node 20 quotes the text it failed on, so
- * syntax errors keep only their name; OpenSSL and system errors describe the failure, not the input.
+ * syntax errors keep only their name. HTTP client errors (axios, under node-vault) carry the request they
+ * failed on, headers and body included (the Vault token, an AppRole secret_id): they keep name, code and
+ * message only. OpenSSL and system errors describe the failure, not the input, and pass through.
  */
 export function safeCause(err: unknown): unknown {
   if (err instanceof SyntaxError) {
     const clean = new SyntaxError('input is not valid JSON');
     clean.stack = `SyntaxError: ${clean.message}`;
+    return clean;
+  }
+  if (err instanceof Error && ['config', 'request', 'response'].some((key) => key in err)) {
+    const { code } = err as { code?: unknown };
+    const clean = new Error(err.message);
+    clean.name = err.name;
+    if (typeof code === 'string') Object.assign(clean, { code });
+    clean.stack = `${clean.name}: ${clean.message}`;
     return clean;
   }
   return err;

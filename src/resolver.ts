@@ -282,6 +282,8 @@ export class Resolver extends EventEmitter<ResolverEvents> {
   #running: Promise<RefreshResult> | undefined;
   #queued: { request: RefreshRequest; promise: Promise<RefreshResult> } | undefined;
   #failureStreak = 0;
+  /** While the store fails: when the backoff allows the next attempt (epoch ms). */
+  #nextRetryAt = 0;
   #staleSince: number | undefined;
   #timer: NodeJS.Timeout | undefined;
   #expiryTimer: NodeJS.Timeout | undefined;
@@ -337,8 +339,11 @@ export class Resolver extends EventEmitter<ResolverEvents> {
     let generation = this.#generation;
     if (!generation) throw new ResolverClosedError();
     if (this.#isPastMaxStale(generation)) {
-      // The bundle is beyond use: one synchronous attempt at a fresh one before refusing.
-      await this.#request({ units: 'all', force: true }).catch(() => undefined);
+      // The bundle is beyond use: one attempt at a fresh one before refusing, unless the store is failing
+      // and its next retry is not due (callers in a loop must not defeat the backoff).
+      const retryDue = this.#failureStreak === 0 || Date.now() >= this.#nextRetryAt;
+      if (retryDue) await this.#request({ units: 'all', force: true }).catch(() => undefined);
+      else await this.#running?.catch(() => undefined);
       generation = this.#generation ?? generation;
       const notAfter = generation.bundle.notAfter;
       if (notAfter && this.#isPastMaxStale(generation)) {
@@ -752,6 +757,7 @@ export class Resolver extends EventEmitter<ResolverEvents> {
       );
       // Equal jitter: never less than half the step, so a fleet spreads out without hammering a recovering store.
       delay = base / 2 + (Math.random() * base) / 2;
+      this.#nextRetryAt = now + delay;
     } else {
       delay = this.#jittered(this.#options.refreshInterval);
       for (const point of this.#aheadPoints()) {

@@ -3,7 +3,7 @@
  * `tls.createSecureContext` lets through silently (mismatched key types, expired certificates, garbage in CA
  * bundles) as well as what it rejects with unhelpful messages (PFX mac failures, bad decrypts).
  */
-import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
+import { createDiffieHellman, createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
 import { Socket } from 'node:net';
 import { createSecureContext, type SecureContext, type SecureContextOptions, TLSSocket } from 'node:tls';
 import { InvalidMaterialError, safeCause } from './errors.js';
@@ -146,6 +146,55 @@ function pfxLeaf(context: SecureContext): X509Certificate | undefined {
   }
 }
 
+/** Reads a DER length at `offset`: [length, offset of the content]. */
+function derLength(der: Buffer, offset: number): [number, number] {
+  const first = der[offset] ?? 0;
+  if (first < 0x80) return [first, offset + 1];
+  const bytes = first & 0x7f;
+  let length = 0;
+  for (let i = 1; i <= bytes; i++) length = length * 256 + (der[offset + i] ?? 0);
+  return [length, offset + 1 + bytes];
+}
+
+/** The prime and generator of PEM `DH PARAMETERS` (DER SEQUENCE { INTEGER p, INTEGER g }), or undefined. */
+function dhPrimeAndGenerator(pem: string): { prime: Buffer; generator: Buffer } | undefined {
+  const blocks = splitPem(pem);
+  if (blocks?.length !== 1 || blocks[0]?.label !== 'DH PARAMETERS') return undefined;
+  const der = Buffer.from(blocks[0].text.replace(/-----[^-]+-----/g, '').replace(/\s/g, ''), 'base64');
+  if (der[0] !== 0x30) return undefined;
+  const [, body] = derLength(der, 1);
+  const integers: Buffer[] = [];
+  let offset = body;
+  for (let i = 0; i < 2; i++) {
+    if (der[offset] !== 0x02) return undefined;
+    const [length, start] = derLength(der, offset + 1);
+    if (start + length > der.length) return undefined;
+    integers.push(der.subarray(start, start + length));
+    offset = start + length;
+  }
+  const [prime, generator] = integers;
+  return prime && generator ? { prime, generator } : undefined;
+}
+
+/** Node drops unusable DH parameters silently (DHE ciphers just vanish): check them here instead. */
+function checkDhParameters(item: Item): void {
+  const parsed = dhPrimeAndGenerator(text(item.value));
+  if (!parsed)
+    throw invalid(item, 'dhparam is not a single PEM "DH PARAMETERS" block of a prime and a generator');
+  let bits = parsed.prime.length * 8;
+  while (bits > 0 && (parsed.prime[parsed.prime.length - bits / 8] ?? 0) === 0) bits -= 8;
+  if (bits < 2048) throw invalid(item, `dhparam prime has ${bits} bits, at least 2048 are needed`);
+  let verifyError: number;
+  try {
+    verifyError = createDiffieHellman(parsed.prime, parsed.generator).verifyError;
+  } catch (err) {
+    throw invalid(item, 'dhparam cannot be used', err);
+  }
+  // DH_CHECK_P_NOT_PRIME (1) and DH_CHECK_P_NOT_SAFE_PRIME (2) make the group unsafe.
+  if (verifyError & 0x03)
+    throw invalid(item, `dhparam prime fails OpenSSL's check (verifyError ${verifyError})`);
+}
+
 export function validateMaterial(material: Material, options: ValidateOptions): ValidatedBundle {
   const { now } = options;
   const certificates: CertificateInfo[] = [];
@@ -160,6 +209,8 @@ export function validateMaterial(material: Material, options: ValidateOptions): 
       );
     }
   }
+
+  if (material.dhparam) checkDhParameters(material.dhparam);
 
   const psk = new Map<string, Buffer>();
   for (const { identity, item } of material.psk) {
@@ -186,11 +237,14 @@ export function validateMaterial(material: Material, options: ValidateOptions): 
   const keys = material.key.map((item) => ({ item, key: parsePrivateKey(item, material.passphrase) }));
 
   const leaves: { item: Item; cert: X509Certificate; chain: X509Certificate[] }[] = [];
+  // DER certificates parse here but Node's cert and ca options take PEM only: pass them on as PEM.
+  const certValues: (string | Buffer)[] = [];
   for (const item of material.cert) {
     const entries = looksLikePem(item.value)
       ? splitEntries(item, ['CERTIFICATE'], 'certificate chain')
       : [item];
     const chain = entries.map((entry) => parseCertificate(entry, 'certificate'));
+    certValues.push(looksLikePem(item.value) ? item.value : (chain[0]?.toString() ?? item.value));
     chain.forEach((cert, index) => {
       const info = certificateInfo(entries[index] ?? item, cert);
       checkValidityWindow(item, info, now);
@@ -199,6 +253,10 @@ export function validateMaterial(material: Material, options: ValidateOptions): 
     const [leaf] = chain;
     if (leaf) leaves.push({ item, cert: leaf, chain });
   }
+
+  const [firstLeaf] = leaves;
+  if (firstLeaf && keys.length === 0)
+    throw invalid(firstLeaf.item, 'certificate given without a private key');
 
   // Node pairs keys and certificates by type; a P-256 key next to an RSA certificate is accepted silently
   // and every handshake then fails. Require each certificate to have its key, and each key its certificate.
@@ -220,10 +278,6 @@ export function validateMaterial(material: Material, options: ValidateOptions): 
       orphan.item,
       leaves.length ? 'private key matches no certificate' : 'private key given without a certificate',
     );
-  }
-  if (leaves.length > 0 && keys.length === 0 && material.pfx.length === 0) {
-    const [first] = leaves;
-    if (first) throw invalid(first.item, 'certificate given without a private key');
   }
 
   if (options.verifyChain) {
@@ -282,8 +336,12 @@ export function validateMaterial(material: Material, options: ValidateOptions): 
       return passphrase ? { pem: item.value, passphrase: text(passphrase.value) } : { pem: item.value };
     });
   }
-  if (material.cert.length) secretOptions.cert = material.cert.map((item) => item.value);
-  if (ca.length) secretOptions.ca = ca.map((item) => item.value);
+  if (certValues.length) secretOptions.cert = certValues;
+  if (ca.length) {
+    secretOptions.ca = ca.map((item, index) =>
+      looksLikePem(item.value) ? item.value : (caCerts[index]?.toString() ?? item.value),
+    );
+  }
   if (crl.length) secretOptions.crl = crl.map((item) => item.value);
   if (pfx.length) secretOptions.pfx = pfx;
   if (material.passphrase) secretOptions.passphrase = text(material.passphrase.value);

@@ -2,6 +2,8 @@
  * The validation gate, case by case: each bad bundle gets a typed error naming field and reference, with no
  * secret bytes in it, and is never swapped in: the previous generation keeps serving.
  */
+import { execFileSync } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { memory } from '../providers/memory.js';
 import { createResolver, InvalidMaterialError, type RawSecret, type TlsSecretsError } from '../src/index.js';
@@ -284,6 +286,56 @@ describe('bad material is rejected and the previous bundle keeps serving', () =>
       },
     );
     expect(String((error?.cause as Error | undefined)?.message)).not.toContain('CANARY');
+  });
+});
+
+describe('more edges of the gate', () => {
+  const dhparam = (name: string) =>
+    execFileSync(
+      'sh',
+      ['-c', `openssl genpkey -genparam -algorithm DH -pkeyopt dh_param:${name} | openssl dhparam`],
+      {
+        encoding: 'utf8',
+      },
+    );
+
+  it('DH parameters: a standard 2048-bit group is accepted, garbage is refused (Node would drop it silently)', async () => {
+    const accepted = createResolver({
+      key: goodRsa.keyPem,
+      cert: goodRsa.certPem,
+      dhparam: dhparam('ffdhe2048'),
+    });
+    await expect(accepted.resolve()).resolves.toBeTruthy();
+    const spec = (store: ReturnType<typeof memory>): Spec => ({
+      ...pemSpec(store),
+      dhparam: store.ref('dh'),
+    });
+    await rejectSwap(
+      spec,
+      { key: good.keyPem, cert: good.certPem, ca: ca.certPem, dh: dhparam('ffdhe2048') },
+      {
+        field: 'dhparam',
+        values: { dh: '-----BEGIN DH PARAMETERS-----\nMAYCAQUCAQI=\n-----END DH PARAMETERS-----\n' },
+        reason: /at least 2048|not a single PEM/,
+      },
+    );
+    await accepted.close();
+  });
+
+  it('a DER certificate is accepted and handed to Node as PEM', async () => {
+    const der = new X509Certificate(good.certPem).raw;
+    const resolver = createResolver({ key: good.keyPem, cert: der, ca: new X509Certificate(ca.certPem).raw });
+    const options = await resolver.resolve();
+    expect(String((options.cert as string[])[0])).toContain('BEGIN CERTIFICATE');
+    expect(String((options.ca as string[])[0])).toContain('BEGIN CERTIFICATE');
+    expect(resolver.status().notAfter?.getTime()).toBe(good.notAfter.getTime());
+    await resolver.close();
+  });
+
+  it('a certificate without any private key says so', async () => {
+    const resolver = createResolver({ cert: good.certPem });
+    await expect(resolver.resolve()).rejects.toThrow(/certificate given without a private key/);
+    await resolver.close();
   });
 });
 

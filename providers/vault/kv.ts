@@ -56,8 +56,13 @@ export class KvEngine {
   /** Known mounts by path. Vault refuses a mount inside another, so a prefix match is unambiguous. */
   private readonly mounts = new Map<string, MountInfo>();
   private readonly detecting = new Map<string, Promise<MountInfo>>();
-  /** Paths whose metadata the token may not read: version probes fall back to full reads there. */
+  /**
+   * Paths whose metadata the token may not read while it may read the data: version probes fall back to
+   * full reads there. A metadata 403 only counts once a data read then succeeds, since during an outage
+   * of the token itself both are refused and the probe must come back afterwards.
+   */
   private readonly metadataDenied = new Set<string>();
+  private readonly metadataRefused = new Set<string>();
 
   constructor(
     private readonly session: VaultSession,
@@ -91,6 +96,7 @@ export class KvEngine {
     }
     const version = body.metadata?.version;
     if (typeof version !== 'number') throw this.fail('KV v2 response carries no metadata.version', ref);
+    if (this.metadataRefused.delete(spec.path)) this.metadataDenied.add(spec.path);
     return { value: body.data, version: String(version) };
   }
 
@@ -107,7 +113,7 @@ export class KvEngine {
       );
     } catch (err) {
       if (statusOf(err) !== 403) throw err;
-      this.metadataDenied.add(spec.path);
+      this.metadataRefused.add(spec.path);
       return undefined;
     }
     const current = (response as { data?: { current_version?: unknown } } | null)?.data?.current_version;
