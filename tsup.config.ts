@@ -8,6 +8,7 @@ export default defineConfig({
     'providers/file': 'providers/file.ts',
     'providers/aws-secrets-manager': 'providers/aws-secrets-manager.ts',
     'providers/vault': 'providers/vault/index.ts',
+    cli: 'src/cli.ts',
   },
   format: ['esm', 'cjs'],
   dts: true,
@@ -15,6 +16,6 @@ export default defineConfig({
   // One copy of the error classes across entry points, so instanceof holds in CommonJS too.
   splitting: true,
   target: 'node20',
-  // Provider SDKs are optional peers: never bundle them.
-  external: ['node-vault', '@aws-sdk/client-secrets-manager'],
+  // Store SDKs and integration libraries are optional peers: never bundle them.
+  external: ['node-vault', '@aws-sdk/client-secrets-manager', 'undici', 'yaml', '@opentelemetry/api'],
 });

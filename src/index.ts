@@ -1,3 +1,32 @@
+export {
+  createAgent,
+  createDispatcher,
+  createHttp2Client,
+  type DispatcherOptions,
+  type Http2Client,
+  type Http2ClientOptions,
+  type TlsAgentOptions,
+  TlsSecretsAgent,
+} from './agent.js';
+export {
+  type AwsSecretsManagerProviderConfig,
+  type ConfigLoadOptions,
+  type ConfiguredResolver,
+  createResolverFromConfig,
+  type EnvProviderConfig,
+  type FileProviderConfig,
+  type KeyConfig,
+  type LiteralConfig,
+  loadConfigFile,
+  type MemoryProviderConfig,
+  type PfxConfig,
+  type ProviderConfig,
+  type RefConfig,
+  type SourceConfig,
+  type TlsConfig,
+  type TlsSecretsConfig,
+  type VaultProviderConfig,
+} from './config.js';
 export { type ConnectOptions, connect } from './connect.js';
 export {
   CertificateExpiredError,
@@ -9,6 +38,14 @@ export {
   SecretNotFoundError,
   TlsSecretsError,
 } from './errors.js';
+export {
+  attachLogger,
+  type Instrumentation,
+  type InstrumentOptions,
+  instrument,
+  type Logger,
+  METRICS,
+} from './otel.js';
 export {
   createRef,
   describeRef,
