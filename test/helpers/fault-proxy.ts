@@ -1,0 +1,170 @@
+/**
+ * A fault-injecting HTTP proxy to put in front of a store (moto, the Vault stand-in). Healthy, it forwards
+ * every request to the target; a fault makes it refuse connections, swallow requests, or answer
+ * with an error in the store's own format, so the real SDK on the client side sees what an outage looks like.
+ */
+import { Agent, createServer, type IncomingMessage, request, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+
+export type ProxyFault =
+  /** Forward to the target. */
+  | { readonly kind: 'none' }
+  /** Nothing listens on the port: ECONNREFUSED. Open connections are destroyed. */
+  | { readonly kind: 'refused' }
+  /** Accept and read the request, never answer. */
+  | { readonly kind: 'hang' }
+  /** Answer every request with this status and body. */
+  | {
+      readonly kind: 'respond';
+      readonly status: number;
+      readonly body: string;
+      readonly headers?: Readonly<Record<string, string>>;
+    };
+
+export interface FaultProxy {
+  /** `http://127.0.0.1:<port>`; the port stays the same across `refused`. */
+  readonly url: string;
+  /** Requests the proxy received (forwarded or faulted); connections refused never reach it. */
+  readonly requests: number;
+  /** Requests that were answered by a fault instead of the target. */
+  readonly faulted: number;
+  readonly fault: ProxyFault;
+  setFault(fault: ProxyFault): Promise<void>;
+  close(): Promise<void>;
+}
+
+const AWS_JSON = { 'Content-Type': 'application/x-amz-json-1.1' };
+
+/** AWS JSON-protocol errors as the service sends them (awsJson1_1: `__type` names the exception). */
+export const awsFaults = {
+  internal: {
+    kind: 'respond',
+    status: 500,
+    body: JSON.stringify({ __type: 'InternalFailure', message: 'internal failure' }),
+    headers: AWS_JSON,
+  },
+  unavailable: {
+    kind: 'respond',
+    status: 503,
+    body: JSON.stringify({ __type: 'ServiceUnavailable', message: 'service unavailable' }),
+    headers: AWS_JSON,
+  },
+  throttling: {
+    kind: 'respond',
+    status: 400,
+    body: JSON.stringify({ __type: 'ThrottlingException', message: 'Rate exceeded' }),
+    headers: AWS_JSON,
+  },
+} as const satisfies Record<string, ProxyFault>;
+
+export async function startFaultProxy(target: string): Promise<FaultProxy> {
+  const upstream = new URL(target);
+  const agent = new Agent({ keepAlive: true, maxSockets: 64 });
+  const sockets = new Set<Socket>();
+  const hung = new Set<ServerResponse>();
+  let fault: ProxyFault = { kind: 'none' };
+  let requests = 0;
+  let faulted = 0;
+  let closed = false;
+
+  const forward = (req: IncomingMessage, res: ServerResponse) => {
+    const out = request(
+      {
+        host: upstream.hostname,
+        port: upstream.port,
+        method: req.method,
+        path: req.url,
+        headers: { ...req.headers, host: upstream.host },
+        agent,
+      },
+      (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      },
+    );
+    out.on('error', () => res.destroy());
+    req.pipe(out);
+  };
+
+  const server = createServer((req, res) => {
+    requests += 1;
+    switch (fault.kind) {
+      case 'none':
+        forward(req, res);
+        return;
+      case 'hang':
+        faulted += 1;
+        hung.add(res);
+        req.resume();
+        res.once('close', () => hung.delete(res));
+        return;
+      case 'respond': {
+        faulted += 1;
+        const { status, body, headers } = fault;
+        req.resume();
+        req.once('end', () => {
+          res.writeHead(status, { 'Content-Length': Buffer.byteLength(body), ...headers });
+          res.end(body);
+        });
+        return;
+      }
+      case 'refused':
+        // A connection accepted just before the listener closed: drop it like a dead host would.
+        req.socket.destroy();
+        return;
+    }
+  });
+  server.keepAliveTimeout = 1_000;
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
+
+  const listen = (port: number) =>
+    new Promise<number>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, '127.0.0.1', () => {
+        server.off('error', reject);
+        resolve((server.address() as AddressInfo).port);
+      });
+    });
+  const stopListening = () =>
+    new Promise<void>((resolve) => {
+      if (!server.listening) return resolve();
+      server.close(() => resolve());
+      for (const socket of sockets) socket.destroy();
+    });
+
+  const port = await listen(0);
+
+  return {
+    url: `http://127.0.0.1:${port}`,
+    get requests() {
+      return requests;
+    },
+    get faulted() {
+      return faulted;
+    },
+    get fault() {
+      return fault;
+    },
+    async setFault(next) {
+      if (closed) throw new Error('fault proxy is closed');
+      const previous = fault;
+      fault = next;
+      if (next.kind === 'refused') await stopListening();
+      else if (previous.kind === 'refused') await listen(port);
+      if (previous.kind === 'hang' && next.kind !== 'hang') {
+        // The store came back: what it never answered is gone, as after a restart.
+        for (const res of hung) res.destroy();
+      }
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      for (const res of hung) res.destroy();
+      await stopListening();
+      agent.destroy();
+    },
+  };
+}
