@@ -7,7 +7,7 @@
 import type { Attributes, Meter } from '@opentelemetry/api';
 import type { TlsSecretsError } from './errors.js';
 import type { Resolver } from './resolver.js';
-import type { CertificateInfo, ExpiringEvent, RotateEvent, StaleEvent } from './types.js';
+import type { CertificateInfo, ExpiringEvent, RotateEvent, StaleEvent, StoreCallEvent } from './types.js';
 
 export interface InstrumentOptions {
   /** Where instruments are created. Default: `metrics.getMeter('tls-secrets')` of `@opentelemetry/api`. */
@@ -29,6 +29,7 @@ export const METRICS = {
   stale: 'tls_secrets.stale',
   rotations: 'tls_secrets.rotations',
   errors: 'tls_secrets.errors',
+  storeDuration: 'tls_secrets.store.duration',
 } as const;
 
 /**
@@ -40,7 +41,8 @@ export const METRICS = {
  * - `tls_secrets.errors` (counter): refresh failures, attributes `error.type` (the error code: FETCH_FAILED
  *   and NOT_FOUND are store fetches, INVALID_MATERIAL a refused bundle), `tls_secrets.field`,
  *   `tls_secrets.provider`.
- * Store latency is not recorded: the resolver's events do not carry fetch timings.
+ * - `tls_secrets.store.duration` (histogram, ms): each store call the resolver makes, attributes
+ *   `tls_secrets.provider`, `tls_secrets.call` (`fetch`, `batch`, `probe`) and `tls_secrets.ok`.
  */
 export async function instrument(
   resolver: Resolver,
@@ -65,6 +67,10 @@ export async function instrument(
   });
   const rotations = meter.createCounter(METRICS.rotations, { description: 'Generations swapped in' });
   const errors = meter.createCounter(METRICS.errors, { description: 'Failed refreshes, by error code' });
+  const storeDuration = meter.createHistogram(METRICS.storeDuration, {
+    description: 'Duration of store calls (fetch, batch fetch, version probe)',
+    unit: 'ms',
+  });
 
   const observeExpiry = (result: { observe(value: number, attributes?: Attributes): void }) => {
     const now = Date.now();
@@ -91,8 +97,16 @@ export async function instrument(
       ...(error.field ? { 'tls_secrets.field': error.field } : {}),
       ...(error.provider ? { 'tls_secrets.provider': error.provider } : {}),
     });
+  const onStoreCall = (call: StoreCallEvent) =>
+    storeDuration.record(call.durationMs, {
+      ...base,
+      'tls_secrets.provider': call.provider,
+      'tls_secrets.call': call.kind,
+      'tls_secrets.ok': call.ok,
+    });
   resolver.on('rotate', onRotate);
   resolver.on('error', onError);
+  resolver.on('storeCall', onStoreCall);
 
   return {
     enabled: true,
@@ -101,6 +115,7 @@ export async function instrument(
       stale.removeCallback(observeStale);
       resolver.off('rotate', onRotate);
       resolver.off('error', onError);
+      resolver.off('storeCall', onStoreCall);
     },
   };
 }

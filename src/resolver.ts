@@ -29,6 +29,7 @@ import {
   type RotateEvent,
   SECRET_FIELDS,
   type Source,
+  type StoreCallEvent,
   type TlsSecretsSpec,
 } from './types.js';
 import {
@@ -388,8 +389,14 @@ export class Resolver extends EventEmitter<ResolverEvents> {
 
   status(): ResolverStatus {
     const generation = this.#generation;
+    // A field's notAfter is its certificate's; for a CA bundle, the earliest of its entries (`ca#0`, `ca#1`…).
     const certs = new Map<string, CertificateInfo>();
-    for (const cert of generation?.bundle.certificates ?? []) certs.set(cert.field, cert);
+    const bundle = generation?.bundle;
+    for (const cert of [...(bundle?.certificates ?? []), ...(bundle?.authorities ?? [])]) {
+      const field = cert.field.replace(/#\d+$/, '');
+      const known = certs.get(field);
+      if (!known || cert.notAfter < known.notAfter) certs.set(field, cert);
+    }
     const fields: FieldStatus[] = this.#slots.map((slot) => {
       const unit = this.#unitBySlot.get(slot);
       return {
@@ -542,7 +549,9 @@ export class Resolver extends EventEmitter<ResolverEvents> {
       if (force || unit.forceFetch || !unit.result || !probe || unit.result.version === undefined)
         return true;
       try {
-        const answer = await abortable(probe.call(unit.provider, unit.ref, signal), signal);
+        const answer = await this.#timed(unit.provider, 'probe', 1, () =>
+          abortable(probe.call(unit.provider, unit.ref, signal), signal),
+        );
         const version = typeof answer === 'object' ? answer.version : answer;
         if (typeof answer === 'object') unit.changesAt = answer.changesAt?.getTime();
         return version === undefined || version !== unit.result.version;
@@ -564,14 +573,12 @@ export class Resolver extends EventEmitter<ResolverEvents> {
     for (const unit of units) byProvider.set(unit.provider, [...(byProvider.get(unit.provider) ?? []), unit]);
     await Promise.all(
       [...byProvider].map(async ([provider, group]) => {
-        if (provider.fetchMany && group.length > 1) {
+        const fetchMany = provider.fetchMany?.bind(provider);
+        if (fetchMany && group.length > 1) {
           try {
-            const batch = await abortable(
-              provider.fetchMany(
-                group.map((u) => u.ref),
-                signal,
-              ),
-              signal,
+            const refs = group.map((unit) => unit.ref);
+            const batch = await this.#timed(provider, 'batch', group.length, () =>
+              abortable(fetchMany(refs, signal), signal),
             );
             for (const [i, unit] of group.entries()) {
               results.set(unit, batch[i] ?? new FetchError('batch returned no result'));
@@ -584,7 +591,12 @@ export class Resolver extends EventEmitter<ResolverEvents> {
         await Promise.all(
           group.map(async (unit) => {
             try {
-              results.set(unit, await abortable(provider.fetch(unit.ref, signal), signal));
+              results.set(
+                unit,
+                await this.#timed(provider, 'fetch', 1, () =>
+                  abortable(provider.fetch(unit.ref, signal), signal),
+                ),
+              );
             } catch (err) {
               results.set(unit, err instanceof Error ? err : new Error(String(err)));
             }
@@ -593,6 +605,31 @@ export class Resolver extends EventEmitter<ResolverEvents> {
       }),
     );
     return units.map((unit) => results.get(unit) ?? new FetchError('no result'));
+  }
+
+  /** Runs one store call and reports its duration (listeners only: no cost without them). */
+  async #timed<T>(
+    provider: Provider,
+    kind: StoreCallEvent['kind'],
+    refs: number,
+    call: () => Promise<T>,
+  ): Promise<T> {
+    if (this.listenerCount('storeCall') === 0) return call();
+    const started = performance.now();
+    let ok = false;
+    try {
+      const result = await call();
+      ok = true;
+      return result;
+    } finally {
+      this.emit('storeCall', {
+        provider: provider.name,
+        kind,
+        refs,
+        durationMs: performance.now() - started,
+        ok,
+      });
+    }
   }
 
   /** Assembles and validates a candidate generation from the latest fetched values. Throws if invalid. */
@@ -681,6 +718,7 @@ export class Resolver extends EventEmitter<ResolverEvents> {
       changed,
       versions: next.versions,
       certificates: next.bundle.certificates,
+      authorities: next.bundle.authorities,
     };
     this.emit('rotate', event);
     this.#armExpiryTimer();

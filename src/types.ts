@@ -86,7 +86,10 @@ export interface RotateEvent {
   readonly changed: readonly string[];
   /** Version per field path, where the store reports one. */
   readonly versions: Readonly<Record<string, string | undefined>>;
+  /** Leaf certificates (from `cert` and `pfx`): their notAfter drives refresh-ahead and expiry. */
   readonly certificates: readonly CertificateInfo[];
+  /** CA entries (`ca`, one per certificate, e.g. `ca#1`): reported for monitoring, not enforced. */
+  readonly authorities: readonly CertificateInfo[];
 }
 
 export interface StaleEvent {
@@ -103,8 +106,19 @@ export interface ExpiringEvent {
   readonly remainingMs: number;
 }
 
+/** One call to a store, as timed by the resolver: for latency metrics. Names no secret. */
+export interface StoreCallEvent {
+  readonly provider: string;
+  /** `fetch` of one reference, `batch` fetch of several, `probe` of a version. */
+  readonly kind: 'fetch' | 'batch' | 'probe';
+  readonly refs: number;
+  readonly durationMs: number;
+  readonly ok: boolean;
+}
+
 export interface ResolverEvents {
   rotate: [RotateEvent];
+  storeCall: [StoreCallEvent];
   error: [TlsSecretsError];
   stale: [StaleEvent];
   expiring: [ExpiringEvent];

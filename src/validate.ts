@@ -38,6 +38,8 @@ export interface ValidatedBundle {
   readonly options: SecureContextOptions;
   readonly secureContext: SecureContext;
   readonly certificates: readonly CertificateInfo[];
+  /** The CA entries; their expiry is reported, not enforced (bundles often carry expired roots). */
+  readonly authorities: readonly CertificateInfo[];
   readonly notAfter: Date | undefined;
   readonly psk: ReadonlyMap<string, Buffer>;
 }
@@ -364,5 +366,6 @@ export function validateMaterial(material: Material, options: ValidateOptions): 
     (earliest, info) => (!earliest || info.notAfter < earliest ? info.notAfter : earliest),
     undefined,
   );
-  return { options: secretOptions, secureContext, certificates, notAfter, psk };
+  const authorities = ca.map((item, index) => certificateInfo(item, caCerts[index] as X509Certificate));
+  return { options: secretOptions, secureContext, certificates, authorities, notAfter, psk };
 }

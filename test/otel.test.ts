@@ -47,9 +47,13 @@ function captureMeter() {
   const counter = (name: string) => ({
     add: (value: number, attributes?: Attributes) => added.push({ name, value, attributes }),
   });
+  const histogram = (name: string) => ({
+    record: (value: number, attributes?: Attributes) => added.push({ name, value, attributes }),
+  });
   const meter = {
     createObservableGauge: observable,
     createCounter: counter,
+    createHistogram: histogram,
   } as unknown as Meter;
   const collect = async (name: string) => {
     const observed: { value: number; attributes: Attributes | undefined }[] = [];
@@ -81,6 +85,22 @@ describe('instrument', () => {
     });
     expect(await collect(METRICS.stale)).toEqual([{ value: 0, attributes: { service: 'api' } }]);
     expect(added.filter((m) => m.name === METRICS.rotations)).toHaveLength(1);
+    const fetches = added.filter((m) => m.name === METRICS.storeDuration);
+    expect(fetches.map((m) => m.attributes)).toEqual([
+      {
+        service: 'api',
+        'tls_secrets.provider': 'memory',
+        'tls_secrets.call': 'fetch',
+        'tls_secrets.ok': true,
+      },
+      {
+        service: 'api',
+        'tls_secrets.provider': 'memory',
+        'tls_secrets.call': 'fetch',
+        'tls_secrets.ok': true,
+      },
+    ]);
+    expect(fetches.every((m) => m.value >= 0 && m.value < 1_000)).toBe(true);
 
     store.delete('cert');
     await resolver.refresh();
@@ -97,6 +117,10 @@ describe('instrument', () => {
       },
     ]);
     expect(await collect(METRICS.stale)).toEqual([{ value: 1, attributes: { service: 'api' } }]);
+    const failed = added.filter(
+      (m) => m.name === METRICS.storeDuration && m.attributes?.['tls_secrets.ok'] === false,
+    );
+    expect(failed.map((m) => m.attributes?.['tls_secrets.call'])).toEqual(['fetch']);
 
     const next = await ca.issue({ commonName: 'observed-2' });
     store.set('key', next.keyPem);

@@ -461,6 +461,8 @@ describe('spec handling', () => {
     expect(cert).toMatchObject({ source: 'memory:cert', notAfter: leaf.notAfter });
     expect(cert?.version).toEqual(expect.any(String));
     expect(cert?.fetchedAt).toBeInstanceOf(Date);
+    // CA expiry is reported too (not enforced): the field's earliest entry.
+    expect(status.fields.find((f) => f.field === 'ca')?.notAfter?.getTime()).toBe(ca.notAfter.getTime());
   });
 });
 
