@@ -9,10 +9,10 @@ import { CreateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secre
 import { awsSecretsManager } from '../../providers/aws-secrets-manager.js';
 import { vault } from '../../providers/vault/index.js';
 import { connect, createResolver, type Resolver, type TlsSecretsSpec } from '../../src/index.js';
+import { startMoto } from '../../test/helpers/moto.js';
 import { startVaultStandin } from '../../test/vault-standin/index.js';
 import { type BenchContext, type SectionResult, type Target, target } from '../lib/context.js';
 import { finish } from '../lib/load.js';
-import { startMoto } from '../lib/moto.js';
 import { fmt, table } from '../lib/stats.js';
 
 const SECTION = 'storeRoundTrips';

@@ -1,7 +1,6 @@
 /**
- * A moto server (the AWS mock) for the store section, started the way test/setup/moto.ts starts it for
- * vitest (that module exports only the vitest globalSetup, so its few lines are repeated here).
- * MOTO_ENDPOINT points at one that is already running.
+ * A moto server (the AWS mock) on a free loopback port, for the test run (test/setup/moto.ts) and the
+ * benchmarks. MOTO_ENDPOINT points at one that is already running (e.g. the motoserver/moto container).
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -50,16 +49,29 @@ async function answers(url: string): Promise<boolean> {
   }
 }
 
-/** A running moto, or the reason there is none (the AWS row is then reported as skipped). */
-export async function startMoto(): Promise<Moto | string> {
+/**
+ * A running moto, or the reason there is none. With `install`, a missing moto is installed into
+ * .venv-moto first (scripts/setup-moto.sh).
+ */
+export async function startMoto(options: { install?: boolean } = {}): Promise<Moto | string> {
   const external = process.env.MOTO_ENDPOINT?.replace(/\/+$/, '');
   if (external) {
     return (await answers(external))
       ? { url: external, close: async () => {} }
       : `MOTO_ENDPOINT ${external} does not answer`;
   }
-  const server = findMoto();
-  if (!server) return 'moto_server is not installed (run scripts/setup-moto.sh)';
+  let server = findMoto();
+  if (!server && options.install) {
+    try {
+      execFileSync('bash', [join(root, 'scripts', 'setup-moto.sh')], {
+        stdio: ['ignore', 'inherit', 'inherit'],
+      });
+    } catch {
+      return 'scripts/setup-moto.sh failed';
+    }
+    server = findMoto();
+  }
+  if (!server) return 'moto_server is not installed (python3 missing? run scripts/setup-moto.sh)';
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const child: ChildProcess = spawn(server, ['-H', '127.0.0.1', '-p', String(port)], {
