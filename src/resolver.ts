@@ -282,6 +282,7 @@ export class Resolver extends EventEmitter<ResolverEvents> {
   #generation: Generation | undefined;
   #running: Promise<RefreshResult> | undefined;
   #queued: { request: RefreshRequest; promise: Promise<RefreshResult> } | undefined;
+  #caCache: ReadonlyMap<string, CertificateInfo> = new Map();
   #failureStreak = 0;
   /** While the store fails: when the backoff allows the next attempt (epoch ms). */
   #nextRetryAt = 0;
@@ -678,11 +679,15 @@ export class Resolver extends EventEmitter<ResolverEvents> {
       .digest('hex');
     if (previous && digest === previous.digest) return previous;
 
+    const caCache = { previous: this.#caCache, next: new Map<string, CertificateInfo>() };
     const bundle = validateMaterial(material, {
       now: Date.now(),
       verifyChain: this.#options.verifyChain,
       contextOptions: this.#passThrough as SecureContextOptions,
+      caCache,
     });
+    // Only the entries of the bundle just validated are kept: the cache never outgrows one generation.
+    this.#caCache = caCache.next;
     const { pskIdentity, ...passThrough } = this.#passThrough;
     const options: ResolvedOptions = {
       ...passThrough,

@@ -49,6 +49,15 @@ export interface ValidateOptions {
   readonly verifyChain: boolean;
   /** Non-secret context options (ciphers, minVersion, …) that the final context is built with. */
   readonly contextOptions: SecureContextOptions;
+  /**
+   * What the previous validation learnt of each CA entry, by PEM text: a rotation of one entry in a large
+   * bundle then parses one certificate, not all of them. Filled with this validation's entries. (Small
+   * records, not X509Certificate objects, which hold native memory: ~12 KB each.)
+   */
+  readonly caCache?: {
+    readonly previous: ReadonlyMap<string, CertificateInfo>;
+    readonly next: Map<string, CertificateInfo>;
+  };
 }
 
 const invalid = (item: Pick<Item, 'path' | 'ref'>, reason: string, cause?: unknown) =>
@@ -225,7 +234,23 @@ export function validateMaterial(material: Material, options: ValidateOptions): 
   }
 
   const ca = material.ca.flatMap((item) => splitEntries(item, ['CERTIFICATE', 'TRUSTED CERTIFICATE'], 'CA'));
-  const caCerts = ca.map((item) => parseCertificate(item, 'CA entry'));
+  const authorities: CertificateInfo[] = [];
+  const caValues: (string | Buffer)[] = [];
+  const caCerts: X509Certificate[] = [];
+  for (const item of ca) {
+    const key = typeof item.value === 'string' ? item.value : undefined;
+    const known = key === undefined ? undefined : options.caCache?.previous.get(key);
+    // verifyChain needs the certificates themselves; otherwise a known entry needs no parsing.
+    const cert = known && !options.verifyChain ? undefined : parseCertificate(item, 'CA entry');
+    const info = cert
+      ? certificateInfo(item, cert)
+      : { ...(known as CertificateInfo), field: item.path, ref: item.ref };
+    if (key !== undefined) options.caCache?.next.set(key, info);
+    if (cert) caCerts.push(cert);
+    authorities.push(info);
+    // Node's ca option takes PEM only: a DER entry goes on as PEM.
+    caValues.push(looksLikePem(item.value) || !cert ? item.value : cert.toString());
+  }
 
   const crl = material.crl.flatMap((item) => splitEntries(item, ['X509 CRL'], 'CRL'));
   for (const item of crl) {
@@ -339,11 +364,8 @@ export function validateMaterial(material: Material, options: ValidateOptions): 
     });
   }
   if (certValues.length) secretOptions.cert = certValues;
-  if (ca.length) {
-    secretOptions.ca = ca.map((item, index) =>
-      looksLikePem(item.value) ? item.value : (caCerts[index]?.toString() ?? item.value),
-    );
-  }
+  if (caValues.length) secretOptions.ca = caValues;
+
   if (crl.length) secretOptions.crl = crl.map((item) => item.value);
   if (pfx.length) secretOptions.pfx = pfx;
   if (material.passphrase) secretOptions.passphrase = text(material.passphrase.value);
@@ -366,6 +388,5 @@ export function validateMaterial(material: Material, options: ValidateOptions): 
     (earliest, info) => (!earliest || info.notAfter < earliest ? info.notAfter : earliest),
     undefined,
   );
-  const authorities = ca.map((item, index) => certificateInfo(item, caCerts[index] as X509Certificate));
   return { options: secretOptions, secureContext, certificates, authorities, notAfter, psk };
 }

@@ -448,6 +448,27 @@ describe('spec handling', () => {
     expect(() => createResolver({ cert: 42 as unknown as string })).toThrow(/field cert/);
   });
 
+  it('CA entries reused from the previous generation are reported under their new positions', async () => {
+    const [a, b, c, d] = await Promise.all(Array.from({ length: 4 }, () => createTestCA()));
+    const serial = (x: TestCA | undefined) => x?.serial;
+    const store = memory({ a: a?.certPem ?? '', b: b?.certPem ?? '', c: c?.certPem ?? '' });
+    const resolver = track(createResolver({ ca: [store.ref('a'), store.ref('b'), store.ref('c')] }));
+    const rotations: RotateEvent[] = [];
+    resolver.on('rotate', (event) => rotations.push(event));
+    await resolver.resolve();
+    // c's certificate moves to the first position and d replaces it: only d is new.
+    store.set('a', c?.certPem ?? '');
+    store.set('c', d?.certPem ?? '');
+    await resolver.refresh();
+    const authorities = rotations.at(-1)?.authorities.map((info) => [info.field, info.serialNumber]);
+    expect(authorities).toEqual([
+      ['ca[0]', serial(c)],
+      ['ca[1]', serial(b)],
+      ['ca[2]', serial(d)],
+    ]);
+    expect(rotations.at(-1)?.authorities[0]?.ref).toBe('memory:a');
+  });
+
   it('status() reports source, version, fetch time and notAfter per field', async () => {
     const store = memory({ key: leaf.keyPem, cert: leaf.certPem });
     const resolver = track(
