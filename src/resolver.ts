@@ -283,6 +283,8 @@ export class Resolver extends EventEmitter<ResolverEvents> {
   #running: Promise<RefreshResult> | undefined;
   #queued: { request: RefreshRequest; promise: Promise<RefreshResult> } | undefined;
   #caCache: ReadonlyMap<string, CertificateInfo> = new Map();
+  /** The jittered refresh-ahead fraction of each certificate and lease in use. */
+  #aheadFractions = new Map<string, number>();
   #failureStreak = 0;
   /** While the store fails: when the backoff allows the next attempt (epoch ms). */
   #nextRetryAt = 0;
@@ -770,21 +772,35 @@ export class Resolver extends EventEmitter<ResolverEvents> {
    * of the lease), and probes just after a store's scheduled change, which can take a while to land.
    */
   #aheadPoints(): { at: number; unit?: Unit; cert?: CertificateInfo }[] {
-    const ratio = this.#options.refreshAhead;
     const points: { at: number; unit?: Unit; cert?: CertificateInfo }[] = [];
+    const fractions = new Map<string, number>();
+    // Each lifetime gets its own jittered fraction, drawn once and kept while it lasts, so that a fleet
+    // started together does not renew together, and a point does not move each time it is computed.
+    const fraction = (key: string) => {
+      const drawn =
+        this.#aheadFractions.get(key) ??
+        this.#options.refreshAhead * (1 - this.#options.jitter * Math.random());
+      fractions.set(key, drawn);
+      return drawn;
+    };
     for (const cert of this.#generation?.bundle.certificates ?? []) {
       const start = cert.notBefore.getTime();
-      points.push({ at: start + ratio * (cert.notAfter.getTime() - start), cert });
+      points.push({
+        at: start + fraction(`cert:${cert.fingerprint256}`) * (cert.notAfter.getTime() - start),
+        cert,
+      });
     }
     for (const unit of this.#units) {
       const expiresAt = unit.result?.expiresAt?.getTime();
       if (expiresAt !== undefined && unit.fetchedAt !== undefined) {
-        points.push({ at: unit.fetchedAt + ratio * (expiresAt - unit.fetchedAt), unit });
+        const lease = `lease:${describeRef(unit.ref)}:${unit.fetchedAt}`;
+        points.push({ at: unit.fetchedAt + fraction(lease) * (expiresAt - unit.fetchedAt), unit });
       }
       if (unit.changesAt !== undefined) {
         for (const after of SCHEDULED_CHANGE_PROBES) points.push({ at: unit.changesAt + after });
       }
     }
+    this.#aheadFractions = fractions;
     return points;
   }
 

@@ -54,7 +54,10 @@ export interface ResolverOptions {
   refreshInterval?: number;
   /** Fraction of randomness applied to every scheduled delay, 0..1. Default 0.1. */
   jitter?: number;
-  /** Refresh when this fraction of a certificate's or lease's lifetime has passed. Default 2/3. */
+  /**
+   * Refresh when this fraction of a certificate's or lease's lifetime has passed, less up to `jitter` of it
+   * (drawn once per lifetime, so a fleet started together does not renew together). Default 2/3.
+   */
   refreshAhead?: number;
   /** First retry delay after a failed refresh, doubled each time. Default 1_000 ms. */
   retryInitialDelay?: number;

@@ -199,14 +199,20 @@ describe('refresh', () => {
         { refreshInterval: 3_600_000, refreshAhead: 0.5 },
       ),
     );
-    const expiring: string[] = [];
-    resolver.on('expiring', (event) => expiring.push(event.certificate.serialNumber));
+    let rotatedAt = 0;
+    resolver.on('rotate', (event) => {
+      if (event.generation === 2) rotatedAt = Date.now();
+    });
     await resolver.resolve();
     const renewed = await ca.issue();
     store.set('key', renewed.keyPem);
     store.set('cert', renewed.certPem);
     await eventually(() => expect(resolver.generation).toBe(2), 4_000);
-    expect(expiring).toEqual([shortLived.serial]);
+    // Half the lifetime, less up to jitter (0.1) of that half: never after the point, never long before.
+    const start = shortLived.notBefore.getTime();
+    const lifetime = shortLived.notAfter.getTime() - start;
+    expect(rotatedAt).toBeLessThanOrEqual(start + 0.5 * lifetime + 300);
+    expect(rotatedAt).toBeGreaterThanOrEqual(start + 0.45 * lifetime - 50);
   });
 
   it('re-fetches ahead of a provider-reported expiry even when the version is unchanged', async () => {
@@ -224,6 +230,33 @@ describe('refresh', () => {
     const resolver = track(createResolver({ ca: createRef(lease, 'x') }, { refreshInterval: 3_600_000 }));
     await resolver.resolve();
     await eventually(() => expect(issued).toBeGreaterThanOrEqual(3), 5_000);
+  });
+
+  it('refresh-ahead points are jittered per resolver, never later than the refreshAhead fraction', async () => {
+    const firstRefetch: number[] = [];
+    const started = Date.now();
+    const resolvers = Array.from({ length: 6 }, () => {
+      let fetches = 0;
+      const lease: Provider = {
+        name: 'lease',
+        async fetch() {
+          fetches += 1;
+          if (fetches === 2) firstRefetch.push(Date.now() - started);
+          return { value: ca.certPem, version: 'same', expiresAt: new Date(Date.now() + 1_000) };
+        },
+      };
+      return track(
+        createResolver(
+          { ca: createRef(lease, 'x') },
+          { refreshInterval: 3_600_000, refreshAhead: 0.6, jitter: 0.9 },
+        ),
+      );
+    });
+    await Promise.all(resolvers.map((resolver) => resolver.resolve()));
+    await eventually(() => expect(firstRefetch).toHaveLength(6), 3_000);
+    // Fractions fall in 0.6 x (1 - 0.9 u): between 60 and 600 ms of a 1 s lease, spread out.
+    expect(Math.max(...firstRefetch)).toBeLessThan(600 + 150);
+    expect(Math.max(...firstRefetch) - Math.min(...firstRefetch)).toBeGreaterThan(30);
   });
 
   it('probes again just after a store-scheduled change (a rotation date), without waiting for the interval', async () => {

@@ -43,7 +43,8 @@ const OPTIONS = {
 } satisfies ResolverOptions;
 const OUTAGE_MS = 1_200;
 /** Recovery must come within one capped backoff step; this covers the probe, the fetch and a busy CI box. */
-const RECOVERY_SLACK_MS = 350;
+// A request in flight when the fault clears may still take up to fetchTimeout before the next step runs.
+const RECOVERY_SLACK_MS = OPTIONS.fetchTimeout + 350;
 
 let ca: TestCA;
 let admin: SecretsManagerClient;

@@ -33,7 +33,8 @@ const OPTIONS = {
   fetchTimeout: 300,
 } satisfies ResolverOptions;
 const OUTAGE_MS = 1_200;
-const RECOVERY_SLACK_MS = 350;
+// A request in flight when the fault clears may still take up to fetchTimeout before the next step runs.
+const RECOVERY_SLACK_MS = OPTIONS.fetchTimeout + 350;
 const LOGIN = '/v1/auth/approle/login';
 
 let ca: TestCA;
