@@ -253,6 +253,21 @@ function asTlsError(err: unknown, unit: Unit): TlsSecretsError {
   return field ? error.withField(field) : error;
 }
 
+/** A field's last problem: its store's fetch error, else a refusal of the bundle that named the field. */
+function lastErrorOf(
+  path: string,
+  unit: Unit | undefined,
+  refused: { field: string; error: TlsSecretsError; at: number } | undefined,
+) {
+  const [error, at] =
+    unit?.lastError && unit.lastErrorAt !== undefined
+      ? [unit.lastError, unit.lastErrorAt]
+      : refused?.field === path
+        ? [refused.error, refused.at]
+        : [undefined, 0];
+  return error ? { code: error.code, message: error.message, at: new Date(at) } : undefined;
+}
+
 /** Rejects when the signal aborts, for providers that ignore it: a hung store must not block later refreshes. */
 function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
   if (signal.aborted) return Promise.reject(signal.reason);
@@ -285,6 +300,8 @@ export class Resolver extends EventEmitter<ResolverEvents> {
   #caCache: ReadonlyMap<string, CertificateInfo> = new Map();
   /** The jittered refresh-ahead fraction of each certificate and lease in use. */
   #aheadFractions = new Map<string, number>();
+  /** The last candidate bundle refused by validation, since the generation being served. */
+  #refused: { field: string; error: TlsSecretsError; at: number } | undefined;
   #failureStreak = 0;
   /** While the store fails: when the backoff allows the next attempt (epoch ms). */
   #nextRetryAt = 0;
@@ -408,10 +425,7 @@ export class Resolver extends EventEmitter<ResolverEvents> {
         version: unit?.result?.version,
         fetchedAt: unit?.fetchedAt === undefined ? undefined : new Date(unit.fetchedAt),
         notAfter: certs.get(slot.path)?.notAfter,
-        lastError:
-          unit?.lastError && unit.lastErrorAt !== undefined
-            ? { code: unit.lastError.code, message: unit.lastError.message, at: new Date(unit.lastErrorAt) }
-            : undefined,
+        lastError: lastErrorOf(slot.path, unit, this.#refused),
       };
     });
     return {
@@ -532,9 +546,11 @@ export class Resolver extends EventEmitter<ResolverEvents> {
           rotated = true;
         }
       } catch (err) {
-        errors.push(
-          err instanceof TlsSecretsError ? err : new FetchError('bundle build failed', { cause: err }),
-        );
+        const error =
+          err instanceof TlsSecretsError ? err : new FetchError('bundle build failed', { cause: err });
+        errors.push(error);
+        // A refused bundle is reported on its field until a generation is swapped in.
+        if (error.field) this.#refused = { field: error.field.replace(/#\d+$/, ''), error, at: now };
       }
     }
     this.#afterCycle(errors, now);
@@ -716,6 +732,7 @@ export class Resolver extends EventEmitter<ResolverEvents> {
 
   #swap(next: Generation, previous: Generation | undefined): void {
     this.#generation = next;
+    this.#refused = undefined;
     this.#staleSince = undefined;
     const changed = [...next.slotDigests]
       .filter(([path, hash]) => previous?.slotDigests.get(path) !== hash)

@@ -297,9 +297,12 @@ describe('validation gate and atomic swap', () => {
     expect(errors[0]).toBeInstanceOf(InvalidMaterialError);
     expect(errors[0]?.message).toMatch(/does not match any private key/);
     expect(await resolver.resolve()).toBe(before);
+    const certStatus = () => resolver.status().fields.find((field) => field.field === 'cert');
+    expect(certStatus()?.lastError?.code).toBe('INVALID_MATERIAL');
     store.set('cert', next.certPem);
     await eventually(() => expect(resolver.generation).toBe(2));
     expect((await resolver.resolve()).cert).toEqual([next.certPem]);
+    expect(certStatus()?.lastError).toBeUndefined();
   });
 
   it('an invalid bundle on a cold resolver rejects resolve() with a typed error naming field and reference', async () => {
