@@ -17,7 +17,7 @@ import { runInNewContext } from 'node:vm';
 import { memory } from '../providers/memory.js';
 import { connect, createResolver, createServer } from '../src/index.js';
 import { createTestCA, type Issued, randomTicketKeys } from './fixtures/ca.js';
-import { closeServer, listen } from './helpers/tls.js';
+import { closeServer, listen, readAll } from './helpers/tls.js';
 
 const { values } = parseArgs({
   options: {
@@ -129,15 +129,7 @@ async function main(): Promise<number> {
   const handshake = async () => {
     try {
       const socket = await connect(clientTls, { host: '127.0.0.1', port, servername: 'localhost' });
-      const reply = await new Promise<string>((resolve, reject) => {
-        let data = '';
-        socket.setEncoding('utf8');
-        socket.on('data', (chunk: string) => {
-          data += chunk;
-        });
-        socket.once('end', () => resolve(data));
-        socket.once('error', reject);
-      });
+      const reply = await readAll(socket);
       socket.destroy();
       if (reply !== 'ok') throw new Error(`unexpected reply ${JSON.stringify(reply)}`);
       ok += 1;

@@ -24,7 +24,7 @@ import { ConfigurationError, FetchError, SecretNotFoundError } from '../../src/e
 import { createResolver } from '../../src/index.js';
 import { transformValue } from '../../src/transform.js';
 import { createTestCA, toPfx } from '../fixtures/ca.js';
-import { closeServer, listen } from '../helpers/tls.js';
+import { closeServer, listen, readAll } from '../helpers/tls.js';
 import { type ConformanceHarness, runProviderConformance } from './conformance.js';
 
 const endpoint = inject('motoEndpoint');
@@ -407,15 +407,7 @@ describe.skipIf(!endpoint)('awsSecretsManager against moto', () => {
     try {
       const port = await listen(server);
       const socket: TLSSocket = connect({ port, host: '127.0.0.1', servername: 'localhost', ca: ca.certPem });
-      const received = await new Promise<string>((resolve, reject) => {
-        let data = '';
-        socket.setEncoding('utf8');
-        socket.on('data', (chunk: string) => {
-          data += chunk;
-        });
-        socket.once('end', () => resolve(data));
-        socket.once('error', reject);
-      });
+      const received = await readAll(socket);
       expect(received).toBe('hello over pfx');
       expect(socket.getPeerCertificate().subject.CN).toBe('pfx.test');
       expect(socket.authorized).toBe(true);

@@ -23,7 +23,7 @@ import {
 import { createTestCA, type Issued, type TestCA } from '../fixtures/ca.js';
 import { type FaultProxy, startFaultProxy } from '../helpers/fault-proxy.js';
 import { closeServer, eventually, listen, sleep } from '../helpers/tls.js';
-import { type CountedProvider, counted, startTraffic, waitFor } from './harness.js';
+import { type CountedProvider, counted, FAULT_OPTIONS, startTraffic, waitFor } from './harness.js';
 
 const endpoint = inject('motoEndpoint');
 const NO_MOTO = !endpoint;
@@ -33,12 +33,7 @@ const REGION = 'us-east-1';
 const CREDENTIALS = { accessKeyId: 'AKIDEXPIRY', secretAccessKey: 'expiry-secret-access-key' };
 /** How early the resolver lets a timer count as due (TIMER_SLACK in src/resolver.ts). */
 const TIMER_SLACK_MS = 5;
-const OPTIONS = {
-  refreshInterval: 200,
-  retryInitialDelay: 50,
-  retryMaxDelay: 400,
-  fetchTimeout: 300,
-} satisfies ResolverOptions;
+const OPTIONS = FAULT_OPTIONS;
 
 let ca: TestCA;
 let admin: SecretsManagerClient;

@@ -18,9 +18,13 @@ import { sleep } from '../helpers/tls.js';
 import {
   type CountedProvider,
   counted,
+  DNS_FAILURE,
   describeFigures,
+  FAULT_OPTIONS,
   maxCycles,
+  OUTAGE_MS,
   type OutageFigures,
+  RECOVERY_SLACK_MS,
   runOutage,
   type Stage,
   startStage,
@@ -32,19 +36,8 @@ if (NO_MOTO) console.warn(`[faults-aws] SKIPPED: ${inject('motoUnavailable') || 
 
 const REGION = 'us-east-1';
 const CREDENTIALS = { accessKeyId: 'AKIDFAULTS', secretAccessKey: 'faults-secret-access-key' };
-const DNS_FAILURE = 'http://tls-secrets-nonexistent.invalid:1';
 
-const OPTIONS = {
-  refreshInterval: 200,
-  jitter: 0.1,
-  retryInitialDelay: 50,
-  retryMaxDelay: 400,
-  fetchTimeout: 300,
-} satisfies ResolverOptions;
-const OUTAGE_MS = 1_200;
-/** Recovery must come within one capped backoff step; this covers the probe, the fetch and a busy CI box. */
-// A request in flight when the fault clears may still take up to fetchTimeout before the next step runs.
-const RECOVERY_SLACK_MS = OPTIONS.fetchTimeout + 350;
+const OPTIONS = FAULT_OPTIONS;
 
 let ca: TestCA;
 let admin: SecretsManagerClient;

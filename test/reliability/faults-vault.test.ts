@@ -7,15 +7,19 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type VaultProvider, vault } from '../../providers/vault/index.js';
-import { FetchError, type ResolverOptions, type SecretRef } from '../../src/index.js';
+import { FetchError, type SecretRef } from '../../src/index.js';
 import { createTestCA, type Issued, type TestCA } from '../fixtures/ca.js';
 import { type FaultProxy, startFaultProxy } from '../helpers/fault-proxy.js';
 import { startVaultStandin, type VaultFaults, type VaultStandin } from '../vault-standin/index.js';
 import {
   type CountedProvider,
   counted,
+  DNS_FAILURE,
   describeFigures,
+  FAULT_OPTIONS,
+  OUTAGE_MS,
   type OutageFigures,
+  RECOVERY_SLACK_MS,
   runOutage,
   type Stage,
   startStage,
@@ -24,17 +28,7 @@ import {
 } from './harness.js';
 import { newSecretId, recordingClient, type SeedApi, seedApi, setupAppRole } from './vault-rig.js';
 
-const DNS_FAILURE = 'http://tls-secrets-nonexistent.invalid:1';
-const OPTIONS = {
-  refreshInterval: 200,
-  jitter: 0.1,
-  retryInitialDelay: 50,
-  retryMaxDelay: 400,
-  fetchTimeout: 300,
-} satisfies ResolverOptions;
-const OUTAGE_MS = 1_200;
-// A request in flight when the fault clears may still take up to fetchTimeout before the next step runs.
-const RECOVERY_SLACK_MS = OPTIONS.fetchTimeout + 350;
+const OPTIONS = FAULT_OPTIONS;
 const LOGIN = '/v1/auth/approle/login';
 
 let ca: TestCA;

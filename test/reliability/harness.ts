@@ -20,6 +20,23 @@ import {
 import type { VersionProbe } from '../../src/provider.js';
 import { closeServer, listen, sleep } from '../helpers/tls.js';
 
+/** Resolver settings of the fault matrix: short steps so an outage of OUTAGE_MS spans several backoffs. */
+export const FAULT_OPTIONS = {
+  refreshInterval: 200,
+  jitter: 0.1,
+  retryInitialDelay: 50,
+  retryMaxDelay: 400,
+  fetchTimeout: 300,
+} satisfies ResolverOptions;
+export const OUTAGE_MS = 1_200;
+/**
+ * Recovery must come within one capped backoff step; a request in flight when the fault clears may still
+ * take up to fetchTimeout, and the rest covers the probe, the fetch and a busy CI box.
+ */
+export const RECOVERY_SLACK_MS = FAULT_OPTIONS.fetchTimeout + 350;
+/** A store host that never resolves (the .invalid TLD is reserved). */
+export const DNS_FAILURE = 'http://tls-secrets-nonexistent.invalid:1';
+
 /** A provider whose store calls (fetches and version probes; it offers no batching) are timestamped. */
 export interface CountedProvider extends Provider {
   readonly calls: number[];
