@@ -368,7 +368,8 @@ describe('tls-secrets watch', () => {
         () => expect(child.output.stdout).toMatch(/error INVALID_MATERIAL: .*field cert/),
         10_000,
       );
-      expect(child.output.stdout).toMatch(/stale: still serving generation 1/);
+      // The stale line follows in its own write: the child's stdout may deliver it in a later chunk.
+      await eventually(() => expect(child.output.stdout).toMatch(/stale: still serving generation 1/), 5_000);
 
       // A new key and certificate, each renamed into place as Kubernetes and editors do.
       const next = await ca.issue({ commonName: 'rotated.example' });
