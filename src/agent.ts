@@ -12,7 +12,7 @@ import type { Duplex } from 'node:stream';
 import { type ConnectionOptions, type TLSSocket, connect as tlsConnect } from 'node:tls';
 import type { buildConnector, Dispatcher, Agent as UndiciAgent } from 'undici';
 import { ConfigurationError } from './errors.js';
-import type { Resolver } from './resolver.js';
+import type { Resolver } from './resolver/index.js';
 import { type ResolvedOptions, type RotateEvent, SECRET_FIELDS, type SecretField } from './types.js';
 
 /** setTimeout fires at once for delays above 2^31-1 ms; longer waits are re-armed. */

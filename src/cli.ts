@@ -9,7 +9,7 @@ import { X509Certificate } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { type ConfiguredResolver, createResolverFromConfig } from './config.js';
 import { TlsSecretsError } from './errors.js';
-import type { Resolver } from './resolver.js';
+import type { Resolver } from './resolver/index.js';
 import type { CertificateInfo, ExpiringEvent, ResolvedOptions, RotateEvent, StaleEvent } from './types.js';
 
 const USAGE = `Usage: tls-secrets <command> <config> [options]

@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, extname, resolve as resolvePath } from 'node:path';
 import { ConfigurationError } from './errors.js';
 import type { Provider, RefOptions, SecretRef } from './provider.js';
-import { createResolver, type Resolver } from './resolver.js';
+import { createResolver, type Resolver } from './resolver/index.js';
 import type { ResolverOptions, Source, TlsSecretsSpec } from './types.js';
 
 export interface MemoryProviderConfig {

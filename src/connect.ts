@@ -3,7 +3,7 @@
  * connection, and the last TLS session per target offered again (resumption is ~2x a full mTLS handshake).
  */
 import { type ConnectionOptions, type TLSSocket, connect as tlsConnect } from 'node:tls';
-import type { Resolver } from './resolver.js';
+import type { Resolver } from './resolver/index.js';
 import type { SecretField } from './types.js';
 
 export interface ConnectOptions extends Omit<ConnectionOptions, SecretField | 'secureContext' | 'session'> {

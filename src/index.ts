@@ -55,6 +55,6 @@ export {
   type RefOptions,
   type SecretRef,
 } from './provider.js';
-export { createResolver, type RefreshResult, Resolver } from './resolver.js';
+export { createResolver, type RefreshResult, Resolver } from './resolver/index.js';
 export { attach, createServer } from './server.js';
 export type * from './types.js';

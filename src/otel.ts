@@ -6,7 +6,7 @@
  */
 import type { Attributes, Meter } from '@opentelemetry/api';
 import type { TlsSecretsError } from './errors.js';
-import type { Resolver } from './resolver.js';
+import type { Resolver } from './resolver/index.js';
 import type { CertificateInfo, ExpiringEvent, RotateEvent, StaleEvent, StoreCallEvent } from './types.js';
 
 export interface InstrumentOptions {

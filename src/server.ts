@@ -4,7 +4,7 @@
  * `ca`) and the current ticket keys (a swap drops them otherwise). Live connections keep their context.
  */
 import { type Server, type TLSSocket, type TlsOptions, createServer as tlsCreateServer } from 'node:tls';
-import type { Resolver } from './resolver.js';
+import type { Resolver } from './resolver/index.js';
 import { type ResolvedOptions, SECRET_FIELDS } from './types.js';
 
 /** The server's own options with the secret fields of the current generation. */

@@ -31,7 +31,7 @@ if (NO_MOTO) console.warn(`[expiry] SKIPPED: ${inject('motoUnavailable') || 'no 
 
 const REGION = 'us-east-1';
 const CREDENTIALS = { accessKeyId: 'AKIDEXPIRY', secretAccessKey: 'expiry-secret-access-key' };
-/** How early the resolver lets a timer count as due (TIMER_SLACK in src/resolver.ts). */
+/** How early the resolver lets a timer count as due (TIMER_SLACK in src/resolver/). */
 const TIMER_SLACK_MS = 5;
 const OPTIONS = FAULT_OPTIONS;
 

@@ -13,10 +13,10 @@ import {
   FetchError,
   ResolverClosedError,
   TlsSecretsError,
-} from './errors.js';
-import { describeRef, type FetchResult, isSecretRef, type Provider, type SecretRef } from './provider.js';
-import { redactOptions } from './redact.js';
-import { transformValue } from './transform.js';
+} from '../errors.js';
+import { describeRef, type FetchResult, isSecretRef, type Provider, type SecretRef } from '../provider.js';
+import { redactOptions } from '../redact.js';
+import { transformValue } from '../transform.js';
 import {
   type CertificateInfo,
   type FieldStatus,
@@ -31,14 +31,14 @@ import {
   type Source,
   type StoreCallEvent,
   type TlsSecretsSpec,
-} from './types.js';
+} from '../types.js';
 import {
   type Item,
   type Material,
   type ValidatedBundle,
   validateMaterial,
   type WithPassphrase,
-} from './validate.js';
+} from '../validate.js';
 
 const DEFAULTS = {
   refreshInterval: 300_000,
