@@ -9,7 +9,8 @@ export type ErrorCode =
   | 'INVALID_MATERIAL'
   | 'CONFIGURATION'
   | 'CERTIFICATE_EXPIRED'
-  | 'CLOSED';
+  | 'CLOSED'
+  | 'LISTENER_FAILED';
 
 export interface ErrorContext {
   /** ConnectionOptions field, e.g. `cert` or `key[1].passphrase`. */
@@ -106,6 +107,23 @@ export class CertificateExpiredError extends TlsSecretsError {
 export class ResolverClosedError extends TlsSecretsError {
   constructor() {
     super('CLOSED', 'resolver is closed');
+  }
+}
+
+/**
+ * An application's event listener threw. Reported as an `error` event (a process warning when nobody
+ * listens); the resolver went on: rotation, servers and agents do not depend on user listeners.
+ */
+export class ListenerError extends TlsSecretsError {
+  /** The event whose listener threw, e.g. `rotate`. */
+  readonly event: string;
+  /** The listener function's name, or `anonymous`. */
+  readonly listener: string;
+  constructor(event: string, listener: string, cause: unknown) {
+    const name = listener || 'anonymous';
+    super('LISTENER_FAILED', `a '${event}' listener (${name}) threw; the resolver went on`, { cause });
+    this.event = event;
+    this.listener = name;
   }
 }
 

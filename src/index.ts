@@ -34,6 +34,7 @@ export {
   type ErrorCode,
   FetchError,
   InvalidMaterialError,
+  ListenerError,
   ResolverClosedError,
   SecretNotFoundError,
   TlsSecretsError,

@@ -128,21 +128,46 @@ export interface ResolverEvents {
   expired: [ExpiringEvent];
 }
 
+/** One field of the SERVED generation: what is in use, not what was fetched last. */
 export interface FieldStatus {
   readonly field: string;
   /** `<provider>:<id>` or `literal`. */
   readonly source: string;
+  /** The store's version of the value being served. */
   readonly version: string | undefined;
+  /** When the value being served was fetched. */
   readonly fetchedAt: Date | undefined;
+  /** The served certificate's notAfter (for a CA bundle, its earliest entry's). */
   readonly notAfter: Date | undefined;
+  /**
+   * The field's last problem: its store's error, cleared by the field's next successful probe or fetch;
+   * else the refusal of a candidate bundle naming the field, while that refusal is pending.
+   */
   readonly lastError: { readonly code: string; readonly message: string; readonly at: Date } | undefined;
 }
 
+/** A candidate bundle refused by validation, while no good generation has been swapped in since. */
+export interface RefusedStatus {
+  readonly field: string;
+  /** The store's version of the refused value. */
+  readonly version: string | undefined;
+  readonly code: string;
+  readonly message: string;
+  /** When it was (last) refused. */
+  readonly at: Date;
+}
+
+/** See docs/resolver.md for the states and what moves the resolver between them. */
+export type ResolverState = 'cold' | 'loading' | 'serving' | 'stale' | 'expired' | 'closed';
+
 export interface ResolverStatus {
   readonly generation: number;
+  readonly state: ResolverState;
+  /** The last check failed or a refused candidate is pending: the served generation is kept. */
   readonly stale: boolean;
   readonly notAfter: Date | undefined;
   readonly fields: readonly FieldStatus[];
+  readonly refused: RefusedStatus | undefined;
 }
 
 /** What `resolve()` returns: ConnectionOptions with the secret fields filled and a cached SecureContext. */

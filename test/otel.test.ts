@@ -7,9 +7,10 @@ import { readFileSync } from 'node:fs';
 import type { Attributes, Meter, ObservableCallback } from '@opentelemetry/api';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type MemoryProvider, memory } from '../providers/memory.js';
-import { createResolver, type Resolver } from '../src/index.js';
+import { type createResolver, Resolver } from '../src/index.js';
 import { attachLogger, instrument, type Logger, METRICS } from '../src/otel.js';
 import { createTestCA, encryptKey, type Issued, type TestCA } from './fixtures/ca.js';
+import { skewedClock } from './helpers/clock.js';
 import { eventually } from './helpers/tls.js';
 
 let ca: TestCA;
@@ -25,8 +26,14 @@ afterEach(async () => {
   for (const resolver of resolvers.splice(0)) await resolver.close();
 });
 
-function tracked(store: MemoryProvider, spec: Parameters<typeof createResolver>[0]): Resolver {
-  const resolver = createResolver(spec, { refreshInterval: 3_600_000, retryInitialDelay: 3_600_000 });
+/** No background checks or retries within a test: an hour between them (a test may skew `clock` past it). */
+function tracked(
+  store: MemoryProvider,
+  spec: Parameters<typeof createResolver>[0],
+  clock = skewedClock(),
+): Resolver {
+  const options = { refreshInterval: 3_600_000, retryInitialDelay: 3_600_000 };
+  const resolver = new Resolver(spec, options, { clock });
   resolvers.push(resolver);
   void store;
   return resolver;
@@ -68,7 +75,8 @@ function captureMeter() {
 describe('instrument', () => {
   it('records seconds to expiry per field, rotations, errors by code and staleness', async () => {
     const store = memory({ key: leaf.keyPem, cert: leaf.certPem });
-    const resolver = tracked(store, { key: store.ref('key'), cert: store.ref('cert') });
+    const clock = skewedClock();
+    const resolver = tracked(store, { key: store.ref('key'), cert: store.ref('cert') }, clock);
     const { meter, added, collect } = captureMeter();
     const instrumentation = await instrument(resolver, { meter, attributes: { service: 'api' } });
     expect(instrumentation.enabled).toBe(true);
@@ -125,6 +133,8 @@ describe('instrument', () => {
     const next = await ca.issue({ commonName: 'observed-2' });
     store.set('key', next.keyPem);
     store.set('cert', next.certPem);
+    // refresh() shares the store's backoff (an hour here): past its step, it asks the store again.
+    clock.advance(3_600_000);
     await resolver.refresh();
     expect(added.filter((m) => m.name === METRICS.rotations)).toHaveLength(2);
 

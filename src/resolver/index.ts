@@ -1,2 +1,14 @@
-/** The resolver: one class, its states, and the planning and fetching steps it is built from. */
-export { createResolver, type RefreshResult, Resolver } from './resolver.js';
+/**
+ * The resolver as a small folder: the class and its states (resolver.ts), the pure schedule (plan.ts), the
+ * one clock for every timer (clock.ts), and the steps of a cycle (fetch.ts, build.ts; spec.ts checks the
+ * spec once). The package's barrel re-exports only the public part.
+ */
+export {
+  createResolver,
+  type GenerationSubscriber,
+  type InternalAccess,
+  internal,
+  type RefreshResult,
+  Resolver,
+  type ResolverInternals,
+} from './resolver.js';

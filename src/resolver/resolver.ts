@@ -2,110 +2,58 @@
  * The resolver: fills ConnectionOptions from stores lazily, caches them as one validated generation with a
  * prebuilt SecureContext, and rotates: periodic checks, refresh-ahead of expiry, pushes from watching
  * providers. A new generation is swapped in whole or not at all; store failures keep the last good one.
+ *
+ * States (docs/resolver.md has the diagram; `stateOf` in plan.ts names them from the facts kept here):
+ *   cold ──resolve()──▶ loading ──ok──▶ serving ◀──ok── stale
+ *   loading ──fails──▶ cold (with a backoff)        serving ──store fails / bundle refused──▶ stale
+ *   serving|stale ──notAfter passes──▶ expired ──good bundle──▶ serving        any ──close()──▶ closed
+ *
+ * Every way to the store (cold resolve, refresh(), connect()'s verify-failure retry, the plan's timer,
+ * pushes) goes through `#request` and then `#cycle`, which consults ONE backoff before any store call, and
+ * at most one cycle runs at a time. The plan (plan.ts) decides when the next cycle is due; one timer, on
+ * one clock, waits for it.
  */
-import { createHash } from 'node:crypto';
-import { EventEmitter, setMaxListeners } from 'node:events';
-import type { SecureContextOptions } from 'node:tls';
+import { EventEmitter } from 'node:events';
 import { inspect } from 'node:util';
 import {
   CertificateExpiredError,
-  ConfigurationError,
   FetchError,
+  ListenerError,
   ResolverClosedError,
   TlsSecretsError,
 } from '../errors.js';
-import { describeRef, type FetchResult, isSecretRef, type Provider, type SecretRef } from '../provider.js';
-import { redactOptions } from '../redact.js';
-import { transformValue } from '../transform.js';
+import { describeRef, isSecretRef, type Provider, type SecretRef } from '../provider.js';
 import {
   type CertificateInfo,
   type FieldStatus,
-  type KeySource,
-  type PfxSource,
   type ResolvedOptions,
   type ResolverEvents,
   type ResolverOptions,
+  type ResolverState,
   type ResolverStatus,
   type RotateEvent,
   SECRET_FIELDS,
-  type Source,
-  type StoreCallEvent,
+  type SecretField,
   type TlsSecretsSpec,
 } from '../types.js';
+import { buildGeneration, type Generation } from './build.js';
+import { after, type Clock, systemClock, TIMER_SLACK, type TimerHandle } from './clock.js';
+import { fetchStep, type Unit } from './fetch.js';
 import {
-  type Item,
-  type Material,
-  type ValidatedBundle,
-  validateMaterial,
-  type WithPassphrase,
-} from '../validate.js';
-
-const DEFAULTS = {
-  refreshInterval: 300_000,
-  jitter: 0.1,
-  refreshAhead: 2 / 3,
-  retryInitialDelay: 1_000,
-  retryMaxDelay: 60_000,
-  maxStale: 0,
-  fetchTimeout: 10_000,
-  debounce: 50,
-  verifyChain: false,
-} satisfies Required<ResolverOptions>;
+  aheadPoint,
+  backoffDelay,
+  deadlinesOf,
+  nextRetryAt,
+  planCheck,
+  planEvents,
+  stateOf,
+  type TimedDeadline,
+  type UnitFacts,
+} from './plan.js';
+import { allSlots, checkOptions, parseSpec, type Shape, type Slot } from './spec.js';
 
 /** After a store's scheduled change (e.g. an AWS rotation date), probe at these offsets until it lands. */
 const SCHEDULED_CHANGE_PROBES = [1_000, 10_000, 60_000, 300_000];
-
-const TIMER_SLACK = 5;
-
-/** setTimeout fires at once for delays above 2^31-1 ms; longer waits are re-armed. */
-const MAX_TIMER = 2 ** 31 - 1;
-
-/** A position in the spec that one source fills. */
-interface Slot {
-  readonly path: string;
-  readonly source: Source;
-  /** Byte-valued fields default to raw bytes; text fields to UTF-8. */
-  readonly binary: boolean;
-}
-
-interface Shape {
-  key: { pem: Slot; passphrase?: Slot }[];
-  cert: Slot[];
-  ca: Slot[];
-  crl: Slot[];
-  pfx: { pem: Slot; passphrase?: Slot }[];
-  passphrase?: Slot;
-  ticketKeys?: Slot;
-  dhparam?: Slot;
-  psk: { identity: string; slot: Slot }[];
-}
-
-/** One fetch: every reference with the same provider and id shares it. */
-interface Unit {
-  readonly provider: Provider;
-  readonly ref: SecretRef;
-  readonly paths: string[];
-  result?: FetchResult;
-  fetchedAt?: number;
-  lastError?: TlsSecretsError;
-  lastErrorAt?: number;
-  /** When the store says the next change is due (epoch ms). */
-  changesAt?: number;
-  /** Fetch even when the version probe says unchanged (pushed change, lease or certificate ahead of expiry). */
-  forceFetch: boolean;
-}
-
-interface Generation {
-  readonly number: number;
-  readonly options: ResolvedOptions;
-  readonly resolved: Promise<ResolvedOptions>;
-  readonly bundle: ValidatedBundle;
-  readonly digest: string;
-  readonly slotDigests: ReadonlyMap<string, string>;
-  readonly versions: Readonly<Record<string, string | undefined>>;
-  /** `expiring:<fingerprint>` / `expired:<fingerprint>` events already emitted for this generation. */
-  readonly sent: Set<string>;
-}
 
 interface RefreshRequest {
   units: Set<Unit> | 'all';
@@ -118,178 +66,33 @@ export interface RefreshResult {
   readonly errors: readonly TlsSecretsError[];
 }
 
-function isKeySource(value: unknown): value is KeySource {
-  return typeof value === 'object' && value !== null && !isSecretRef(value) && 'pem' in value;
+/** Seams for tests and for this package's own helpers; not part of the public API. */
+export interface ResolverInternals {
+  /** The clock for every timer and every `now`. Default: the system clock. */
+  readonly clock?: Clock;
 }
 
-function isPfxSource(value: unknown): value is PfxSource {
-  return typeof value === 'object' && value !== null && !isSecretRef(value) && 'buf' in value;
-}
+/** Receives each new generation before any user listener; one that throws cannot stop the others. */
+export type GenerationSubscriber = (event: RotateEvent, options: ResolvedOptions) => void;
 
-function isLiteral(value: unknown): value is string | Buffer {
-  return typeof value === 'string' || Buffer.isBuffer(value);
-}
+/** The package's own helpers (servers, agents, connect) reach the resolver through this key. */
+export const internal: unique symbol = Symbol('tls-secrets.internal');
 
-function checkSource(value: unknown, path: string): Source {
-  if (isSecretRef(value) || isLiteral(value)) return value;
-  throw new ConfigurationError('expected a secret reference, a string or a Buffer', { field: path });
-}
-
-function listOf<T>(value: T | readonly T[] | undefined): readonly T[] {
-  if (value === undefined) return [];
-  return Array.isArray(value) ? (value as readonly T[]) : [value as T];
-}
-
-function indexed(field: string, index: number, count: number): string {
-  return count > 1 ? `${field}[${index}]` : field;
-}
-
-function parseSpec(spec: TlsSecretsSpec): Shape {
-  if (typeof spec !== 'object' || spec === null) throw new ConfigurationError('spec must be an object');
-  const slot = (path: string, value: unknown, binary = false): Slot => ({
-    path,
-    source: checkSource(value, path),
-    binary,
-  });
-  const plain = (field: 'cert' | 'ca' | 'crl') => {
-    const items = listOf(spec[field]);
-    return items.map((value, i) => slot(indexed(field, i, items.length), value));
-  };
-  const withPassphrase = (field: 'key' | 'pfx', items: readonly unknown[]) =>
-    items.map((value, i) => {
-      const path = indexed(field, i, items.length);
-      if (field === 'key' ? isKeySource(value) : isPfxSource(value)) {
-        const object = value as { pem?: unknown; buf?: unknown; passphrase?: unknown };
-        return {
-          pem: slot(path, field === 'key' ? object.pem : object.buf, field === 'pfx'),
-          ...(object.passphrase === undefined
-            ? {}
-            : { passphrase: slot(`${path}.passphrase`, object.passphrase) }),
-        };
-      }
-      return { pem: slot(path, value, field === 'pfx') };
-    });
-  return {
-    key: withPassphrase('key', listOf(spec.key)),
-    cert: plain('cert'),
-    ca: plain('ca'),
-    crl: plain('crl'),
-    pfx: withPassphrase('pfx', listOf(spec.pfx)),
-    ...(spec.passphrase === undefined ? {} : { passphrase: slot('passphrase', spec.passphrase) }),
-    ...(spec.ticketKeys === undefined ? {} : { ticketKeys: slot('ticketKeys', spec.ticketKeys, true) }),
-    ...(spec.dhparam === undefined ? {} : { dhparam: slot('dhparam', spec.dhparam) }),
-    psk: parsePsk(spec, slot),
-  };
-}
-
-function parsePsk(spec: TlsSecretsSpec, slot: (path: string, value: unknown, binary?: boolean) => Slot) {
-  if (spec.psk === undefined) {
-    if (spec.pskIdentity !== undefined) throw new ConfigurationError('pskIdentity is given without psk');
-    return [];
-  }
-  if (typeof spec.psk !== 'object' || spec.psk === null) {
-    throw new ConfigurationError('psk must map identities to keys', { field: 'psk' });
-  }
-  const entries = Object.entries(spec.psk).map(([identity, value]) => ({
-    identity,
-    slot: slot(`psk[${identity}]`, value, true),
-  }));
-  if (entries.length === 0) throw new ConfigurationError('psk names no identity', { field: 'psk' });
-  if (spec.pskIdentity !== undefined && !Object.hasOwn(spec.psk, spec.pskIdentity)) {
-    throw new ConfigurationError(`pskIdentity "${spec.pskIdentity}" is not an identity in psk`, {
-      field: 'pskIdentity',
-    });
-  }
-  return entries;
-}
-
-function allSlots(shape: Shape): Slot[] {
-  const slots: Slot[] = [];
-  for (const entry of [...shape.key, ...shape.pfx]) {
-    slots.push(entry.pem);
-    if (entry.passphrase) slots.push(entry.passphrase);
-  }
-  slots.push(...shape.cert, ...shape.ca, ...shape.crl);
-  for (const single of [shape.passphrase, shape.ticketKeys, shape.dhparam]) if (single) slots.push(single);
-  for (const { slot } of shape.psk) slots.push(slot);
-  return slots;
-}
-
-function checkOptions(options: ResolverOptions): Required<ResolverOptions> {
-  const merged = { ...DEFAULTS, ...options };
-  const positive = ['refreshInterval', 'retryInitialDelay', 'retryMaxDelay', 'fetchTimeout'] as const;
-  for (const name of positive) {
-    if (!Number.isFinite(merged[name]) || merged[name] <= 0) {
-      throw new ConfigurationError(`option ${name} must be a positive number of milliseconds`);
-    }
-  }
-  for (const name of ['maxStale', 'debounce'] as const) {
-    if (!Number.isFinite(merged[name]) || merged[name] < 0)
-      throw new ConfigurationError(`option ${name} must be >= 0`);
-  }
-  if (!(merged.jitter >= 0 && merged.jitter <= 1))
-    throw new ConfigurationError('option jitter must be within 0..1');
-  if (!(merged.refreshAhead > 0 && merged.refreshAhead < 1)) {
-    throw new ConfigurationError('option refreshAhead must be a fraction between 0 and 1');
-  }
-  return merged;
-}
-
-function asTlsError(err: unknown, unit: Unit): TlsSecretsError {
-  const [field] = unit.paths;
-  const error =
-    err instanceof TlsSecretsError
-      ? err
-      : new FetchError(
-          err instanceof Error && err.name === 'TimeoutError'
-            ? 'store did not answer in time'
-            : 'fetch failed',
-          {
-            ref: describeRef(unit.ref),
-            provider: unit.provider.name,
-            cause: err,
-          },
-        );
-  return field ? error.withField(field) : error;
-}
-
-/** A field's last problem: its store's fetch error, else a refusal of the bundle that named the field. */
-function lastErrorOf(
-  path: string,
-  unit: Unit | undefined,
-  refused: { field: string; error: TlsSecretsError; at: number } | undefined,
-) {
-  const [error, at] =
-    unit?.lastError && unit.lastErrorAt !== undefined
-      ? [unit.lastError, unit.lastErrorAt]
-      : refused?.field === path
-        ? [refused.error, refused.at]
-        : [undefined, 0];
-  return error ? { code: error.code, message: error.message, at: new Date(at) } : undefined;
-}
-
-/** Rejects when the signal aborts, for providers that ignore it: a hung store must not block later refreshes. */
-function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(error);
-      },
-    );
-  });
+export interface InternalAccess {
+  /** Follow every new generation, independently of user `rotate` listeners. Returns the unsubscribe. */
+  onGeneration(subscriber: GenerationSubscriber): () => void;
+  /**
+   * A handshake made with `generation` failed verification: a refresh, at most once per generation and per
+   * backoff step (and never while the store's backoff holds). Resolves true when a newer generation is
+   * served, so the caller may try again.
+   */
+  verifyFailed(generation: number): Promise<boolean>;
 }
 
 export class Resolver extends EventEmitter<ResolverEvents> {
   readonly #options: Required<ResolverOptions>;
-  readonly #passThrough: Omit<TlsSecretsSpec, (typeof SECRET_FIELDS)[number] | 'psk'>;
+  readonly #clock: Clock;
+  readonly #passThrough: Omit<TlsSecretsSpec, SecretField | 'psk'>;
   readonly #shape: Shape;
   readonly #slots: Slot[];
   readonly #units: Unit[] = [];
@@ -298,26 +101,35 @@ export class Resolver extends EventEmitter<ResolverEvents> {
   #running: Promise<RefreshResult> | undefined;
   #queued: { request: RefreshRequest; promise: Promise<RefreshResult> } | undefined;
   #caCache: ReadonlyMap<string, CertificateInfo> = new Map();
-  /** The jittered refresh-ahead fraction of each certificate and lease in use. */
-  #aheadFractions = new Map<string, number>();
-  /** The last candidate bundle refused by validation, since the generation being served. */
-  #refused: { field: string; error: TlsSecretsError; at: number } | undefined;
-  #failureStreak = 0;
-  /** While the store fails: when the backoff allows the next attempt (epoch ms). */
-  #nextRetryAt = 0;
+  /** The jittered refresh-ahead fraction of each lifetime in use, drawn once per lifetime. */
+  #fractions = new Map<string, number>();
+  /** The last candidate refused by validation, while no good generation has been swapped in since. */
+  #refused: { field: string; error: TlsSecretsError; at: number; version: string | undefined } | undefined;
+  /** The one backoff: failed cycles in a row, when the store may be asked again, and what it said last. */
+  #backoff: { streak: number; retryAt: number; errors: readonly TlsSecretsError[] } = {
+    streak: 0,
+    retryAt: 0,
+    errors: [],
+  };
   #staleSince: number | undefined;
-  #timer: NodeJS.Timeout | undefined;
-  #expiryTimer: NodeJS.Timeout | undefined;
-  #debounceTimer: NodeJS.Timeout | undefined;
+  /** The next regular poll: a jittered refreshInterval after the last cycle. */
+  #pollAt = Number.POSITIVE_INFINITY;
+  /** The one timer of the plan: the next due cycle or event. */
+  #wake: TimerHandle | undefined;
+  #debounce: TimerHandle | undefined;
   readonly #pushed = new Set<Unit>();
+  /** Verify-failure refreshes: generations already tried, and the spacing of such refreshes. */
+  #verify = { tried: new Set<number>(), streak: 0, lastAt: Number.NEGATIVE_INFINITY, notBefore: 0 };
+  readonly #cycles = new Set<AbortController>();
+  readonly #subscribers = new Set<GenerationSubscriber>();
   readonly #unwatch: (() => void)[] = [];
   #watching = false;
   #closed = false;
-  readonly #cycleAbort = new AbortController();
 
-  constructor(spec: TlsSecretsSpec, options: ResolverOptions = {}) {
+  constructor(spec: TlsSecretsSpec, options: ResolverOptions = {}, internals: ResolverInternals = {}) {
     super();
     this.#options = checkOptions(options);
+    this.#clock = internals.clock ?? systemClock;
     this.#shape = parseSpec(spec);
     this.#slots = allSlots(this.#shape);
     const passThrough: Record<string, unknown> = { ...spec };
@@ -336,7 +148,7 @@ export class Resolver extends EventEmitter<ResolverEvents> {
       }
       let unit = units.get(ref.id);
       if (!unit) {
-        unit = { provider: ref.provider, ref, paths: [], forceFetch: false };
+        unit = { provider: ref.provider, ref, paths: [], owed: false };
         units.set(ref.id, unit);
         this.#units.push(unit);
       }
@@ -355,16 +167,14 @@ export class Resolver extends EventEmitter<ResolverEvents> {
 
   async #resolveSlow(): Promise<ResolvedOptions> {
     if (this.#closed) throw new ResolverClosedError();
-    // Cold callers join the load in flight: N concurrent first calls make one fetch per reference.
+    // Cold callers join the load in flight: N concurrent first calls make one fetch per reference. While
+    // the backoff holds, they get its last error without a store call (#cycle).
     if (!this.#generation) await (this.#running ?? this.#request({ units: 'all', force: true }));
     let generation = this.#generation;
     if (!generation) throw new ResolverClosedError();
     if (this.#isPastMaxStale(generation)) {
-      // The bundle is beyond use: one attempt at a fresh one before refusing, unless the store is failing
-      // and its next retry is not due (callers in a loop must not defeat the backoff).
-      const retryDue = this.#failureStreak === 0 || Date.now() >= this.#nextRetryAt;
-      if (retryDue) await this.#request({ units: 'all', force: true }).catch(() => undefined);
-      else await this.#running?.catch(() => undefined);
+      // The bundle is beyond use: one attempt at a fresh one before refusing (the backoff permitting).
+      await this.#request({ units: 'all', force: true }).catch(() => undefined);
       generation = this.#generation ?? generation;
       const notAfter = generation.bundle.notAfter;
       if (notAfter && this.#isPastMaxStale(generation)) {
@@ -387,7 +197,10 @@ export class Resolver extends EventEmitter<ResolverEvents> {
     return (_socket, identity) => this.#generation?.bundle.psk.get(identity) ?? null;
   }
 
-  /** Checks every source now (version probes where the store offers them) and rotates if anything changed. */
+  /**
+   * Checks every source now (version probes where the store offers them) and rotates if anything changed.
+   * While the store is failing and its backoff holds, answers with the last errors without asking it.
+   */
   refresh(): Promise<RefreshResult> {
     if (this.#closed) return Promise.reject(new ResolverClosedError());
     return this.#request({ units: 'all', force: false });
@@ -407,6 +220,21 @@ export class Resolver extends EventEmitter<ResolverEvents> {
     return this.#generation?.number ?? 0;
   }
 
+  /** cold, loading, serving, stale, expired or closed: see docs/resolver.md. */
+  get state(): ResolverState {
+    return stateOf(
+      {
+        closed: this.#closed,
+        serving: this.#generation !== undefined,
+        loading: this.#running !== undefined,
+        failing: this.#staleSince !== undefined,
+        notAfter: this.#generation?.bundle.notAfter?.getTime(),
+      },
+      this.#clock.now(),
+    );
+  }
+
+  /** The served generation, field by field, and the refused candidate while one is pending. */
   status(): ResolverStatus {
     const generation = this.#generation;
     // A field's notAfter is its certificate's; for a CA bundle, the earliest of its entries (`ca#0`, `ca#1`…).
@@ -417,32 +245,51 @@ export class Resolver extends EventEmitter<ResolverEvents> {
       const known = certs.get(field);
       if (!known || cert.notAfter < known.notAfter) certs.set(field, cert);
     }
+    const refused = this.#refused;
     const fields: FieldStatus[] = this.#slots.map((slot) => {
       const unit = this.#unitBySlot.get(slot);
+      const fetchedAt = generation?.fetchedAt[slot.path];
+      // The field's last problem: its store's error until the next clean answer, else a pending refusal.
+      const [error, at] =
+        unit?.lastError && unit.lastErrorAt !== undefined
+          ? [unit.lastError, unit.lastErrorAt]
+          : refused?.field === slot.path
+            ? [refused.error, refused.at]
+            : [undefined, 0];
       return {
         field: slot.path,
         source: unit ? describeRef(slot.source as SecretRef) : 'literal',
-        version: unit?.result?.version,
-        fetchedAt: unit?.fetchedAt === undefined ? undefined : new Date(unit.fetchedAt),
+        version: generation?.versions[slot.path],
+        fetchedAt: fetchedAt === undefined ? undefined : new Date(fetchedAt),
         notAfter: certs.get(slot.path)?.notAfter,
-        lastError: lastErrorOf(slot.path, unit, this.#refused),
+        lastError: error ? { code: error.code, message: error.message, at: new Date(at) } : undefined,
       };
     });
     return {
       generation: this.generation,
+      state: this.state,
       stale: this.#staleSince !== undefined,
       notAfter: generation?.bundle.notAfter,
       fields,
+      refused: refused && {
+        field: refused.field,
+        version: refused.version,
+        code: refused.error.code,
+        message: refused.error.message,
+        at: new Date(refused.at),
+      },
     };
   }
 
-  /** Stops timers and watchers. Providers stay open: they may serve other resolvers. */
+  /** Stops timers and watchers and aborts a cycle in flight. Providers stay open: they may serve others. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    this.#cycleAbort.abort(new ResolverClosedError());
-    for (const timer of [this.#timer, this.#expiryTimer, this.#debounceTimer]) clearTimeout(timer);
+    for (const controller of this.#cycles) controller.abort(new ResolverClosedError());
+    this.#wake?.cancel();
+    this.#debounce?.cancel();
     for (const unwatch of this.#unwatch.splice(0)) unwatch();
+    this.#subscribers.clear();
     await this.#running?.catch(() => undefined);
   }
 
@@ -453,6 +300,33 @@ export class Resolver extends EventEmitter<ResolverEvents> {
   toJSON(): ResolverStatus {
     return this.status();
   }
+
+  readonly [internal]: InternalAccess = {
+    onGeneration: (subscriber) => {
+      this.#subscribers.add(subscriber);
+      return () => this.#subscribers.delete(subscriber);
+    },
+    verifyFailed: async (generation) => {
+      if (this.#closed) return false;
+      if (this.generation !== generation) return true;
+      const now = this.#clock.now();
+      const verify = this.#verify;
+      if (verify.tried.has(generation) || now < verify.notBefore) {
+        // Already asked for this generation or within this step: share the answer in flight, if any.
+        await this.#running?.catch(() => undefined);
+        return this.generation !== generation;
+      }
+      verify.tried.add(generation);
+      for (const old of verify.tried) if (old < generation - 8) verify.tried.delete(old);
+      // Consecutive verify-failure refreshes are spaced like retries (a healthy PKI store would otherwise
+      // issue a certificate per failed handshake); a quiet retryMaxDelay starts the spacing over.
+      verify.streak = now - verify.lastAt > this.#options.retryMaxDelay ? 1 : verify.streak + 1;
+      verify.lastAt = now;
+      verify.notBefore = now + backoffDelay(verify.streak, this.#options, 1);
+      await this.#request({ units: 'all', force: false }).catch(() => undefined);
+      return this.generation !== generation;
+    },
+  };
 
   /** Coalesces requests: at most one cycle runs and one waits, carrying the union of what was asked. */
   #request(request: RefreshRequest): Promise<RefreshResult> {
@@ -478,161 +352,113 @@ export class Resolver extends EventEmitter<ResolverEvents> {
   #start(request: RefreshRequest): Promise<RefreshResult> {
     const running = this.#cycle(request).finally(() => {
       if (this.#running === running) this.#running = undefined;
-      this.#schedule();
+      this.#arm();
     });
     this.#running = running;
     return running;
   }
 
+  /** While the store fails, the backoff holds every path until its next step. */
+  #holding(now: number): boolean {
+    return this.#backoff.streak > 0 && now < this.#backoff.retryAt - TIMER_SLACK;
+  }
+
+  /** One cycle: backoff gate, fetch step, build step, swap or refusal, then the backoff's bookkeeping. */
   async #cycle(request: RefreshRequest): Promise<RefreshResult> {
     if (this.#closed) throw new ResolverClosedError();
-    const now = Date.now();
+    const now = this.#clock.now();
+    if (this.#holding(now)) {
+      // No store call: the current answer, or on a cold resolver the last error.
+      const [last] = this.#backoff.errors;
+      if (!this.#generation) throw last ?? new FetchError('store unavailable');
+      return { rotated: false, generation: this.generation, errors: this.#backoff.errors };
+    }
     const targets = request.units === 'all' ? this.#units : [...request.units];
-    const errors: TlsSecretsError[] = [];
-    const signal = AbortSignal.any([
-      this.#cycleAbort.signal,
-      AbortSignal.timeout(this.#options.fetchTimeout),
-    ]);
-    // One abort listener per reference in flight: many references are normal, not a leak.
-    setMaxListeners(0, signal);
-
-    const toFetch = await this.#unitsToFetch(targets, request.force, signal, errors);
-    const fetched = await this.#fetch(toFetch, signal);
-    let changed = false;
-    toFetch.forEach((unit, index) => {
-      const outcome = fetched[index];
-      if (outcome instanceof Error || outcome === undefined) {
-        unit.lastError = asTlsError(outcome, unit);
-        unit.lastErrorAt = now;
-        errors.push(unit.lastError);
-        return;
-      }
-      unit.result = outcome;
-      unit.fetchedAt = now;
-      unit.lastError = undefined;
-      unit.lastErrorAt = undefined;
-      unit.forceFetch = false;
-      changed = true;
-    });
+    // A per-cycle controller and timeout, both ended with the cycle: nothing is left behind by a close().
+    const controller = new AbortController();
+    this.#cycles.add(controller);
+    const timeout = after(this.#clock, this.#options.fetchTimeout, () =>
+      controller.abort(new DOMException('store did not answer in time', 'TimeoutError')),
+    );
+    let step: Awaited<ReturnType<typeof fetchStep>>;
+    try {
+      step = await fetchStep(targets, request.force, now, controller.signal, this.#timed);
+    } finally {
+      timeout.cancel();
+      this.#cycles.delete(controller);
+    }
     if (this.#closed) throw new ResolverClosedError();
+    const errors = [...step.errors];
 
     const current = this.#generation;
     if (!current) {
       // Cold: there is nothing to fall back on, so the caller gets the failure (and listeners hear of it).
-      const [firstError] = errors;
-      if (firstError) {
-        for (const error of errors) this.#emitError(error);
-        throw firstError;
+      if (errors.length === 0) {
+        try {
+          const generation = this.#build(1, undefined);
+          this.#swap(generation, undefined);
+          this.#afterCycle([], now);
+          this.#startWatching();
+          return { rotated: true, generation: generation.number, errors };
+        } catch (error) {
+          errors.push(
+            error instanceof TlsSecretsError
+              ? error
+              : new FetchError('bundle build failed', { cause: error }),
+          );
+        }
       }
-      let generation: Generation;
-      try {
-        generation = this.#build(1, undefined);
-      } catch (error) {
-        if (error instanceof TlsSecretsError) this.#emitError(error);
-        throw error;
-      }
-      this.#swap(generation, undefined);
-      this.#failureStreak = 0;
-      this.#startWatching();
-      return { rotated: true, generation: generation.number, errors };
+      this.#afterCycle(errors, now);
+      throw errors[0];
     }
 
     let rotated = false;
-    if (changed && this.#units.every((unit) => unit.result)) {
+    // A pending refusal is checked again even when nothing changed: it is reported until it is resolved.
+    if ((step.fetched || this.#refused) && this.#units.every((unit) => unit.result)) {
       try {
         const candidate = this.#build(current.number + 1, current);
-        if (candidate.digest !== current.digest) {
+        if (candidate !== current) {
           this.#swap(candidate, current);
           rotated = true;
-        }
+        } else this.#refused = undefined; // the store went back to what is served
       } catch (err) {
         const error =
           err instanceof TlsSecretsError ? err : new FetchError('bundle build failed', { cause: err });
         errors.push(error);
-        // A refused bundle is reported on its field until a generation is swapped in.
-        if (error.field) this.#refused = { field: error.field.replace(/#\d+$/, ''), error, at: now };
+        if (error.field) {
+          const field = error.field.replace(/#\d+$/, '');
+          const slot = this.#slots.find((s) => s.path === field);
+          const unit = slot && this.#unitBySlot.get(slot);
+          this.#refused = { field, error, at: now, version: unit?.result?.version };
+        }
       }
     }
     this.#afterCycle(errors, now);
     return { rotated, generation: this.generation, errors };
   }
 
-  async #unitsToFetch(
-    targets: Unit[],
-    force: boolean,
-    signal: AbortSignal,
-    errors: TlsSecretsError[],
-  ): Promise<Unit[]> {
-    const probes = targets.map(async (unit) => {
-      const probe = unit.provider.currentVersion;
-      if (force || unit.forceFetch || !unit.result || !probe || unit.result.version === undefined)
-        return true;
-      try {
-        const answer = await this.#timed(unit.provider, 'probe', 1, () =>
-          abortable(probe.call(unit.provider, unit.ref, signal), signal),
-        );
-        const version = typeof answer === 'object' ? answer.version : answer;
-        if (typeof answer === 'object') unit.changesAt = answer.changesAt?.getTime();
-        return version === undefined || version !== unit.result.version;
-      } catch (err) {
-        unit.lastError = asTlsError(err, unit);
-        unit.lastErrorAt = Date.now();
-        errors.push(unit.lastError);
-        return false;
-      }
+  #build(number: number, previous: Generation | undefined): Generation {
+    const { generation, caCache } = buildGeneration({
+      number,
+      previous,
+      shape: this.#shape,
+      unitBySlot: this.#unitBySlot,
+      passThrough: this.#passThrough,
+      verifyChain: this.#options.verifyChain,
+      now: this.#clock.now(),
+      caCache: this.#caCache,
     });
-    const decisions = await Promise.all(probes);
-    return targets.filter((_, index) => decisions[index]);
-  }
-
-  /** One request per unit, batched per provider where it can. */
-  async #fetch(units: Unit[], signal: AbortSignal): Promise<(FetchResult | Error)[]> {
-    const results = new Map<Unit, FetchResult | Error>();
-    const byProvider = new Map<Provider, Unit[]>();
-    for (const unit of units) byProvider.set(unit.provider, [...(byProvider.get(unit.provider) ?? []), unit]);
-    await Promise.all(
-      [...byProvider].map(async ([provider, group]) => {
-        const fetchMany = provider.fetchMany?.bind(provider);
-        if (fetchMany && group.length > 1) {
-          try {
-            const refs = group.map((unit) => unit.ref);
-            const batch = await this.#timed(provider, 'batch', group.length, () =>
-              abortable(fetchMany(refs, signal), signal),
-            );
-            for (const [i, unit] of group.entries()) {
-              results.set(unit, batch[i] ?? new FetchError('batch returned no result'));
-            }
-          } catch (err) {
-            for (const unit of group) results.set(unit, err instanceof Error ? err : new Error(String(err)));
-          }
-          return;
-        }
-        await Promise.all(
-          group.map(async (unit) => {
-            try {
-              results.set(
-                unit,
-                await this.#timed(provider, 'fetch', 1, () =>
-                  abortable(provider.fetch(unit.ref, signal), signal),
-                ),
-              );
-            } catch (err) {
-              results.set(unit, err instanceof Error ? err : new Error(String(err)));
-            }
-          }),
-        );
-      }),
-    );
-    return units.map((unit) => results.get(unit) ?? new FetchError('no result'));
+    this.#caCache = caCache;
+    return generation;
   }
 
   /** Runs one store call and reports its duration (listeners only: no cost without them). */
-  async #timed<T>(
+  readonly #timed = async <T>(
     provider: Provider,
-    kind: StoreCallEvent['kind'],
+    kind: 'fetch' | 'batch' | 'probe',
     refs: number,
     call: () => Promise<T>,
-  ): Promise<T> {
+  ): Promise<T> => {
     if (this.listenerCount('storeCall') === 0) return call();
     const started = performance.now();
     let ok = false;
@@ -641,7 +467,7 @@ export class Resolver extends EventEmitter<ResolverEvents> {
       ok = true;
       return result;
     } finally {
-      this.emit('storeCall', {
+      this.#deliver('storeCall', {
         provider: provider.name,
         kind,
         refs,
@@ -649,87 +475,12 @@ export class Resolver extends EventEmitter<ResolverEvents> {
         ok,
       });
     }
-  }
+  };
 
-  /** Assembles and validates a candidate generation from the latest fetched values. Throws if invalid. */
-  #build(number: number, previous: Generation | undefined): Generation {
-    const slotDigests = new Map<string, string>();
-    const versions: Record<string, string | undefined> = {};
-    const item = (slot: Slot): Item => {
-      const unit = this.#unitBySlot.get(slot);
-      let value: string | Buffer;
-      let ref = 'literal';
-      if (unit && isSecretRef(slot.source)) {
-        ref = describeRef(slot.source);
-        const raw = unit.result?.value;
-        if (raw === undefined) throw new FetchError('no value fetched yet', { field: slot.path, ref });
-        const options = slot.source.options;
-        const transformRef =
-          slot.binary && !options.encoding
-            ? { ...slot.source, options: { ...options, encoding: 'binary' as const } }
-            : slot.source;
-        value = transformValue(transformRef, raw, slot.path);
-        versions[slot.path] = unit.result?.version;
-      } else {
-        value = slot.source as string | Buffer;
-      }
-      slotDigests.set(slot.path, createHash('sha256').update(value).digest('hex'));
-      return { path: slot.path, ref, value };
-    };
-    const withPassphrase = (entry: { pem: Slot; passphrase?: Slot }): WithPassphrase => {
-      const base = item(entry.pem);
-      return entry.passphrase ? { ...base, passphrase: item(entry.passphrase) } : base;
-    };
-    const shape = this.#shape;
-    const material: Material = {
-      key: shape.key.map(withPassphrase),
-      cert: shape.cert.map(item),
-      ca: shape.ca.map(item),
-      crl: shape.crl.map(item),
-      pfx: shape.pfx.map(withPassphrase),
-      ...(shape.passphrase ? { passphrase: item(shape.passphrase) } : {}),
-      ...(shape.ticketKeys ? { ticketKeys: item(shape.ticketKeys) } : {}),
-      ...(shape.dhparam ? { dhparam: item(shape.dhparam) } : {}),
-      psk: shape.psk.map(({ identity, slot }) => ({ identity, item: item(slot) })),
-    };
-    const digest = createHash('sha256')
-      .update([...slotDigests].map(([path, hash]) => `${path}=${hash}`).join('\n'))
-      .digest('hex');
-    if (previous && digest === previous.digest) return previous;
-
-    const caCache = { previous: this.#caCache, next: new Map<string, CertificateInfo>() };
-    const bundle = validateMaterial(material, {
-      now: Date.now(),
-      verifyChain: this.#options.verifyChain,
-      contextOptions: this.#passThrough as SecureContextOptions,
-      caCache,
-    });
-    // Only the entries of the bundle just validated are kept: the cache never outgrows one generation.
-    this.#caCache = caCache.next;
-    const { pskIdentity, ...passThrough } = this.#passThrough;
-    const options: ResolvedOptions = {
-      ...passThrough,
-      ...bundle.options,
-      secureContext: bundle.secureContext,
-    };
-    if (bundle.psk.size > 0) {
-      const identity = pskIdentity ?? [...bundle.psk.keys()][0] ?? '';
-      const psk = bundle.psk.get(identity);
-      if (psk) options.pskCallback = () => ({ psk, identity });
-    }
-    redactOptions(options);
-    return {
-      number,
-      options,
-      resolved: Promise.resolve(options),
-      bundle,
-      digest,
-      slotDigests,
-      versions,
-      sent: new Set(),
-    };
-  }
-
+  /**
+   * Installs the new generation, re-plans its deadlines, hands it to internal subscribers (servers, agents),
+   * and only then tells user listeners, each on its own: a listener that throws changes none of this.
+   */
   #swap(next: Generation, previous: Generation | undefined): void {
     this.#generation = next;
     this.#refused = undefined;
@@ -744,23 +495,34 @@ export class Resolver extends EventEmitter<ResolverEvents> {
       certificates: next.bundle.certificates,
       authorities: next.bundle.authorities,
     };
-    this.emit('rotate', event);
-    this.#armExpiryTimer();
+    this.#arm();
+    for (const subscriber of this.#subscribers) {
+      try {
+        subscriber(event, next.options);
+      } catch (error) {
+        this.#listenerFailed('rotate', subscriber, error);
+      }
+    }
+    this.#deliver('rotate', event);
   }
 
-  #afterCycle(errors: TlsSecretsError[], now: number): void {
+  #afterCycle(errors: readonly TlsSecretsError[], now: number): void {
+    const end = this.#clock.now();
+    this.#pollAt = end + this.#jittered(this.#options.refreshInterval);
     if (errors.length === 0) {
-      this.#failureStreak = 0;
+      this.#backoff = { streak: 0, retryAt: 0, errors: [] };
       this.#staleSince = undefined;
       return;
     }
-    this.#failureStreak += 1;
-    this.#staleSince ??= now;
-    for (const error of errors) this.#emitError(error);
+    const streak = this.#backoff.streak + 1;
+    const retryAt = nextRetryAt(end, streak, this.#deadlines(), this.#options, Math.random());
+    this.#backoff = { streak, retryAt, errors };
     const generation = this.#generation;
+    if (generation) this.#staleSince ??= now;
+    for (const error of errors) this.#emitError(error);
     const [first] = errors;
-    if (generation && first) {
-      this.emit('stale', {
+    if (generation && first && this.#staleSince !== undefined) {
+      this.#deliver('stale', {
         generation: generation.number,
         since: new Date(this.#staleSince),
         notAfter: generation.bundle.notAfter,
@@ -769,14 +531,38 @@ export class Resolver extends EventEmitter<ResolverEvents> {
     }
   }
 
+  /** Calls each listener on its own: one that throws is reported and the others still run. */
+  #deliver<K extends keyof ResolverEvents>(name: K, ...args: ResolverEvents[K]): void {
+    for (const listener of this.rawListeners(name) as ((...a: unknown[]) => void)[]) {
+      try {
+        listener.apply(this, args);
+      } catch (error) {
+        this.#listenerFailed(name, listener, error);
+      }
+    }
+  }
+
+  #listenerFailed(event: string, listener: { name: string }, cause: unknown): void {
+    this.#emitError(new ListenerError(event, listener.name, cause));
+  }
+
   /** An 'error' with no listener would crash the process; background failures must not. */
   #emitError(error: TlsSecretsError): void {
-    if (this.listenerCount('error') > 0) this.emit('error', error);
+    const listeners = this.rawListeners('error') as ((error: TlsSecretsError) => void)[];
+    if (listeners.length === 0 && error instanceof ListenerError) process.emitWarning(error);
+    for (const listener of listeners) {
+      try {
+        listener.call(this, error);
+      } catch (failure) {
+        // An error listener that throws has nobody left to tell but the process's warnings.
+        process.emitWarning(new ListenerError('error', listener.name, failure));
+      }
+    }
   }
 
   #isPastMaxStale(generation: Generation): boolean {
     const notAfter = generation.bundle.notAfter;
-    return notAfter !== undefined && Date.now() > notAfter.getTime() + this.#options.maxStale;
+    return notAfter !== undefined && this.#clock.now() > notAfter.getTime() + this.#options.maxStale;
   }
 
   #jittered(delay: number): number {
@@ -784,113 +570,101 @@ export class Resolver extends EventEmitter<ResolverEvents> {
     return Math.max(0, delay - spread + Math.random() * 2 * spread);
   }
 
+  #unitFacts(): UnitFacts[] {
+    return this.#units.map((unit) => ({
+      ref: describeRef(unit.ref),
+      paths: unit.paths,
+      fetchedAt: unit.fetchedAt,
+      checkedAt: unit.checkedAt,
+      expiresAt: unit.result?.expiresAt?.getTime(),
+      owed: unit.owed,
+    }));
+  }
+
   /**
-   * Refresh-ahead points: a fraction of each certificate's and each lease's lifetime (these force a fetch
-   * of the lease), and probes just after a store's scheduled change, which can take a while to land.
+   * The deadlines in use with their refresh points. Each lifetime keeps the jittered fraction drawn for it
+   * while it lasts, so that a fleet started together does not renew together, and a point does not move.
    */
-  #aheadPoints(): { at: number; unit?: Unit; cert?: CertificateInfo }[] {
-    const points: { at: number; unit?: Unit; cert?: CertificateInfo }[] = [];
-    const fractions = new Map<string, number>();
-    // Each lifetime gets its own jittered fraction, drawn once and kept while it lasts, so that a fleet
-    // started together does not renew together, and a point does not move each time it is computed.
-    const fraction = (key: string) => {
-      const drawn =
-        this.#aheadFractions.get(key) ??
-        this.#options.refreshAhead * (1 - this.#options.jitter * Math.random());
-      fractions.set(key, drawn);
-      return drawn;
+  #deadlines(units = this.#unitFacts()): TimedDeadline[] {
+    const generation = this.#generation;
+    const served = generation && {
+      certificates: generation.bundle.certificates,
+      fetchedAt: generation.fetchedAt,
     };
-    for (const cert of this.#generation?.bundle.certificates ?? []) {
-      const start = cert.notBefore.getTime();
-      points.push({
-        at: start + fraction(`cert:${cert.fingerprint256}`) * (cert.notAfter.getTime() - start),
-        cert,
+    const fractions = new Map<string, number>();
+    const timed = deadlinesOf(served, units).map((deadline) => {
+      const fraction =
+        this.#fractions.get(deadline.key) ??
+        this.#options.refreshAhead * (1 - this.#options.jitter * Math.random());
+      fractions.set(deadline.key, fraction);
+      return { ...deadline, aheadAt: aheadPoint(deadline, fraction) };
+    });
+    this.#fractions = fractions;
+    return timed;
+  }
+
+  /** Plans and arms the one timer: the next due event or cycle (cycles only while none runs). */
+  #arm(): void {
+    this.#wake?.cancel();
+    this.#wake = undefined;
+    const generation = this.#generation;
+    if (this.#closed || !generation) return;
+    const now = this.#clock.now();
+    const units = this.#unitFacts();
+    const deadlines = this.#deadlines(units);
+    const events = planEvents(deadlines, generation.sent, this.#options.refreshAhead, now);
+    let at = events.due.length > 0 ? now : events.nextAt;
+    if (!this.#running && this.#units.length > 0) at = Math.min(at, this.#planCheck(units, deadlines).at);
+    if (at === Number.POSITIVE_INFINITY) return;
+    this.#wake = after(this.#clock, at - now, () => this.#onWake());
+  }
+
+  #planCheck(units: UnitFacts[], deadlines: TimedDeadline[]) {
+    const probes = this.#units.flatMap((unit, index) =>
+      unit.changesAt === undefined
+        ? []
+        : SCHEDULED_CHANGE_PROBES.map((offset) => ({ at: (unit.changesAt as number) + offset, unit: index })),
+    );
+    return planCheck({
+      deadlines,
+      units,
+      pollAt: this.#pollAt,
+      probes,
+      retryAt: this.#backoff.streak > 0 ? this.#backoff.retryAt : undefined,
+      retryInitialDelay: this.#options.retryInitialDelay,
+      retryMaxDelay: this.#options.retryMaxDelay,
+    });
+  }
+
+  #onWake(): void {
+    this.#wake = undefined;
+    const generation = this.#generation;
+    if (this.#closed || !generation) return;
+    const now = this.#clock.now();
+    const units = this.#unitFacts();
+    const deadlines = this.#deadlines(units);
+    for (const event of planEvents(deadlines, generation.sent, this.#options.refreshAhead, now).due) {
+      const certificate = event.deadline.certificate;
+      if (!certificate) continue;
+      generation.sent.add(event.sentKey);
+      this.#deliver(event.kind, {
+        generation: generation.number,
+        certificate,
+        remainingMs: event.deadline.notAfter - now,
       });
     }
-    for (const unit of this.#units) {
-      const expiresAt = unit.result?.expiresAt?.getTime();
-      if (expiresAt !== undefined && unit.fetchedAt !== undefined) {
-        const lease = `lease:${describeRef(unit.ref)}:${unit.fetchedAt}`;
-        points.push({ at: unit.fetchedAt + fraction(lease) * (expiresAt - unit.fetchedAt), unit });
-      }
-      if (unit.changesAt !== undefined) {
-        for (const after of SCHEDULED_CHANGE_PROBES) points.push({ at: unit.changesAt + after });
-      }
-    }
-    this.#aheadFractions = fractions;
-    return points;
-  }
-
-  #schedule(): void {
-    clearTimeout(this.#timer);
-    if (this.#closed || !this.#generation || this.#units.length === 0) return;
-    const now = Date.now();
-    let delay: number;
-    if (this.#failureStreak > 0) {
-      const base = Math.min(
-        this.#options.retryMaxDelay,
-        this.#options.retryInitialDelay * 2 ** Math.min(this.#failureStreak - 1, 30),
-      );
-      // Equal jitter: never less than half the step, so a fleet spreads out without hammering a recovering store.
-      delay = base / 2 + (Math.random() * base) / 2;
-      this.#nextRetryAt = now + delay;
-    } else {
-      delay = this.#jittered(this.#options.refreshInterval);
-      for (const point of this.#aheadPoints()) {
-        if (point.at > now) delay = Math.min(delay, point.at - now);
-      }
-    }
-    this.#timer = setTimeout(() => this.#onTimer(), Math.min(delay, MAX_TIMER));
-    this.#timer.unref();
-  }
-
-  #onTimer(): void {
-    const now = Date.now();
-    for (const point of this.#aheadPoints()) {
-      // Timers may fire a millisecond before Date.now() reaches their point.
-      if (point.unit && point.at <= now + TIMER_SLACK) point.unit.forceFetch = true;
-    }
-    this.#request({ units: 'all', force: false }).catch(() => undefined);
-  }
-
-  /**
-   * `expiring` at each certificate's refresh-ahead point and `expired` at its notAfter, on a timer of their
-   * own: the refresh timer follows the retry backoff while a store is down, and these must not wait for it.
-   */
-  #armExpiryTimer(): void {
-    clearTimeout(this.#expiryTimer);
-    const generation = this.#generation;
-    if (!generation || this.#closed) return;
-    const ratio = this.#options.refreshAhead;
-    const events = generation.bundle.certificates.flatMap((certificate) => {
-      const start = certificate.notBefore.getTime();
-      const end = certificate.notAfter.getTime();
-      return [
-        { kind: 'expiring' as const, at: start + ratio * (end - start), certificate },
-        { kind: 'expired' as const, at: end, certificate },
-      ].filter((event) => !generation.sent.has(`${event.kind}:${event.certificate.fingerprint256}`));
-    });
-    if (events.length === 0) return;
-    const next = Math.min(...events.map((event) => event.at));
-    this.#expiryTimer = setTimeout(
-      () => {
-        if (this.#generation !== generation) return;
-        const now = Date.now();
-        for (const event of events) {
-          if (event.at > now + TIMER_SLACK) continue;
-          generation.sent.add(`${event.kind}:${event.certificate.fingerprint256}`);
-          const remainingMs = event.certificate.notAfter.getTime() - now;
-          this.emit(event.kind, {
-            generation: generation.number,
-            certificate: event.certificate,
-            remainingMs,
-          });
+    if (!this.#running && this.#units.length > 0) {
+      const decision = this.#planCheck(units, deadlines);
+      if (decision.at <= now + TIMER_SLACK) {
+        for (const index of decision.refetch) {
+          const unit = this.#units[index];
+          if (unit) unit.owed = true;
         }
-        this.#armExpiryTimer();
-      },
-      Math.max(0, Math.min(next - Date.now(), MAX_TIMER)),
-    );
-    this.#expiryTimer.unref();
+        this.#request({ units: 'all', force: false }).catch(() => undefined);
+        return;
+      }
+    }
+    this.#arm();
   }
 
   #startWatching(): void {
@@ -917,18 +691,19 @@ export class Resolver extends EventEmitter<ResolverEvents> {
   /**
    * Collects pushed changes for `debounce` ms from the first one, then refreshes them together. The window
    * is not restarted by later pushes: a store that changes faster than the window must still be followed.
+   * A pushed unit owes a fetch until one succeeds: during a backoff the plan fetches it at the next step.
    */
   #onPush(unit: Unit): void {
     if (this.#closed) return;
     this.#pushed.add(unit);
-    if (this.#debounceTimer) return;
-    this.#debounceTimer = setTimeout(() => {
-      this.#debounceTimer = undefined;
+    if (this.#debounce) return;
+    this.#debounce = after(this.#clock, this.#options.debounce, () => {
+      this.#debounce = undefined;
       const units = new Set(this.#pushed);
       this.#pushed.clear();
+      for (const pushed of units) pushed.owed = true;
       this.#request({ units, force: true }).catch(() => undefined);
-    }, this.#options.debounce);
-    this.#debounceTimer.unref();
+    });
   }
 }
 

@@ -1,0 +1,130 @@
+/**
+ * The build step: assembles a candidate generation from the latest fetched values and validates it. The
+ * swap (in the Resolver) then installs it whole, or the served generation stays.
+ */
+import { createHash } from 'node:crypto';
+import type { SecureContextOptions } from 'node:tls';
+import { FetchError } from '../errors.js';
+import { describeRef, isSecretRef } from '../provider.js';
+import { redactOptions } from '../redact.js';
+import { transformValue } from '../transform.js';
+import type { CertificateInfo, ResolvedOptions, SecretField, TlsSecretsSpec } from '../types.js';
+import {
+  type Item,
+  type Material,
+  type ValidatedBundle,
+  validateMaterial,
+  type WithPassphrase,
+} from '../validate.js';
+import type { Unit } from './fetch.js';
+import type { Shape, Slot } from './spec.js';
+
+export interface Generation {
+  readonly number: number;
+  readonly options: ResolvedOptions;
+  readonly resolved: Promise<ResolvedOptions>;
+  readonly bundle: ValidatedBundle;
+  readonly digest: string;
+  readonly slotDigests: ReadonlyMap<string, string>;
+  /** Per field path, what was served: the store's version and when it was fetched. */
+  readonly versions: Readonly<Record<string, string | undefined>>;
+  readonly fetchedAt: Readonly<Record<string, number | undefined>>;
+  /** `expiring:<key>` / `expired:<key>` events already emitted for this generation. */
+  readonly sent: Set<string>;
+}
+
+export interface BuildInput {
+  readonly number: number;
+  readonly previous: Generation | undefined;
+  readonly shape: Shape;
+  readonly unitBySlot: ReadonlyMap<Slot, Unit>;
+  readonly passThrough: Omit<TlsSecretsSpec, SecretField | 'psk'>;
+  readonly verifyChain: boolean;
+  readonly now: number;
+  /** CA entries parsed for the previous generation, by content: reused, not parsed again. */
+  readonly caCache: ReadonlyMap<string, CertificateInfo>;
+}
+
+/**
+ * The candidate generation, or `previous` itself when no value changed. Throws a typed error naming field
+ * and reference when the material is refused. Returns the CA cache of the bundle just validated.
+ */
+export function buildGeneration(input: BuildInput): {
+  generation: Generation;
+  caCache: ReadonlyMap<string, CertificateInfo>;
+} {
+  const slotDigests = new Map<string, string>();
+  const versions: Record<string, string | undefined> = {};
+  const fetchedAt: Record<string, number | undefined> = {};
+  const item = (slot: Slot): Item => {
+    const unit = input.unitBySlot.get(slot);
+    let value: string | Buffer;
+    let ref = 'literal';
+    if (unit && isSecretRef(slot.source)) {
+      ref = describeRef(slot.source);
+      const raw = unit.result?.value;
+      if (raw === undefined) throw new FetchError('no value fetched yet', { field: slot.path, ref });
+      const options = slot.source.options;
+      const transformRef =
+        slot.binary && !options.encoding
+          ? { ...slot.source, options: { ...options, encoding: 'binary' as const } }
+          : slot.source;
+      value = transformValue(transformRef, raw, slot.path);
+      versions[slot.path] = unit.result?.version;
+      fetchedAt[slot.path] = unit.fetchedAt;
+    } else {
+      value = slot.source as string | Buffer;
+    }
+    slotDigests.set(slot.path, createHash('sha256').update(value).digest('hex'));
+    return { path: slot.path, ref, value };
+  };
+  const withPassphrase = (entry: { pem: Slot; passphrase?: Slot }): WithPassphrase => {
+    const base = item(entry.pem);
+    return entry.passphrase ? { ...base, passphrase: item(entry.passphrase) } : base;
+  };
+  const { shape, previous } = input;
+  const material: Material = {
+    key: shape.key.map(withPassphrase),
+    cert: shape.cert.map(item),
+    ca: shape.ca.map(item),
+    crl: shape.crl.map(item),
+    pfx: shape.pfx.map(withPassphrase),
+    ...(shape.passphrase ? { passphrase: item(shape.passphrase) } : {}),
+    ...(shape.ticketKeys ? { ticketKeys: item(shape.ticketKeys) } : {}),
+    ...(shape.dhparam ? { dhparam: item(shape.dhparam) } : {}),
+    psk: shape.psk.map(({ identity, slot }) => ({ identity, item: item(slot) })),
+  };
+  const digest = createHash('sha256')
+    .update([...slotDigests].map(([path, hash]) => `${path}=${hash}`).join('\n'))
+    .digest('hex');
+  if (previous && digest === previous.digest) return { generation: previous, caCache: input.caCache };
+
+  const caCache = { previous: input.caCache, next: new Map<string, CertificateInfo>() };
+  const bundle = validateMaterial(material, {
+    now: input.now,
+    verifyChain: input.verifyChain,
+    contextOptions: input.passThrough as SecureContextOptions,
+    caCache,
+  });
+  const { pskIdentity, ...passThrough } = input.passThrough;
+  const options: ResolvedOptions = { ...passThrough, ...bundle.options, secureContext: bundle.secureContext };
+  if (bundle.psk.size > 0) {
+    const identity = pskIdentity ?? [...bundle.psk.keys()][0] ?? '';
+    const psk = bundle.psk.get(identity);
+    if (psk) options.pskCallback = () => ({ psk, identity });
+  }
+  redactOptions(options);
+  const generation: Generation = {
+    number: input.number,
+    options,
+    resolved: Promise.resolve(options),
+    bundle,
+    digest,
+    slotDigests,
+    versions,
+    fetchedAt,
+    sent: new Set(),
+  };
+  // Only the entries of the bundle just validated are kept: the cache never outgrows one generation.
+  return { generation, caCache: caCache.next };
+}
