@@ -3,11 +3,14 @@
  * connection, and the last TLS session per target offered again (resumption is ~2x a full mTLS handshake).
  */
 import { type ConnectionOptions, type TLSSocket, connect as tlsConnect } from 'node:tls';
-import type { Resolver } from './resolver/index.js';
+import { internal, type Resolver } from './resolver/index.js';
 import type { SecretField } from './types.js';
 
 export interface ConnectOptions extends Omit<ConnectionOptions, SecretField | 'secureContext' | 'session'> {
-  /** After a certificate verification failure, force one refresh and try once more. Default true. */
+  /**
+   * After a certificate verification failure, ask the resolver for a newer bundle and, if one is served,
+   * try once more. The resolver refreshes at most once per generation and backoff step. Default true.
+   */
   retryOnVerifyFailure?: boolean;
   /** Offer the last session made with the current generation to the same target. Default true. */
   resumeSessions?: boolean;
@@ -71,10 +74,13 @@ export async function connect(resolver: Resolver, options: ConnectOptions): Prom
   const { retryOnVerifyFailure = true, resumeSessions = true, ...connectOptions } = options;
   const target = `${connectOptions.host ?? 'localhost'}:${connectOptions.port ?? ''}:${connectOptions.servername ?? ''}`;
 
+  /** The generation of the last handshake attempted, read with its options. */
+  let used = 0;
   const attempt = async (offerSession: boolean): Promise<TLSSocket> => {
     const resolved = await resolver.resolve();
     const sessions = sessionsOf(resolver);
     const generation = resolver.generation;
+    used = generation;
     const session = offerSession && resumeSessions ? sessions.get(target) : undefined;
     const socket = tlsConnect({ ...resolved, ...connectOptions, ...(session ? { session } : {}) });
     if (resumeSessions) {
@@ -91,7 +97,8 @@ export async function connect(resolver: Resolver, options: ConnectOptions): Prom
     const code = (error as { code?: unknown }).code;
     if (!retryOnVerifyFailure || typeof code !== 'string' || !VERIFY_FAILURES.has(code)) throw error;
     sessionsOf(resolver).delete(target);
-    await resolver.refresh();
+    // Shares the resolver's one backoff: a peer that keeps failing verification cannot make a store storm.
+    if (!(await resolver[internal].verifyFailed(used))) throw error;
     return attempt(false);
   }
 }

@@ -192,6 +192,50 @@ describe('2. refresh-ahead counted from when the certificate was obtained', () =
 });
 
 describe('3. every path to the store shares one backoff', () => {
+  it('200 connect() calls to a peer failing verification, store down: a handful of store calls', async () => {
+    const other = await createTestCA({ commonName: 'other CA' });
+    const peerLeaf = await other.issue();
+    const peer = createResolver({ key: peerLeaf.keyPem, cert: peerLeaf.certPem });
+    cleanups.push(() => peer.close());
+    const port = await serve(peer);
+    const { state, ref } = switchable({ ca: ca.certPem });
+    const { resolver, calls } = observed({ ca: ref('ca') }, { retryInitialDelay: 1_000 });
+    await resolver.resolve();
+    calls.length = 0;
+    state.down = true;
+    const outcomes = [];
+    for (let i = 0; i < 200; i++) {
+      outcomes.push(await connect(resolver, { host: '127.0.0.1', port }).catch((e: Error) => e));
+    }
+    expect(outcomes.every((outcome) => outcome instanceof Error)).toBe(true);
+    expect((outcomes[0] as { code?: string }).code).toBe('UNABLE_TO_VERIFY_LEAF_SIGNATURE');
+    // One refresh for the generation, then the backoff: at most one more per elapsed step.
+    expect(calls.length).toBeLessThanOrEqual(3);
+    expect(calls.length).toBeGreaterThanOrEqual(1);
+  });
+
+  it('a healthy store that issues on every fetch: 50 failing peers cause one issue, not 50', async () => {
+    const other = await createTestCA({ commonName: 'other CA' });
+    const peerLeaf = await other.issue();
+    const peer = createResolver({ key: peerLeaf.keyPem, cert: peerLeaf.certPem });
+    cleanups.push(() => peer.close());
+    const port = await serve(peer);
+    let issued = 0;
+    const issuing: Provider = {
+      name: 'issuing',
+      async fetch() {
+        issued += 1;
+        const fresh = await ca.issue();
+        return { value: { key: fresh.keyPem, cert: fresh.certPem, ca: ca.certPem }, version: String(issued) };
+      },
+    };
+    const bundle = (jsonKey: string) => createRef(issuing, 'bundle', { jsonKey });
+    const { resolver } = observed({ key: bundle('key'), cert: bundle('cert'), ca: bundle('ca') });
+    await resolver.resolve();
+    for (let i = 0; i < 50; i++) await connect(resolver, { host: '127.0.0.1', port }).catch(() => undefined);
+    expect(issued).toBe(2);
+  });
+
   it('a cold resolver with its store down: 500 sequential connect() calls, a few store calls', async () => {
     const { state, ref } = switchable({ ca: ca.certPem });
     state.down = true;
