@@ -12,23 +12,9 @@ import type { Duplex } from 'node:stream';
 import { type ConnectionOptions, type TLSSocket, connect as tlsConnect } from 'node:tls';
 import type { buildConnector, Dispatcher, Agent as UndiciAgent } from 'undici';
 import { ConfigurationError } from './errors.js';
-import type { Resolver } from './resolver/index.js';
+import { runAt } from './resolver/clock.js';
+import { internal, type Resolver } from './resolver/index.js';
 import { type ResolvedOptions, type RotateEvent, SECRET_FIELDS, type SecretField } from './types.js';
-
-/** setTimeout fires at once for delays above 2^31-1 ms; longer waits are re-armed. */
-const MAX_TIMER = 2 ** 31 - 1;
-
-/** Runs `fn` at `at` (epoch ms), however far away; the timer never holds the process open. */
-function runAt(at: number, fn: () => void): { cancel(): void } {
-  let timer: NodeJS.Timeout;
-  const arm = () => {
-    const delay = at - Date.now();
-    timer = setTimeout(() => (Date.now() >= at ? fn() : arm()), Math.max(0, Math.min(delay, MAX_TIMER)));
-    timer.unref();
-  };
-  arm();
-  return { cancel: () => clearTimeout(timer) };
-}
 
 /**
  * A timer for a generation's notAfter. None when it has already passed: the resolver is then serving the
@@ -98,7 +84,7 @@ export class TlsSecretsAgent extends https.Agent {
   readonly #book: ExpiryBook;
   readonly #cohorts = new Map<number, Cohort>();
   readonly #cohortOf = new WeakMap<Duplex, Cohort>();
-  readonly #onRotate: (event: RotateEvent) => void;
+  readonly #unsubscribe: () => void;
   readonly #maxSessions: number;
   #sessions = { generation: 0, byTarget: new Map<string, Buffer>() };
 
@@ -107,13 +93,14 @@ export class TlsSecretsAgent extends https.Agent {
     this.#resolver = resolver;
     this.#book = new ExpiryBook(resolver);
     this.#maxSessions = options.maxCachedSessions ?? 100;
-    this.#onRotate = (event) => {
+    // Internal subscriptions, not 'rotate' listeners: an application listener that throws cannot stop
+    // the agent from draining the old generation.
+    this.#unsubscribe = resolver[internal].onGeneration((event) => {
       this.#book.record(event);
       for (const cohort of this.#cohorts.values()) {
         if (cohort.generation < event.generation) this.#drain(cohort);
       }
-    };
-    resolver.on('rotate', this.#onRotate);
+    });
   }
 
   override createConnection(
@@ -156,7 +143,7 @@ export class TlsSecretsAgent extends https.Agent {
   }
 
   override destroy(): void {
-    this.#resolver.off('rotate', this.#onRotate);
+    this.#unsubscribe();
     for (const cohort of this.#cohorts.values()) cohort.expiry?.cancel();
     this.#cohorts.clear();
     super.destroy();
@@ -295,9 +282,11 @@ export async function createDispatcher(
       this.#armCurrent(event.generation);
     };
 
+    #unsubscribe = () => {};
+
     constructor() {
       super();
-      resolver.on('rotate', this.#onRotate);
+      this.#unsubscribe = resolver[internal].onGeneration(this.#onRotate);
       if (resolver.generation > 0) this.#armCurrent(resolver.generation);
     }
 
@@ -359,7 +348,7 @@ export async function createDispatcher(
     }
 
     async #shutdown(end: (agent: UndiciAgent) => Promise<void>): Promise<void> {
-      resolver.off('rotate', this.#onRotate);
+      this.#unsubscribe();
       this.#currentExpiry?.cancel();
       const agents = [this.#current, ...[...this.#retired].map((entry) => entry.agent)];
       for (const entry of this.#retired) entry.expiry?.cancel();
@@ -417,7 +406,7 @@ export function createHttp2Client(
     book.record(event);
     if (current && current.generation < event.generation) retire(current);
   };
-  resolver.on('rotate', onRotate);
+  const unsubscribe = resolver[internal].onGeneration(onRotate);
 
   const connect = async (resolved: ResolvedOptions, generation: number) => {
     const session = http2.connect(authority, {
@@ -468,7 +457,7 @@ export function createHttp2Client(
     },
     async close() {
       closed = true;
-      resolver.off('rotate', onRotate);
+      unsubscribe();
       current = undefined;
       await Promise.all([...open].map(closeSession));
     },

@@ -4,7 +4,7 @@
  * `ca`) and the current ticket keys (a swap drops them otherwise). Live connections keep their context.
  */
 import { type Server, type TLSSocket, type TlsOptions, createServer as tlsCreateServer } from 'node:tls';
-import type { Resolver } from './resolver/index.js';
+import { internal, type Resolver } from './resolver/index.js';
 import { type ResolvedOptions, SECRET_FIELDS } from './types.js';
 
 /** The server's own options with the secret fields of the current generation. */
@@ -30,14 +30,12 @@ export async function attach(
     options.ticketKeys ??= server.getTicketKeys();
     server.setSecureContext(options);
   };
-  const onRotate = () => {
-    // resolve() answers from the generation just swapped in; a failure is already reported by the resolver.
-    resolver.resolve().then(install, () => undefined);
-  };
   install(await resolver.resolve());
-  resolver.on('rotate', onRotate);
+  // An internal subscription, not a 'rotate' listener: an application listener that throws cannot keep
+  // the server on the old certificate.
+  const unsubscribe = resolver[internal].onGeneration((_event, options) => install(options));
   const detach = () => {
-    resolver.off('rotate', onRotate);
+    unsubscribe();
     server.off('close', detach);
   };
   server.once('close', detach);

@@ -14,6 +14,7 @@ import {
   createResolver,
   createServer,
   FetchError,
+  ListenerError,
   type Provider,
   type Resolver,
   type ResolverOptions,
@@ -341,6 +342,40 @@ describe('5. status() describes the served generation', () => {
     expect(resolver.generation).toBe(1);
     expect(resolver.status().fields.every((field) => field.lastError === undefined)).toBe(true);
     expect(resolver.status().stale).toBe(false);
+  });
+});
+
+describe('6. an application listener cannot break rotation', () => {
+  it('a throwing rotate listener: the server presents the new certificate, the error names the listener', async () => {
+    const store = memory({ key: leaf.keyPem, cert: leaf.certPem });
+    const { resolver, errors } = observed(
+      { key: store.ref('key'), cert: store.ref('cert') },
+      { debounce: 5 },
+    );
+    // The application's listeners come first: the server must not depend on them.
+    let heard = 0;
+    resolver.on('rotate', function auditRotation() {
+      throw new Error('audit log unavailable');
+    });
+    resolver.on('rotate', () => {
+      heard += 1;
+    });
+    const port = await serve(resolver);
+    expect(await handshake(port, ca.certPem)).toBe(leaf.serial);
+    const brief = await ca.issue({
+      notBefore: new Date(Date.now() - 1_000),
+      notAfter: new Date(Date.now() + 1_500),
+    });
+    store.set('key', brief.keyPem);
+    store.set('cert', brief.certPem);
+    await eventually(() => expect(resolver.generation).toBe(2));
+    expect(await handshake(port, ca.certPem)).toBe(brief.serial);
+    expect(heard).toBe(2); // generations 1 and 2
+    const failure = errors.find((error) => error instanceof ListenerError) as ListenerError | undefined;
+    expect(failure).toMatchObject({ event: 'rotate', listener: 'auditRotation', code: 'LISTENER_FAILED' });
+    // The new certificate's expiry is watched: `expired` comes at its notAfter.
+    const expired = new Promise((resolve) => resolver.once('expired', resolve));
+    await expect(expired).resolves.toMatchObject({ generation: 2 });
   });
 });
 
