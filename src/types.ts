@@ -56,10 +56,14 @@ export interface ResolverOptions {
   jitter?: number;
   /**
    * Refresh when this fraction of a certificate's or lease's lifetime has passed, less up to `jitter` of it
-   * (drawn once per lifetime, so a fleet started together does not renew together). Default 2/3.
+   * (drawn once per lifetime, so a fleet started together does not renew together). The lifetime counts
+   * from `max(notBefore, fetchedAt)` (Vault's PKI backdates notBefore by 30 s). Default 2/3.
    */
   refreshAhead?: number;
-  /** First retry delay after a failed refresh, doubled each time. Default 1_000 ms. */
+  /**
+   * First retry delay after a failed refresh, doubled each time; every path to the store waits for it.
+   * Also the shortest wait between checks past a refresh point. Default 1_000 ms.
+   */
   retryInitialDelay?: number;
   /** Cap on the retry delay. Default 60_000 ms. */
   retryMaxDelay?: number;
