@@ -150,11 +150,16 @@ async function pki(): Promise<string> {
     await api('POST', `${mount}/roles/web`, { allowed_domains: 'localhost', allow_bare_domains: true });
     const v = vault({ endpoint: bao.url, auth: { token: bao.rootToken } });
     const resolver = createResolver({ ...v.pki(mount, 'web', { commonName: 'localhost', ttl: '20s' }) });
-    const counter = countCalls(resolver);
+    // Each fetch of a PKI reference issues a certificate; probes (the provider answers "no version") do not.
+    let issues = 0;
+    resolver.on('storeCall', (call) => {
+      if (call.kind === 'fetch') issues += 1;
+    });
+    resolver.on('error', () => undefined);
     await resolver.resolve();
     await sleep(120_000);
     await resolver.close();
-    return `PKI 20 s certificate over 2 min (real ${bao.description}): ${counter.calls} issues (the first included), generation ${resolver.generation}`;
+    return `PKI 20 s certificate over 2 min (real ${bao.description}): ${issues} issues (the first included), generation ${resolver.generation}`;
   } finally {
     await bao.close();
   }
