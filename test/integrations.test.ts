@@ -169,6 +169,25 @@ describe('https.Agent', () => {
     expect([quick.port, slowResult.port]).not.toContain(after.port);
   });
 
+  it('an application rotate listener that throws does not stop the agent from draining', async () => {
+    const { port, connections } = await httpsServer(side(serverA));
+    const client = side(clientA);
+    const failures: Error[] = [];
+    client.resolver.on('error', (error) => failures.push(error));
+    // Registered before the agent: the agent must not depend on the application's listeners.
+    client.resolver.on('rotate', function brokenAudit() {
+      throw new Error('audit sink down');
+    });
+    const agent = createAgent(client.resolver);
+    cleanups.push(() => agent.destroy());
+    const before = await get(agent, port);
+    await sleep(20);
+    await rotate(client, clientB);
+    await connections.closed(before.port);
+    expect(await get(agent, port)).toMatchObject({ status: 200, cn: 'client-b', reused: false });
+    expect(failures.map((error) => error.message)).toContainEqual(expect.stringMatching(/brokenAudit/));
+  });
+
   it("closes a generation's pooled sockets at its certificate's notAfter", async () => {
     const { port, connections } = await httpsServer(side(serverA));
     const shortLived = await ca.issue({
