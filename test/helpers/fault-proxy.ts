@@ -99,6 +99,10 @@ export const vaultFaults = {
   },
   rateLimited: vaultError(429, 'request path "secret/data": rate limit quota exceeded'),
   sealed: vaultError(503, 'Vault is sealed'),
+  /** A standby or DR secondary behind a load balancer that routes by status: 503 without "sealed". */
+  standby: vaultError(503, 'node is not active'),
+  /** Vault Enterprise eventual consistency: the node has not caught up with the index the client asked for. */
+  notCaughtUp: vaultError(412, 'required index state not present'),
 } as const satisfies Record<string, RespondFault>;
 
 export async function startFaultProxy(target: string): Promise<FaultProxy> {
