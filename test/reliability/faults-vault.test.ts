@@ -185,7 +185,10 @@ interface Switch {
   /** The fault on (and off again) for this rig. */
   inject(r: VaultRig): Promise<void>;
   clear(r: VaultRig): Promise<void>;
+  /** What every error during the outage says. */
   reason: RegExp;
+  /** What at least one of them says, where `reason` allows more than one answer. */
+  seen?: RegExp;
   /** Runs on this file's own server (it is sealed for real). */
   own?: boolean;
 }
@@ -212,7 +215,9 @@ const SWITCHES: Switch[] = [
     label: '503 sealed (real sys/seal on a server of its own)',
     inject: async () => own?.seal(),
     clear: async () => own?.unseal(),
-    reason: /sealed \(503\)/,
+    // A real seal takes the server a moment, during which requests wait: a refresh may time out meanwhile.
+    reason: /sealed \(503\)|did not answer in time|timed out/,
+    seen: /Vault is sealed \(503\)/,
     own: true,
   },
 ];
@@ -248,6 +253,10 @@ describe.skipIf(NO_VAULT)(`fault matrix: Vault, AppRole${NO_VAULT ? ` (skipped: 
         expect(error.message).toMatch(fault.reason);
         expect((error as FetchError).transient).toBe(true);
         expect(error.ref).toBe(`vault:secret/${RUN}/${r.name}#${error.field === 'ca' ? 'ca' : 'key'}`);
+      }
+      if (fault.seen) {
+        const seen = fault.seen;
+        expect(figures.errorsDuringOutage.some((error) => seen.test(error.message))).toBe(true);
       }
       // None of these faults is an authentication problem: the token is kept.
       expect(r.logins() - loginsBefore).toBeLessThanOrEqual(1);
@@ -285,8 +294,17 @@ describe.skipIf(NO_VAULT)(`fault matrix: Vault, AppRole${NO_VAULT ? ` (skipped: 
         { ...OPTIONS, recoveryTimeoutMs: 3_000 },
       );
       expectRidesThrough(label, figures, r.leaf, next);
-      const expected = kind === 'dns' ? /ENOTFOUND|EAI_AGAIN|login failed/ : /ECONNREFUSED/;
-      for (const error of figures.errorsDuringOutage) expect(error.message).toMatch(expected);
+      expect(figures.errorsDuringOutage.length).toBeGreaterThan(0);
+      if (kind === 'refused') {
+        for (const error of figures.errorsDuringOutage) expect(error.message).toMatch(/ECONNREFUSED/);
+      } else {
+        // A loaded machine's resolver (getaddrinfo on libuv's thread pool, an upstream DNS server) can take
+        // longer than fetchTimeout to say NXDOMAIN: such a cycle times out instead. The others name the code.
+        const dns = /ENOTFOUND|EAI_AGAIN|login failed/;
+        for (const error of figures.errorsDuringOutage)
+          expect(error.message).toMatch(/ENOTFOUND|EAI_AGAIN|login failed|did not answer in time/);
+        expect(figures.errorsDuringOutage.some((error) => dns.test(error.message))).toBe(true);
+      }
     });
   }
 
