@@ -951,7 +951,7 @@ async function startTokenReview() {
 }
 
 describe.skipIf(NO_VAULT || !IS_OPENBAO)(
-  `vault provider: namespaces ${IS_OPENBAO ? ON : '(skipped: namespaces need OpenBao or Vault Enterprise)'}`,
+  `vault provider: namespaces ${NO_VAULT || IS_OPENBAO ? ON : '(skipped: namespaces need OpenBao or Vault Enterprise)'}`,
   () => {
     it('sends the namespace with every request', async () => {
       await api('POST', `sys/namespaces/${NAMESPACE}`);
