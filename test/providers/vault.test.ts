@@ -766,6 +766,49 @@ describe.skipIf(NO_VAULT)(`vault provider: authentication ${ON}`, () => {
     });
   }
 
+  it('a token TTL beyond what one timer can wait (~24.8 days) neither renews in a loop nor warns', async (context) => {
+    // Tuning the token store's max TTL is server-wide: a server of its own, never the shared one.
+    const bao = await startBao();
+    if (typeof bao === 'string') return context.skip(`no server of its own to tune: ${bao}`);
+    const warnings: string[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning.name);
+    process.on('warning', onWarning);
+    try {
+      const own = async (path: string, body: unknown) => {
+        const response = await fetch(`${bao.url}/v1/${path}`, {
+          method: 'POST',
+          headers: { 'X-Vault-Token': bao.rootToken, 'Content-Type': 'application/json' },
+          body: JSON.stringify(body),
+        });
+        const text = await response.text();
+        if (!response.ok) throw new Error(`${path}: ${response.status} ${text}`);
+        return (text ? JSON.parse(text) : {}) as ApiReply;
+      };
+      await own('sys/mounts/auth/token/tune', { max_lease_ttl: '2000h' });
+      await own('sys/policies/acl/app', { policy: 'path "secret/data/app/*" { capabilities = ["read"] }' });
+      await own('secret/data/app/tls', { data: { value: 'long' } });
+      // 1,500 h: renewal is due at 1,000 h (~41.7 days), past setTimeout's 2^31-1 ms.
+      const created = await own('auth/token/create', { ttl: '1500h', policies: ['app'] });
+      const { client, count } = countingClient(bao.url);
+      const v = vault({ client, auth: { token: String(created.auth?.client_token) } });
+      try {
+        const ref = v.kv('secret/app/tls', { field: 'value', kvVersion: 2, mount: 'secret' });
+        expect((await v.fetch(ref, signal())).value).toEqual({ value: 'long' });
+        // An overflowing timer fires after 1 ms: by the end of a second round trip it would have renewed.
+        await v.fetch(ref, signal());
+        await new Promise((resolve) => setImmediate(resolve));
+        expect(count('GET auth/token/lookup-self')).toBe(1);
+        expect(count('POST auth/token/renew-self')).toBe(0);
+        expect(warnings).not.toContain('TimeoutOverflowWarning');
+      } finally {
+        await v.close();
+      }
+    } finally {
+      process.off('warning', onWarning);
+      await bao.close();
+    }
+  });
+
   it('never renews a root token', async () => {
     await putKv(`${RUN}/renew/root`, { value: 'r' });
     const { client, count } = countingClient();
