@@ -42,6 +42,8 @@ const IS_OPENBAO = inject('vaultServer').startsWith('OpenBao');
 /** Everything this run creates lives under names with this prefix, so runs never collide on a shared server. */
 const RUN = `tlss-${randomBytes(4).toString('hex')}`;
 const KV1 = `${RUN}-kv1`;
+/** A KV v2 mount two segments deep, as teams often have (`team/kv`). */
+const NESTED = `${RUN}-team/kv`;
 const PKI = `${RUN}-pki`;
 const PKI_EMPTY = `${RUN}-pki-empty`;
 const APPROLE = `${RUN}-approle`;
@@ -193,6 +195,7 @@ async function handshake(serverOptions: tls.TlsOptions, clientOptions: tls.Conne
 beforeAll(async () => {
   if (NO_VAULT) return;
   await api('POST', `sys/mounts/${KV1}`, { type: 'kv', options: { version: '1' } });
+  await api('POST', `sys/mounts/${NESTED}`, { type: 'kv', options: { version: '2' } });
   await api('POST', `sys/mounts/${PKI}`, { type: 'pki', config: { max_lease_ttl: '87600h' } });
   await api('POST', `sys/mounts/${PKI_EMPTY}`, { type: 'pki' });
   await api('POST', `${PKI}/root/generate/internal`, {
@@ -242,7 +245,7 @@ afterAll(async () => {
   if (NO_VAULT) return;
   const quietly = (method: string, path: string) => api(method, path).catch(() => undefined);
   for (const path of written) await quietly('DELETE', `secret/metadata/${path}`);
-  for (const mount of [KV1, PKI, PKI_EMPTY]) await quietly('DELETE', `sys/mounts/${mount}`);
+  for (const mount of [KV1, NESTED, PKI, PKI_EMPTY]) await quietly('DELETE', `sys/mounts/${mount}`);
   for (const mount of [APPROLE, K8S]) await quietly('DELETE', `sys/auth/${mount}`);
   if (IS_OPENBAO) {
     await api('DELETE', 'sys/mounts/kv', undefined, NAMESPACE).catch(() => undefined);
@@ -459,6 +462,25 @@ describe.skipIf(NO_VAULT)(`vault provider: KV ${ON}`, () => {
     await v.close();
   });
 
+  it('detects a KV v2 mount two segments deep, and reads and probes under it', async () => {
+    await api('POST', `${NESTED}/data/app/tls`, { data: { value: 'nested' } });
+    const { client, calls } = countingClient();
+    const v = vault({ client, auth: { token: rootToken } });
+    try {
+      const ref = v.kv(`${NESTED}/app/tls`, { field: 'value' });
+      expect(await v.fetch(ref, signal())).toEqual({ value: { value: 'nested' }, version: '1' });
+      expect(await v.currentVersion?.(ref, signal())).toBe('1');
+      expect(calls).toEqual([
+        'GET auth/token/lookup-self',
+        `GET sys/internal/ui/mounts/${NESTED}/app/tls`,
+        `GET ${NESTED}/data/app/tls`,
+        `GET ${NESTED}/metadata/app/tls`,
+      ]);
+    } finally {
+      await v.close();
+    }
+  });
+
   it('skips mount detection when kvVersion and mount are given', async () => {
     await api('POST', `${KV1}/app/explicit`, { value: 'x' });
     const { client, calls } = countingClient();
@@ -650,6 +672,27 @@ describe.skipIf(NO_VAULT)(`vault provider: authentication ${ON}`, () => {
       for (const token of logins) expect(shown).not.toContain(token);
     }
     await v.close();
+  });
+
+  it('logs in with an AppRole role that needs no secret id (bind_secret_id=false, bound to loopback)', async () => {
+    await api('POST', `auth/${APPROLE}/role/no-secret`, {
+      bind_secret_id: false,
+      secret_id_bound_cidrs: '127.0.0.1/32',
+      token_policies: POLICY,
+      token_ttl: '1h',
+    });
+    const roleId = String((await api('GET', `auth/${APPROLE}/role/no-secret/role-id`)).data?.role_id);
+    await putKv(`${RUN}/approle/no-secret`, { value: 'role id only' });
+    const { client, logins } = countingClient();
+    const v = vault({ client, auth: { appRole: { roleId, mount: APPROLE } } });
+    try {
+      expect(
+        (await v.fetch(v.kv(`secret/${RUN}/approle/no-secret`, { field: 'value' }), signal())).value,
+      ).toEqual({ value: 'role id only' });
+      expect(logins).toHaveLength(1);
+    } finally {
+      await v.close();
+    }
   });
 
   it('bad AppRole credentials fail the fetch without echoing them', async () => {
