@@ -21,6 +21,8 @@ export interface VaultCall {
 const EXPIRY_MARGIN_MS = 1_000;
 /** Never re-arm a renewal timer faster than this, whatever TTL Vault hands out. */
 const MIN_TIMER_MS = 100;
+/** setTimeout fires at once for delays above 2^31-1 ms (about 24.8 days): longer waits are re-armed. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 interface TokenState {
   token: string;
@@ -332,8 +334,17 @@ export class VaultSession {
     this.timer = undefined;
     if (this.closed || state.expiresAt === undefined) return;
     if (!state.renewable && !this.canLogin()) return; // nothing to do before it expires
-    this.timer = setTimeout(() => void this.keepAlive(state), Math.max(MIN_TIMER_MS, delayMs));
-    this.timer.unref();
+    // A token TTL beyond ~37 days puts 2/3 of it past what one timer can wait (it would fire at once, and
+    // renew in a loop): wait in steps until the renewal is due.
+    const dueAt = Date.now() + Math.max(MIN_TIMER_MS, delayMs);
+    const arm = () => {
+      this.timer = setTimeout(
+        () => (Date.now() >= dueAt ? void this.keepAlive(state) : arm()),
+        Math.min(dueAt - Date.now(), MAX_TIMER_MS),
+      );
+      this.timer.unref();
+    };
+    arm();
   }
 
   private async keepAlive(state: TokenState): Promise<void> {

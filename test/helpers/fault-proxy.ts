@@ -1,7 +1,8 @@
 /**
- * A fault-injecting HTTP proxy to put in front of a store (moto, the Vault stand-in). Healthy, it forwards
- * every request to the target; a fault makes it refuse connections, swallow requests, or answer
- * with an error in the store's own format, so the real SDK on the client side sees what an outage looks like.
+ * A fault-injecting HTTP proxy to put in front of a real store (moto, OpenBao). Healthy, it forwards every
+ * request to the target; a fault makes it refuse connections, swallow requests, answer late, or answer with
+ * an error in the store's own format, so the real SDK on the client side sees what an outage looks like.
+ * Every request it receives is logged (method, path, time), so tests count store calls by kind.
  */
 import { Agent, createServer, type IncomingMessage, request, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
@@ -13,13 +14,27 @@ export type ProxyFault =
   | { readonly kind: 'refused' }
   /** Accept and read the request, never answer. */
   | { readonly kind: 'hang' }
+  /** Forward, but only after `ms`: a slow store. */
+  | { readonly kind: 'delay'; readonly ms: number }
   /** Answer every request with this status and body. */
   | {
       readonly kind: 'respond';
       readonly status: number;
       readonly body: string;
       readonly headers?: Readonly<Record<string, string>>;
+      /** Only requests whose path starts with this get the answer; the others are forwarded. */
+      readonly pathPrefix?: string;
     };
+
+export interface ProxiedRequest {
+  readonly method: string;
+  /** Path and query, e.g. `/v1/secret/data/app`. */
+  readonly path: string;
+  /** Epoch ms when the proxy received it. */
+  readonly at: number;
+  /** Answered by a fault instead of the target. */
+  readonly faulted: boolean;
+}
 
 export interface FaultProxy {
   /** `http://127.0.0.1:<port>`; the port stays the same across `refused`. */
@@ -28,6 +43,8 @@ export interface FaultProxy {
   readonly requests: number;
   /** Requests that were answered by a fault instead of the target. */
   readonly faulted: number;
+  /** Every request received, in order. */
+  readonly log: readonly ProxiedRequest[];
   readonly fault: ProxyFault;
   setFault(fault: ProxyFault): Promise<void>;
   close(): Promise<void>;
@@ -57,6 +74,37 @@ export const awsFaults = {
   },
 } as const satisfies Record<string, ProxyFault>;
 
+const VAULT_JSON = { 'Content-Type': 'application/json' };
+type RespondFault = Extract<ProxyFault, { kind: 'respond' }>;
+
+const vaultError = (status: number, message: string): RespondFault => ({
+  kind: 'respond',
+  status,
+  body: JSON.stringify({ errors: [message] }),
+  headers: VAULT_JSON,
+});
+
+/**
+ * Vault/OpenBao errors as the server (or what stands in front of it) sends them: `{"errors": [...]}`. The
+ * sealed answer is what a real sealed server says; tests that can seal a server of their own do that instead.
+ */
+export const vaultFaults = {
+  internal: vaultError(500, 'internal error'),
+  /** A load balancer in front of Vault with no healthy backend: not Vault's JSON. */
+  badGateway: {
+    kind: 'respond',
+    status: 502,
+    body: '<html><body><h1>502 Bad Gateway</h1></body></html>',
+    headers: { 'Content-Type': 'text/html' },
+  },
+  rateLimited: vaultError(429, 'request path "secret/data": rate limit quota exceeded'),
+  sealed: vaultError(503, 'Vault is sealed'),
+  /** A standby or DR secondary behind a load balancer that routes by status: 503 without "sealed". */
+  standby: vaultError(503, 'node is not active'),
+  /** Vault Enterprise eventual consistency: the node has not caught up with the index the client asked for. */
+  notCaughtUp: vaultError(412, 'required index state not present'),
+} as const satisfies Record<string, RespondFault>;
+
 export async function startFaultProxy(target: string): Promise<FaultProxy> {
   const upstream = new URL(target);
   const agent = new Agent({ keepAlive: true, maxSockets: 64 });
@@ -66,6 +114,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
   let requests = 0;
   let faulted = 0;
   let closed = false;
+  const log: ProxiedRequest[] = [];
 
   const forward = (req: IncomingMessage, res: ServerResponse) => {
     const out = request(
@@ -88,10 +137,27 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
 
   const server = createServer((req, res) => {
     requests += 1;
-    switch (fault.kind) {
-      case 'none':
-        forward(req, res);
+    const current = fault;
+    const path = req.url ?? '/';
+    const faulting =
+      current.kind !== 'none' &&
+      current.kind !== 'delay' &&
+      !(
+        current.kind === 'respond' &&
+        current.pathPrefix !== undefined &&
+        !path.startsWith(current.pathPrefix)
+      );
+    log.push({ method: req.method ?? 'GET', path, at: Date.now(), faulted: faulting });
+    if (!faulting && current.kind !== 'delay') {
+      forward(req, res);
+      return;
+    }
+    switch (current.kind) {
+      case 'delay': {
+        const timer = setTimeout(() => forward(req, res), current.ms);
+        res.once('close', () => clearTimeout(timer));
         return;
+      }
       case 'hang':
         faulted += 1;
         hung.add(res);
@@ -100,7 +166,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
         return;
       case 'respond': {
         faulted += 1;
-        const { status, body, headers } = fault;
+        const { status, body, headers } = current;
         req.resume();
         req.once('end', () => {
           res.writeHead(status, { 'Content-Length': Buffer.byteLength(body), ...headers });
@@ -145,6 +211,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     get faulted() {
       return faulted;
     },
+    log,
     get fault() {
       return fault;
     },

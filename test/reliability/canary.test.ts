@@ -1,6 +1,6 @@
 /**
- * Secret hygiene: the whole flow — memory, file and env providers, AWS Secrets Manager on moto, Vault on the
- * stand-in; first load, rotation, bad material, store failures, expiry — runs with recognisable canary
+ * Secret hygiene: the whole flow — memory, file and env providers, AWS Secrets Manager on moto, Vault on a real
+ * OpenBao dev server; first load, rotation, bad material, store failures, expiry — runs with recognisable canary
  * secrets, and every view of what the library hands back is searched for them: error messages, stacks and
  * causes, events, `util.inspect` (hidden properties too) and `JSON.stringify` of resolvers, resolved options,
  * resolver options, status, providers and errors; the lines of the logger adapter (`attachLogger`); and what
@@ -35,11 +35,11 @@ import {
   type TlsSecretsSpec,
 } from '../../src/index.js';
 import { createTestCA, encryptKey, type Issued, randomTicketKeys, type TestCA } from '../fixtures/ca.js';
-import { awsFaults, startFaultProxy } from '../helpers/fault-proxy.js';
+import { type Bao, startBao } from '../helpers/bao.js';
+import { awsFaults, startFaultProxy, vaultFaults } from '../helpers/fault-proxy.js';
 import { closeServer, listen, sleep } from '../helpers/tls.js';
-import { startVaultStandin, type VaultStandin } from '../vault-standin/index.js';
 import { waitFor } from './harness.js';
-import { newSecretId, recordingClient, seedApi, setupAppRole } from './vault-rig.js';
+import { newSecretId, readPolicy, recordingClient, seedApi, setupAppRole } from './vault-rig.js';
 
 const endpoint = inject('motoEndpoint');
 const NO_MOTO = !endpoint;
@@ -502,34 +502,37 @@ describe('canary secrets never show', () => {
     expect(hits).toEqual([]);
   });
 
-  describe('Vault stand-in', () => {
-    let standin: VaultStandin;
-    const rootToken = canary('vault-root-token');
+  // A real OpenBao dev server of its own: it is sealed for real here, which the run's shared server never is.
+  describe('Vault (real OpenBao)', () => {
+    let bao: Bao | string = 'not started';
     beforeAll(async () => {
-      standin = await startVaultStandin({ rootToken });
+      bao = await startBao();
     });
     afterAll(async () => {
-      await standin?.close();
+      if (typeof bao !== 'string') await bao.close();
     });
 
-    it('AppRole login, rotation, sealed, 500, 403 and refused store, bad credentials, bad material', async () => {
+    it('AppRole login, rotation, sealed, 500, 403 and refused store, bad credentials, bad material', async (context) => {
+      if (typeof bao === 'string') return context.skip(`no OpenBao server: ${bao}`);
+      const server = bao;
       const seen = new Sightings();
-      const api = seedApi(standin);
-      const roleId = await setupAppRole(api);
-      const secretId = await newSecretId(api);
+      const api = seedApi(server.url, server.rootToken);
+      const role = await setupAppRole(api, 'canary');
+      const { roleId, mount } = role;
+      const secretId = await newSecretId(api, role);
       const note = canary('vault-kv-field');
       const badSecretId = canary('vault-bad-secret-id');
-      seen.secret(rootToken, roleId, secretId, note, badSecretId);
+      seen.secret(server.rootToken, roleId, secretId, note, badSecretId);
       const leaf = await ca.issue({ commonName: 'localhost' });
       seen.key(leaf.keyPem);
-      const name = `canary-${randomUUID().slice(0, 8)}`;
+      const name = `canary/canary-${randomUUID().slice(0, 8)}`;
       const put = (data: Record<string, string>) => api('POST', `secret/data/${name}`, { data });
       await put({ key: leaf.keyPem, cert: leaf.certPem, note });
 
-      const proxy = await startFaultProxy(standin.url);
+      const proxy = await startFaultProxy(server.url);
       cleanups.push(() => proxy.close());
       const { client, tokens } = recordingClient(proxy.url);
-      const v = vault({ client, auth: { appRole: { roleId, secretId } }, requestTimeoutMs: 1_000 });
+      const v = vault({ client, auth: { appRole: { roleId, secretId, mount } }, requestTimeoutMs: 1_000 });
       cleanups.push(() => v.close());
       const serverTls = resolverOf(seen, 'vault server', {
         key: v.kv(`secret/${name}`, { field: 'key' }),
@@ -545,26 +548,33 @@ describe('canary secrets never show', () => {
       await seen.attempt('vault refresh after rotation', () => serverTls.refresh());
       expect(await handshake(seen, 'vault handshake after rotation', clientTls, port)).toBe(next.serial);
 
-      standin.faults.sealed = true;
+      await server.seal();
       await seen.attempt('vault refresh while sealed', () => serverTls.refresh());
-      standin.resetFaults();
-      standin.faults.status = { code: 500 };
+      await server.unseal();
+      await proxy.setFault(vaultFaults.internal);
       await seen.attempt('vault refresh during 500', () => serverTls.refresh());
-      standin.faults.status = { code: 403, pathPrefix: 'secret/' };
+      await proxy.setFault({ kind: 'none' });
+      // A real 403: the role's policy loses the path (fresh logins included), then gets it back.
+      await api('PUT', `sys/policies/acl/${role.policy}`, {
+        policy: 'path "secret/data/none/*" { capabilities = ["read"] }',
+      });
       await seen.attempt('vault refresh during 403', () => serverTls.refresh());
-      standin.resetFaults();
+      await api('PUT', `sys/policies/acl/${role.policy}`, { policy: readPolicy('canary') });
       await api('POST', 'auth/token/revoke', { token: tokens.at(-1) });
       await seen.attempt('vault refresh after token revocation', () => serverTls.refresh());
-      standin.faults.hang = true;
+      await proxy.setFault({ kind: 'hang' });
       await seen.attempt('vault refresh while hung', () => serverTls.refresh());
-      standin.resetFaults();
+      await proxy.setFault({ kind: 'none' });
       await put({ key: next.keyPem, cert: note, note });
       await seen.attempt('vault refresh with a bad certificate', () => serverTls.refresh());
       await put({ key: next.keyPem, cert: next.certPem, note });
       await sleep(10);
       expect(await handshake(seen, 'vault handshake after failures', clientTls, port)).toBe(next.serial);
 
-      const denied = vault({ endpoint: standin.url, auth: { appRole: { roleId, secretId: badSecretId } } });
+      const denied = vault({
+        endpoint: server.url,
+        auth: { appRole: { roleId, secretId: badSecretId, mount } },
+      });
       cleanups.push(() => denied.close());
       const badLogin = resolverOf(seen, 'vault bad login', {
         cert: denied.kv(`secret/${name}`, { field: 'cert' }),
@@ -591,7 +601,10 @@ describe('canary secrets never show', () => {
       seen.phase = 'transport';
       await proxy.setFault({ kind: 'refused' });
       await seen.attempt('vault refresh while refused', () => serverTls.refresh());
-      const unreachable = vault({ endpoint: 'http://127.0.0.1:1', auth: { appRole: { roleId, secretId } } });
+      const unreachable = vault({
+        endpoint: 'http://127.0.0.1:1',
+        auth: { appRole: { roleId, secretId, mount } },
+      });
       cleanups.push(() => unreachable.close());
       const noStore = resolverOf(seen, 'vault unreachable', {
         cert: unreachable.kv(`secret/${name}`, { field: 'cert' }),
