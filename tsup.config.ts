@@ -9,6 +9,7 @@ export default defineConfig({
     'providers/aws-secrets-manager': 'providers/aws-secrets-manager.ts',
     'providers/aws-ssm': 'providers/aws-ssm.ts',
     'providers/vault': 'providers/vault/index.ts',
+    grpc: 'src/grpc.ts',
     cli: 'src/cli.ts',
   },
   format: ['esm', 'cjs'],
