@@ -320,4 +320,58 @@ describe('grpcServerCredentials / grpcChannelCredentials', () => {
     await expect(unary(fresh.client, 3)).rejects.toMatchObject({ code: grpc.status.UNAVAILABLE });
     expect((await unary(kept.client, 4)).clientCN).toBe('kept');
   }, 30_000);
+
+  it('server.drain() on the rotate event cuts a revoked client off within the drain grace', async () => {
+    const ca = await createTestCA({ commonName: 'draining CA' });
+    const [serverLeaf, revokedLeaf, keptLeaf] = await Promise.all([
+      ca.issue({ commonName: 'server', dnsNames: ['localhost'] }),
+      ca.issue({ commonName: 'to-be-revoked' }),
+      ca.issue({ commonName: 'kept' }),
+    ]);
+    const store = memory({ crl: await ca.crl([]) });
+    const serverTls = createResolver({
+      key: serverLeaf.keyPem,
+      cert: serverLeaf.certPem,
+      ca: ca.certPem,
+      crl: store.ref('crl'),
+    });
+    const clientTls = createResolver({ key: revokedLeaf.keyPem, cert: revokedLeaf.certPem, ca: ca.certPem });
+    const keptTls = createResolver({ key: keptLeaf.keyPem, cert: keptLeaf.certPem, ca: ca.certPem });
+    cleanups.push(
+      () => serverTls.close(),
+      () => clientTls.close(),
+      () => keptTls.close(),
+    );
+    // No connection age: without the drain, the established connection would live on.
+    const { server, port } = await startServer(serverTls, {});
+    const GRACE_MS = 300;
+    serverTls.on('rotate', () => server.drain(`127.0.0.1:${port}`, GRACE_MS));
+    const { client } = await startClient(clientTls, port);
+    expect((await unary(client, 1)).clientCN).toBe('to-be-revoked');
+    const openStream = stream(client, 400).then(
+      () => 'completed',
+      (error: grpc.ServiceError) => error.code,
+    );
+    const swapped = rotated(serverTls);
+    store.set('crl', await ca.crl([revokedLeaf.serial]));
+    await swapped;
+    const revokedAt = Date.now();
+    let refusedAfter: number | undefined;
+    await until(async () => {
+      try {
+        await unary(client, 2);
+        return false;
+      } catch (error) {
+        expect((error as grpc.ServiceError).code).toBe(grpc.status.UNAVAILABLE);
+        refusedAfter = Date.now() - revokedAt;
+        return true;
+      }
+    }, 'the revoked client to be refused after the drain');
+    console.info(`[grpc] with drain(${GRACE_MS} ms): revoked client refused after ${refusedAfter} ms`);
+    expect(refusedAfter).toBeLessThanOrEqual(GRACE_MS + 1_000);
+    expect(await openStream).not.toBe('completed');
+    // The drained server still accepts clients the CRL does not name.
+    const kept = await startClient(keptTls, port);
+    expect((await unary(kept.client, 3)).clientCN).toBe('kept');
+  }, 30_000);
 });

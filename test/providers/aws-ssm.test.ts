@@ -449,7 +449,9 @@ describe.skipIf(!endpoint)('ssmParameterStore against moto', () => {
             expect((error as FetchError).transient).toBe(transient);
             expect((error as FetchError).message).toMatch(reason);
             expect((error as FetchError).message).toContain('aws-ssm:/tls-secrets-test/');
-            expect(inspect(error, { showHidden: true, depth: Infinity })).not.toContain('sealed value');
+            const shown = inspect(error, { showHidden: true, depth: Infinity });
+            expect(shown).not.toContain('sealed value');
+            expect(shown).not.toContain(CREDENTIALS.secretAccessKey);
           }
           // Healthy again: the same provider reads the value.
           await proxy.setFault({ kind: 'none' });
