@@ -128,10 +128,10 @@ function validateName(id: unknown, provider: string): Target {
   }
   if (
     target.label !== undefined &&
-    (!/^[A-Za-z0-9_.-]{1,100}$/.test(target.label) || /^(aws|ssm)/i.test(target.label))
+    (!/^[A-Za-z0-9_.-]{1,100}$/.test(target.label) || /^(aws|ssm|\d)/i.test(target.label))
   ) {
     throw fail(
-      `label selector of "${id}" must be 1 to 100 letters, digits, . - or _, not starting with aws or ssm`,
+      `label selector of "${id}" must be 1 to 100 letters, digits, . - or _, not starting with a digit, aws or ssm`,
     );
   }
   return target;
@@ -201,9 +201,20 @@ function toError(err: unknown, ref: SecretRef, signal?: AbortSignal): Error {
   return genericAwsError(err, signal, fetchError);
 }
 
-/** Whether a GetParameters entry answers the requested name (a name or an ARN). */
+/** Whether a GetParameters entry answers the requested name (a name or an ARN) and selector. */
 function answers(entry: Parameter, target: Target): boolean {
-  return entry.Name === target.name || entry.ARN === target.name;
+  if (entry.Name !== target.name && entry.ARN !== target.name) return false;
+  if (target.version !== undefined && entry.Version !== target.version) return false;
+  // AWS echoes the selector asked for (`:3`, `:blue`); moto does not, hence one selector per name per call.
+  const selector = target.version ?? target.label;
+  return entry.Selector === undefined || selector === undefined || entry.Selector === `:${selector}`;
+}
+
+/** The parameter a name or ARN points at, the same for both spellings: `/svc/tls/cert`, `/top`. */
+function parameterKey(name: string): string {
+  const at = name.startsWith('arn:') ? name.indexOf(':parameter') : -1;
+  const bare = at < 0 ? name : name.slice(at + ':parameter'.length);
+  return bare.startsWith('/') ? bare : `/${bare}`;
 }
 
 /**
@@ -213,7 +224,7 @@ function answers(entry: Parameter, target: Target): boolean {
 function planBatches(ids: readonly string[]): string[][] {
   const batches: { ids: string[]; names: Set<string> }[] = [];
   for (const id of ids) {
-    const { name } = parseTarget(id);
+    const name = parameterKey(parseTarget(id).name);
     let batch = batches.find((b) => b.ids.length < BATCH_LIMIT && !b.names.has(name));
     if (!batch) {
       batch = { ids: [], names: new Set() };

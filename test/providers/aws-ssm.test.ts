@@ -119,7 +119,15 @@ describe('ssmParameterStore: options and references (no I/O)', () => {
 
   it('refuses bad names and selectors when the reference is made', () => {
     const ssm = ssmParameterStore({ region: REGION, credentials: CREDENTIALS });
-    for (const bad of ['', '/svc/tls cert', '/svc/a?b', '/svc/cert:0', '/svc/cert:aws-label', '/svc/cert:']) {
+    for (const bad of [
+      '',
+      '/svc/tls cert',
+      '/svc/a?b',
+      '/svc/cert:0',
+      '/svc/cert:aws-label',
+      '/svc/cert:1st',
+      '/svc/cert:',
+    ]) {
       expect(() => ssm.ref(bad), bad).toThrow(ConfigurationError);
     }
   });
@@ -233,6 +241,25 @@ describe.skipIf(!endpoint)('ssmParameterStore against moto', () => {
     expect(counted.batchSizes.every((size) => size <= 2)).toBe(true);
     await ssm.close();
     counted.client.destroy();
+  });
+
+  it('a name and its ARN with different selectors in one fetchMany each get their own version', async () => {
+    const ssm = ssmParameterStore({ region: REGION, endpoint: url, credentials: CREDENTIALS });
+    const name = unique('arn');
+    await put(name, 'first');
+    await put(name, 'second');
+    const arn = `arn:aws:ssm:${REGION}:123456789012:parameter${name}`;
+    const results = await ssm.fetchMany(
+      [ssm.ref(`${name}:1`), ssm.ref(`${arn}:2`), ssm.ref(arn), ssm.ref(unique('other'))],
+      signal(),
+    );
+    expect(results.map((r) => (r instanceof Error ? r.constructor.name : [r.value, r.version]))).toEqual([
+      ['first', '1'],
+      ['second', '2'],
+      ['second', '2'],
+      'SecretNotFoundError',
+    ]);
+    await ssm.close();
   });
 
   it('a missing parameter, version or label is a SecretNotFoundError, single or batched', async () => {
