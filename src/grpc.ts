@@ -22,8 +22,10 @@ import {
   rootCertificates,
   type SecureContextOptions,
 } from 'node:tls';
+import { inspect } from 'node:util';
 import type { ChannelCredentials, experimental, ServerCredentials, VerifyOptions } from '@grpc/grpc-js';
 import { ConfigurationError, safeCause } from './errors.js';
+import { redactOptions } from './redact.js';
 import type { Resolver } from './resolver.js';
 import { type ResolvedOptions, SECRET_FIELDS } from './types.js';
 
@@ -85,7 +87,15 @@ function contextOptions(resolved: ResolvedOptions): SecureContextOptions {
   for (const field of ['ciphers', 'ecdhCurve', 'minVersion', 'maxVersion', 'sigalgs'] as const) {
     if (resolved[field] !== undefined) Object.assign(options, { [field]: resolved[field] });
   }
-  return options;
+  // grpc-js keeps these options on the credentials and its servers: printing either must not show the key.
+  return redactOptions(options);
+}
+
+/** Hides what an object holds from `inspect` and JSON, for objects grpc-js keeps (updates, credentials). */
+function hidden<T extends object>(value: T, label: string): T {
+  Object.defineProperty(value, inspect.custom, { value: () => label });
+  Object.defineProperty(value, 'toJSON', { value: () => label });
+  return value;
 }
 
 /**
@@ -168,7 +178,10 @@ export async function grpcServerCredentials(
     }
   }
 
-  return new ResolverServerCredentials(contextOptions(first));
+  return hidden(
+    new ResolverServerCredentials(contextOptions(first)),
+    `ResolverServerCredentials { requireClientCert: ${requireClientCert} }`,
+  );
 }
 
 const toBuffer = (value: string | Buffer) => (typeof value === 'string' ? Buffer.from(value) : value);
@@ -237,8 +250,10 @@ function resolverCertificateProvider(resolver: Resolver, first: ChannelMaterial)
   const caListeners = new Set<CaListener>();
   const identityListeners = new Set<IdentityListener>();
   let stop: (() => void) | undefined;
-  const caUpdate = () => ({ caCertificate: latest.ca ?? Buffer.from(rootCertificates.join('\n')) });
-  const identityUpdate = () => latest.identity ?? null;
+  const caUpdate = () =>
+    hidden({ caCertificate: latest.ca ?? Buffer.from(rootCertificates.join('\n')) }, '[CA certificates]');
+  const identityUpdate = () =>
+    latest.identity ? hidden({ ...latest.identity }, '[redacted client certificate and key]') : null;
 
   const apply = (resolved: ResolvedOptions) => {
     let next: ChannelMaterial;
@@ -307,9 +322,12 @@ export async function grpcChannelCredentials(
     verify.checkServerIdentity = (host, cert) =>
       checkServerIdentity(servername ?? host, cert) ?? extraCheck?.(servername ?? host, cert);
   }
-  return grpc.experimental.createCertificateProviderChannelCredentials(
-    provider,
-    first.identity ? provider : null,
-    verify,
+  return hidden(
+    grpc.experimental.createCertificateProviderChannelCredentials(
+      provider,
+      first.identity ? provider : null,
+      verify,
+    ),
+    `ResolverChannelCredentials { clientCertificate: ${first.identity !== undefined} }`,
   );
 }

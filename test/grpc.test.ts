@@ -4,6 +4,7 @@
  * and the CA rotate, and a client revoked by CRL being cut off within max_connection_age × 1.1 + grace.
  */
 import type { PeerCertificate } from 'node:tls';
+import { inspect } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { memory } from '../providers/memory.js';
@@ -161,6 +162,40 @@ describe('grpcServerCredentials / grpcChannelCredentials', () => {
     );
     await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
     expect(resolver.listenerCount('rotate')).toBe(before);
+  });
+
+  it('credentials, and the client holding them, print without the keys', async () => {
+    const ca = await createTestCA();
+    const [serverLeaf, clientLeaf] = await Promise.all([
+      ca.issue({ commonName: 'server', dnsNames: ['localhost'] }),
+      ca.issue({ commonName: 'client' }),
+    ]);
+    const serverTls = createResolver({ key: serverLeaf.keyPem, cert: serverLeaf.certPem, ca: ca.certPem });
+    const clientTls = createResolver({ key: clientLeaf.keyPem, cert: clientLeaf.certPem, ca: ca.certPem });
+    cleanups.push(
+      () => serverTls.close(),
+      () => clientTls.close(),
+    );
+    const { port } = await startServer(serverTls, {});
+    const { client } = await startClient(clientTls, port);
+    await unary(client, 1);
+    const serverCredentials = await grpcServerCredentials(serverTls, { requireClientCert: true });
+    const channelCredentials = await grpcChannelCredentials(clientTls);
+    const shown = [
+      // Not the grpc.Server: Node's tls.Server keeps key and cert as properties after setSecureContext.
+      ...[client, serverCredentials, channelCredentials].map((value) =>
+        inspect(value, { showHidden: true, depth: Infinity }),
+      ),
+      JSON.stringify([serverCredentials, channelCredentials]),
+    ].join('\n');
+    for (const key of [serverLeaf.keyPem, clientLeaf.keyPem]) {
+      const body = key.split('\n')[1] as string;
+      expect(shown).not.toContain(body);
+      // A Buffer prints as hex bytes.
+      expect(shown).not.toContain(
+        Buffer.from(key).subarray(30, 40).toString('hex').replace(/(..)/g, '$1 ').trim(),
+      );
+    }
   });
 
   it('keeps unary and streaming calls succeeding while server cert, client cert and CA rotate', async () => {
