@@ -198,6 +198,39 @@ describe('grpcServerCredentials / grpcChannelCredentials', () => {
     }
   });
 
+  it('a bundle the resolver refuses never reaches the server: the last good one keeps serving', async () => {
+    const ca = await createTestCA();
+    const [good, other, clientLeaf] = await Promise.all([
+      ca.issue({ commonName: 'server-good', dnsNames: ['localhost'] }),
+      ca.issue({ commonName: 'server-other', dnsNames: ['localhost'] }),
+      ca.issue({ commonName: 'client' }),
+    ]);
+    const store = memory({ key: good.keyPem, cert: good.certPem });
+    const serverTls = createResolver({ key: store.ref('key'), cert: store.ref('cert'), ca: ca.certPem });
+    const clientTls = createResolver({ key: clientLeaf.keyPem, cert: clientLeaf.certPem, ca: ca.certPem });
+    cleanups.push(
+      () => serverTls.close(),
+      () => clientTls.close(),
+    );
+    const { port } = await startServer(serverTls, {
+      'grpc.max_connection_age_ms': 200,
+      'grpc.max_connection_age_grace_ms': 200,
+    });
+    const { client, seen } = await startClient(clientTls, port);
+    await unary(client, 1);
+    const refused = new Promise<Error>((resolve) => serverTls.once('error', resolve));
+    // A certificate whose key is not the one in the store: the resolver's validation refuses the generation.
+    store.set('cert', other.certPem);
+    expect((await refused).message).toMatch(/key|match/i);
+    const handshakes = seen.length;
+    // Calls keep the channel busy, so it reconnects after each max_connection_age GOAWAY.
+    await until(
+      async () => (await unary(client, 2)) !== undefined && seen.length > handshakes,
+      'a new handshake after the refused rotation',
+    );
+    expect(new Set(seen)).toEqual(new Set(['server-good']));
+  });
+
   it('keeps unary and streaming calls succeeding while server cert, client cert and CA rotate', async () => {
     const [oldCa, newCa] = await Promise.all([
       createTestCA({ commonName: 'old CA' }),
