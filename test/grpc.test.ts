@@ -1,7 +1,7 @@
 /**
  * gRPC credentials against a real grpc-js server and client (makeGenericClientConstructor, JSON messages):
  * mutual TLS, unary and server-streaming calls running while the server certificate, the client certificate
- * and the CA rotate, and a client revoked by CRL being cut off within max_connection_age × 1.1 + grace.
+ * and the CA rotate, and a client revoked (by CRL, or by removing its CA) being cut off within max_connection_age × 1.1 + grace.
  */
 import type { PeerCertificate } from 'node:tls';
 import { inspect } from 'node:util';
@@ -325,69 +325,83 @@ describe('grpcServerCredentials / grpcChannelCredentials', () => {
     expect(clientNames.at(-1)).toBe('client-2');
   }, 60_000);
 
-  it('a client revoked by CRL is cut off within max_connection_age × 1.1 + grace', async () => {
-    const ca = await createTestCA({ commonName: 'revoking CA' });
-    const [serverLeaf, revokedLeaf, keptLeaf] = await Promise.all([
-      ca.issue({ commonName: 'server', dnsNames: ['localhost'] }),
-      ca.issue({ commonName: 'to-be-revoked' }),
-      ca.issue({ commonName: 'kept' }),
-    ]);
-    const store = memory({ crl: await ca.crl([]) });
-    const serverTls = createResolver({
-      key: serverLeaf.keyPem,
-      cert: serverLeaf.certPem,
-      ca: ca.certPem,
-      crl: store.ref('crl'),
-    });
-    const clientTls = (leaf: Issued) => {
-      const resolver = createResolver({ key: leaf.keyPem, cert: leaf.certPem, ca: ca.certPem });
-      cleanups.push(() => resolver.close());
-      return resolver;
-    };
-    cleanups.push(() => serverTls.close());
-    const AGE_MS = 1_000;
-    const GRACE_MS = 500;
-    const { port } = await startServer(serverTls, {
-      'grpc.max_connection_age_ms': AGE_MS,
-      'grpc.max_connection_age_grace_ms': GRACE_MS,
-    });
-    const revoked = await startClient(clientTls(revokedLeaf), port);
-    const kept = await startClient(clientTls(keptLeaf), port);
-    expect((await unary(revoked.client, 1)).clientCN).toBe('to-be-revoked');
+  it.each([
+    ['a CRL naming it', 'crl'],
+    ['its CA removed from ca', 'ca'],
+  ] as const)(
+    'a client revoked by %s is cut off within max_connection_age × 1.1 + grace',
+    async (_label, how) => {
+      const [ca, otherCa] = await Promise.all([
+        createTestCA({ commonName: 'revoking CA' }),
+        createTestCA({ commonName: 'remaining CA' }),
+      ]);
+      const [serverLeaf, revokedLeaf, keptLeaf] = await Promise.all([
+        ca.issue({ commonName: 'server', dnsNames: ['localhost'] }),
+        ca.issue({ commonName: 'to-be-revoked' }),
+        (how === 'ca' ? otherCa : ca).issue({ commonName: 'kept' }),
+      ]);
+      const store = memory({ crl: await ca.crl([]), ca: `${ca.certPem}\n${otherCa.certPem}` });
+      const serverTls = createResolver({
+        key: serverLeaf.keyPem,
+        cert: serverLeaf.certPem,
+        ca: store.ref('ca'),
+        // A CRL is checked for the issuer of each client: only the CRL variant has one.
+        ...(how === 'crl' ? { crl: store.ref('crl') } : {}),
+      });
+      const clientTls = (leaf: Issued) => {
+        const resolver = createResolver({ key: leaf.keyPem, cert: leaf.certPem, ca: ca.certPem });
+        cleanups.push(() => resolver.close());
+        return resolver;
+      };
+      cleanups.push(() => serverTls.close());
+      const AGE_MS = 1_000;
+      const GRACE_MS = 500;
+      const { port } = await startServer(serverTls, {
+        'grpc.max_connection_age_ms': AGE_MS,
+        'grpc.max_connection_age_grace_ms': GRACE_MS,
+      });
+      const revoked = await startClient(clientTls(revokedLeaf), port);
+      const kept = await startClient(clientTls(keptLeaf), port);
+      expect((await unary(revoked.client, 1)).clientCN).toBe('to-be-revoked');
 
-    // A streaming call is open on the established connection when the CRL changes.
-    const openStream = stream(revoked.client, 400).then(
-      () => 'completed',
-      (error: grpc.ServiceError) => error.code,
-    );
-    const swapped = rotated(serverTls);
-    store.set('crl', await ca.crl([revokedLeaf.serial]));
-    await swapped;
-    const revokedAt = Date.now();
-    let refusedAfter: number | undefined;
-    let lastError: grpc.ServiceError | undefined;
-    await until(async () => {
-      try {
-        await unary(revoked.client, 2);
-        return false;
-      } catch (error) {
-        lastError = error as grpc.ServiceError;
-        refusedAfter = Date.now() - revokedAt;
-        return true;
-      }
-    }, 'the revoked client to be refused');
-    const bound = AGE_MS * 1.1 + GRACE_MS;
-    console.info(`[grpc] revoked client refused ${refusedAfter} ms after the CRL swap (bound ${bound} ms)`);
-    expect(lastError?.code).toBe(grpc.status.UNAVAILABLE);
-    // One reconnect attempt of slack for a loaded machine.
-    expect(refusedAfter).toBeLessThanOrEqual(bound + 1_000);
-    // The stream of 400 × 10 ms outlives age + grace: it is cut, not left running on revoked credentials.
-    expect(await openStream).not.toBe('completed');
-    // A new channel for the revoked certificate is refused at once; the other client is unaffected.
-    const fresh = await startClient(clientTls(revokedLeaf), port);
-    await expect(unary(fresh.client, 3)).rejects.toMatchObject({ code: grpc.status.UNAVAILABLE });
-    expect((await unary(kept.client, 4)).clientCN).toBe('kept');
-  }, 30_000);
+      // A streaming call is open on the established connection when the CRL changes.
+      const openStream = stream(revoked.client, 400).then(
+        () => 'completed',
+        (error: grpc.ServiceError) => error.code,
+      );
+      const swapped = rotated(serverTls);
+      if (how === 'crl') store.set('crl', await ca.crl([revokedLeaf.serial]));
+      else store.set('ca', otherCa.certPem);
+      await swapped;
+      const revokedAt = Date.now();
+      let refusedAfter: number | undefined;
+      let lastError: grpc.ServiceError | undefined;
+      await until(async () => {
+        try {
+          await unary(revoked.client, 2);
+          return false;
+        } catch (error) {
+          lastError = error as grpc.ServiceError;
+          refusedAfter = Date.now() - revokedAt;
+          return true;
+        }
+      }, 'the revoked client to be refused');
+      const bound = AGE_MS * 1.1 + GRACE_MS;
+      console.info(
+        `[grpc] revoked (${how}) client refused ${refusedAfter} ms after the swap (bound ${bound} ms)`,
+      );
+      expect(lastError?.code).toBe(grpc.status.UNAVAILABLE);
+      // One reconnect attempt of slack for a loaded machine.
+      expect(refusedAfter).toBeLessThanOrEqual(bound + 1_000);
+      // The stream of 400 × 10 ms outlives age + grace: it is cut, not left running on revoked credentials.
+      expect(await openStream).not.toBe('completed');
+      // A new channel for the revoked certificate is refused at once; the other client is unaffected.
+      const fresh = await startClient(clientTls(revokedLeaf), port);
+      await expect(unary(fresh.client, 3)).rejects.toMatchObject({ code: grpc.status.UNAVAILABLE });
+      expect((await unary(kept.client, 4)).clientCN).toBe('kept');
+    },
+    30_000,
+  );
 
   it('server.drain() on the rotate event cuts a revoked client off within the drain grace', async () => {
     const ca = await createTestCA({ commonName: 'draining CA' });
