@@ -1,7 +1,8 @@
 /**
  * gRPC credentials against a real grpc-js server and client (makeGenericClientConstructor, JSON messages):
  * mutual TLS, unary and server-streaming calls running while the server certificate, the client certificate
- * and the CA rotate, and a client revoked (by CRL, or by removing its CA) being cut off within max_connection_age × 1.1 + grace.
+ * and the CA rotate, and a client revoked (by CRL, or by removing its CA) being cut off within
+ * max_connection_age × 1.1 + grace.
  */
 import type { PeerCertificate } from 'node:tls';
 import { inspect } from 'node:util';
