@@ -7,7 +7,9 @@ export default defineConfig({
     'providers/env': 'providers/env.ts',
     'providers/file': 'providers/file.ts',
     'providers/aws-secrets-manager': 'providers/aws-secrets-manager.ts',
+    'providers/aws-ssm': 'providers/aws-ssm.ts',
     'providers/vault': 'providers/vault/index.ts',
+    grpc: 'src/grpc.ts',
     cli: 'src/cli.ts',
   },
   format: ['esm', 'cjs'],
@@ -17,5 +19,13 @@ export default defineConfig({
   splitting: true,
   target: 'node20',
   // Store SDKs and integration libraries are optional peers: never bundle them.
-  external: ['node-vault', '@aws-sdk/client-secrets-manager', 'undici', 'yaml', '@opentelemetry/api'],
+  external: [
+    'node-vault',
+    '@aws-sdk/client-secrets-manager',
+    '@aws-sdk/client-ssm',
+    '@grpc/grpc-js',
+    'undici',
+    'yaml',
+    '@opentelemetry/api',
+  ],
 });

@@ -14,7 +14,6 @@ import {
   FetchError,
   InvalidMaterialError,
   SecretNotFoundError,
-  safeCause,
   TlsSecretsError,
 } from '../src/errors.js';
 import {
@@ -26,6 +25,15 @@ import {
   type SecretRef,
   type VersionProbe,
 } from '../src/provider.js';
+import {
+  awsClientConfig,
+  awsErrorParts,
+  chunk,
+  eachLimit,
+  genericAwsError,
+  lazyAwsClient,
+  validateAwsOptions,
+} from './_aws.js';
 
 type Sdk = typeof import('@aws-sdk/client-secrets-manager');
 
@@ -94,9 +102,6 @@ const CURRENT = 'AWSCURRENT';
 const BATCH_LIMIT = 20;
 /** Single reads in flight at once when a batch cannot be used. */
 const CONCURRENCY = 8;
-const DEFAULT_MAX_ATTEMPTS = 3;
-const DEFAULT_REQUEST_TIMEOUT_MS = 5_000;
-const CONNECTION_TIMEOUT_MS = 3_000;
 
 interface Target {
   readonly secretId: string;
@@ -127,61 +132,6 @@ function parseTarget(id: string): Target {
   };
 }
 
-function validateOptions(options: AwsSecretsManagerOptions): void {
-  const fail = (reason: string) => new ConfigurationError(reason, { provider: options.name ?? DEFAULT_NAME });
-  if (options.name !== undefined && (typeof options.name !== 'string' || options.name.trim() === '')) {
-    throw fail('name must be a non-empty string');
-  }
-  const given = (['region', 'endpoint', 'credentials', 'maxAttempts', 'requestTimeoutMs'] as const).filter(
-    (key) => (options as Record<string, unknown>)[key] !== undefined,
-  );
-  if (options.client !== undefined) {
-    if (typeof (options.client as { send?: unknown }).send !== 'function') {
-      throw fail('client must be a SecretsManagerClient');
-    }
-    if (given.length > 0) {
-      throw fail(`client cannot be combined with ${given.join(', ')}: configure the client instead`);
-    }
-    return;
-  }
-  const { region, endpoint, maxAttempts, requestTimeoutMs } = options;
-  if (region !== undefined && (typeof region !== 'string' || !/^[a-z0-9]+(-[a-z0-9]+)+$/.test(region))) {
-    throw fail(`region "${String(region)}" is not an AWS region name such as eu-west-1`);
-  }
-  if (endpoint !== undefined) checkEndpoint(endpoint, 'endpoint', fail);
-  else if (!process.env.AWS_IGNORE_CONFIGURED_ENDPOINT_URLS) {
-    for (const variable of ['AWS_ENDPOINT_URL_SECRETS_MANAGER', 'AWS_ENDPOINT_URL']) {
-      const value = process.env[variable];
-      if (value) checkEndpoint(value, variable, fail);
-    }
-  }
-  if (
-    maxAttempts !== undefined &&
-    !(Number.isInteger(maxAttempts) && maxAttempts >= 1 && maxAttempts <= 10)
-  ) {
-    throw fail('maxAttempts must be an integer from 1 to 10');
-  }
-  if (
-    requestTimeoutMs !== undefined &&
-    !(Number.isInteger(requestTimeoutMs) && requestTimeoutMs > 0 && requestTimeoutMs <= 600_000)
-  ) {
-    throw fail('requestTimeoutMs must be a positive integer of milliseconds, at most 600000');
-  }
-}
-
-function checkEndpoint(value: unknown, label: string, fail: (reason: string) => Error): void {
-  let url: URL | undefined;
-  try {
-    url = typeof value === 'string' ? new URL(value) : undefined;
-  } catch {
-    url = undefined;
-  }
-  // The value is not echoed: an endpoint URL may carry user info.
-  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
-    throw fail(`${label} must be an http(s) URL`);
-  }
-}
-
 function validateTarget(secretId: unknown, options: AwsSecretOptions, provider: string): Target {
   const fail = (reason: string) => new ConfigurationError(reason, { provider });
   if (typeof secretId !== 'string' || secretId.length === 0 || secretId.length > 2048) {
@@ -202,50 +152,15 @@ function validateTarget(secretId: unknown, options: AwsSecretOptions, provider: 
   return { secretId, versionStage: stage, versionId };
 }
 
-const TRANSIENT_NAMES = new Set([
-  'ThrottlingException',
-  'TooManyRequestsException',
-  'RequestLimitExceeded',
-  'InternalServiceError',
-  'InternalFailure',
-  'ServiceUnavailable',
-  'ServiceUnavailableException',
-  'RequestTimeout',
-  'RequestTimeoutException',
-  'TimeoutError',
-  // The default chain fetches fresh credentials on the next call.
-  'ExpiredTokenException',
-]);
-const NETWORK_CODES = new Set([
-  'ECONNRESET',
-  'ECONNREFUSED',
-  'EPIPE',
-  'ETIMEDOUT',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-]);
-
-interface AwsLikeError {
-  name?: unknown;
-  code?: unknown;
-  message?: unknown;
-  $fault?: unknown;
-  $metadata?: { httpStatusCode?: unknown };
-}
-
 /** Turns an SDK error (or a batch `Errors[]` entry made into one) into the library's errors, keeping the cause. */
 function toError(err: unknown, ref: SecretRef, signal?: AbortSignal): Error {
   if (err instanceof TlsSecretsError) return err;
   const context = { ref: describeRef(ref), provider: ref.provider.name, cause: err };
-  const e = (typeof err === 'object' && err !== null ? err : {}) as AwsLikeError;
-  const name = typeof e.name === 'string' ? e.name : 'Error';
-  const status = typeof e.$metadata?.httpStatusCode === 'number' ? e.$metadata.httpStatusCode : undefined;
+  const { name, message } = awsErrorParts(err);
   const fetchError = (reason: string, transient: boolean) =>
     new FetchError(`AWS Secrets Manager: ${reason}`, { ...context, transient });
 
-  if (signal?.aborted || name === 'AbortError') return fetchError('request aborted', true);
+  if (signal?.aborted) return fetchError('request aborted', true);
   switch (name) {
     case 'ResourceNotFoundException':
       return new SecretNotFoundError(
@@ -262,7 +177,7 @@ function toError(err: unknown, ref: SecretRef, signal?: AbortSignal): Error {
     case 'AccessDeniedException':
       return fetchError('access denied (AccessDeniedException): check the IAM policy for this secret', false);
     case 'InvalidRequestException':
-      return /delet/i.test(typeof e.message === 'string' ? e.message : '')
+      return /delet/i.test(message)
         ? fetchError(
             'secret is scheduled for deletion (InvalidRequestException): restore it with RestoreSecret or point the reference elsewhere',
             false,
@@ -276,54 +191,14 @@ function toError(err: unknown, ref: SecretRef, signal?: AbortSignal): Error {
         'request refused (InvalidParameterException): check the secret id, versionId and versionStage',
         false,
       );
-    case 'CredentialsProviderError':
-      return fetchError(
-        'no AWS credentials found by the SDK default chain (CredentialsProviderError)',
-        false,
-      );
-    case 'TimeoutError':
-      return fetchError('request timed out (TimeoutError)', true);
   }
-  if (e.message === 'Region is missing') {
-    return fetchError('no region configured: set the region option or AWS_REGION', false);
-  }
-  if (TRANSIENT_NAMES.has(name)) return fetchError(`service unavailable or throttling (${name})`, true);
-  if (e.$fault === 'server' || (status !== undefined && status >= 500)) {
-    return fetchError(`server error (${name}${status ? `, HTTP ${status}` : ''})`, true);
-  }
-  if (typeof e.code === 'string' && NETWORK_CODES.has(e.code))
-    return fetchError(`network error (${e.code})`, true);
-  if (e.$fault === 'client') return fetchError(`request refused (${name})`, false);
-  // No AWS fault and no known code: a connection or runtime failure, worth another try.
-  return fetchError(`request failed (${name})`, true);
+  return genericAwsError(err, signal, fetchError);
 }
 
 function batchEntryError(entry: APIErrorType): Error {
   const error = new Error(entry.Message ?? entry.ErrorCode ?? 'batch entry failed');
   error.name = entry.ErrorCode ?? 'Error';
   return error;
-}
-
-/** Runs `fn` over `items` with at most `limit` in flight. */
-async function eachLimit<T>(
-  items: readonly T[],
-  limit: number,
-  fn: (item: T) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const item = items[next++] as T;
-      await fn(item);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-}
-
-function chunk<T>(items: readonly T[], size: number): T[][] {
-  const out: T[][] = [];
-  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
-  return out;
 }
 
 /** Whether a batch entry answers the requested SecretId (a name, a full ARN or an ARN without its suffix). */
@@ -333,55 +208,23 @@ function answers(entry: { Name?: string; ARN?: string }, secretId: string): bool
 }
 
 export function awsSecretsManager(options: AwsSecretsManagerOptions = {}): AwsSecretsManagerProvider {
-  validateOptions(options);
+  validateAwsOptions(options, {
+    provider: DEFAULT_NAME,
+    clientName: 'SecretsManagerClient',
+    endpointVariable: 'AWS_ENDPOINT_URL_SECRETS_MANAGER',
+  });
   const name = options.name ?? DEFAULT_NAME;
   const region = options.client === undefined ? options.region : undefined;
-  let loading: Promise<{ sdk: Sdk; client: SecretsManagerClient }> | undefined;
-  let owned: SecretsManagerClient | undefined;
-  let closed = false;
   // Learned once per provider: an identity without BatchGetSecretValue keeps being denied.
   let batchDenied = false;
 
-  const load = (ref: SecretRef) => {
-    if (closed) {
-      return Promise.reject(
-        new FetchError('provider is closed', { ref: describeRef(ref), provider: name, transient: false }),
-      );
-    }
-    loading ??= (async () => {
-      let sdk: Sdk;
-      try {
-        sdk = await import('@aws-sdk/client-secrets-manager');
-      } catch (err) {
-        loading = undefined;
-        throw new FetchError(
-          'the optional dependency @aws-sdk/client-secrets-manager is not installed: npm install @aws-sdk/client-secrets-manager',
-          { ref: describeRef(ref), provider: name, transient: false, cause: safeCause(err) },
-        );
-      }
-      if (options.client) return { sdk, client: options.client };
-      if (closed)
-        throw new FetchError('provider is closed', {
-          ref: describeRef(ref),
-          provider: name,
-          transient: false,
-        });
-      owned = new sdk.SecretsManagerClient({
-        ...(options.region === undefined ? {} : { region: options.region }),
-        ...(options.endpoint === undefined ? {} : { endpoint: options.endpoint }),
-        ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
-        maxAttempts: options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
-        requestHandler: {
-          connectionTimeout: CONNECTION_TIMEOUT_MS,
-          requestTimeout: options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
-          // Without it the SDK only logs a warning when requestTimeout passes.
-          throwOnRequestTimeout: true,
-        },
-      });
-      return { sdk, client: owned };
-    })();
-    return loading;
-  };
+  const { load, close } = lazyAwsClient<Sdk, SecretsManagerClient>({
+    name,
+    packageName: '@aws-sdk/client-secrets-manager',
+    importSdk: () => import('@aws-sdk/client-secrets-manager'),
+    injected: options.client,
+    build: (sdk) => new sdk.SecretsManagerClient(awsClientConfig(options) as SecretsManagerClientConfig),
+  });
 
   const toResult = (ref: SecretRef, entry: SecretValueEntry): FetchResult => {
     const value = entry.SecretString ?? entry.SecretBinary;
@@ -556,14 +399,7 @@ export function awsSecretsManager(options: AwsSecretsManagerOptions = {}): AwsSe
       }
     },
 
-    async close() {
-      if (closed) return;
-      closed = true;
-      // A client handed in belongs to the caller; only one built here is torn down.
-      await loading?.catch(() => undefined);
-      owned?.destroy();
-      owned = undefined;
-    },
+    close,
   };
 
   // Credentials and the client stay out of logs and JSON.

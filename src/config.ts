@@ -42,6 +42,17 @@ export interface AwsSecretsManagerProviderConfig {
   requestTimeoutMs?: number;
 }
 
+export interface AwsSsmProviderConfig {
+  type: 'aws-ssm';
+  /** Default: the SDK's chain (`AWS_REGION`, shared config). Credentials always come from the SDK's chain. */
+  region?: string;
+  endpoint?: string;
+  maxAttempts?: number;
+  requestTimeoutMs?: number;
+  /** Default true: SecureString values are decrypted. */
+  withDecryption?: boolean;
+}
+
 export interface VaultProviderConfig {
   type: 'vault';
   /** Default `VAULT_ADDR`. */
@@ -64,13 +75,17 @@ export type ProviderConfig =
   | EnvProviderConfig
   | FileProviderConfig
   | AwsSecretsManagerProviderConfig
+  | AwsSsmProviderConfig
   | VaultProviderConfig;
 
 /** A reference in object form. Which keys apply depends on the provider's type. */
 export interface RefConfig {
   /** The name of a provider in `providers`. */
   provider: string;
-  /** Key (memory), variable (env), path (file), secret name or ARN (aws-secrets-manager). */
+  /**
+   * Key (memory), variable (env), path (file), secret name or ARN (aws-secrets-manager), parameter name or
+   * ARN with an optional `:version` or `:label` selector (aws-ssm).
+   */
   id?: string;
   encoding?: 'utf8' | 'base64' | 'binary';
   jsonKey?: string;
@@ -174,6 +189,7 @@ const PROVIDER_KEYS: Record<ProviderConfig['type'], readonly string[]> = {
   env: ['prefix'],
   file: ['baseDir', 'watch', 'pollIntervalMs', 'debounceMs'],
   'aws-secrets-manager': ['region', 'endpoint', 'maxAttempts', 'requestTimeoutMs'],
+  'aws-ssm': ['region', 'endpoint', 'maxAttempts', 'requestTimeoutMs', 'withDecryption'],
   vault: ['endpoint', 'namespace', 'requestTimeoutMs', 'auth', 'tls'],
 };
 
@@ -182,6 +198,7 @@ const REF_KEYS: Record<ProviderConfig['type'], readonly string[]> = {
   env: ['id', 'encoding', 'jsonKey'],
   file: ['id', 'encoding', 'jsonKey'],
   'aws-secrets-manager': ['id', 'encoding', 'jsonKey', 'versionStage', 'versionId'],
+  'aws-ssm': ['id', 'encoding', 'jsonKey'],
   vault: ['kv', 'field', 'version', 'kvVersion', 'mount', 'encoding', 'pki', 'part', 'pkiCa', 'pkiCrl'],
 };
 
@@ -334,6 +351,18 @@ async function buildProvider(name: string, config: unknown, baseDir: string, whe
               : { versionId: optionalString(r.versionId, `${w}.versionId`) }),
           }),
       };
+    }
+    case 'aws-ssm': {
+      const { ssmParameterStore } = await import('../providers/aws-ssm.js');
+      const provider = ssmParameterStore({
+        name,
+        ...(c.region === undefined ? {} : { region: optionalString(c.region, `${where}.region`) }),
+        ...(c.endpoint === undefined ? {} : { endpoint: optionalString(c.endpoint, `${where}.endpoint`) }),
+        ...(c.maxAttempts === undefined ? {} : { maxAttempts: c.maxAttempts as number }),
+        ...(c.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: c.requestTimeoutMs as number }),
+        ...(c.withDecryption === undefined ? {} : { withDecryption: c.withDecryption as boolean }),
+      });
+      return { type: kind, provider, ref: (r, w) => provider.ref(requireId(r, w), refOptions(r, w)) };
     }
     case 'vault':
       return buildVault(name, c, baseDir, where);

@@ -10,6 +10,7 @@ export {
 } from './agent.js';
 export {
   type AwsSecretsManagerProviderConfig,
+  type AwsSsmProviderConfig,
   type ConfigLoadOptions,
   type ConfiguredResolver,
   createResolverFromConfig,

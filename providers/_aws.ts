@@ -1,0 +1,257 @@
+/**
+ * What the AWS providers (Secrets Manager, SSM Parameter Store) share: option checks, the lazily built SDK
+ * client, the transient/permanent split of SDK errors, and small concurrency helpers. Not a provider (the
+ * leading underscore keeps it out of the package's provider list); each service keeps its own error names.
+ */
+import { ConfigurationError, FetchError, safeCause } from '../src/errors.js';
+import { describeRef, type SecretRef } from '../src/provider.js';
+
+/** Options every AWS provider takes when it builds its own client. */
+export interface AwsClientConfigOptions {
+  region?: string;
+  endpoint?: string;
+  credentials?: unknown;
+  maxAttempts?: number;
+  requestTimeoutMs?: number;
+  client?: unknown;
+  name?: string;
+}
+
+export const DEFAULT_MAX_ATTEMPTS = 3;
+export const DEFAULT_REQUEST_TIMEOUT_MS = 5_000;
+const CONNECTION_TIMEOUT_MS = 3_000;
+
+interface ServiceInfo {
+  /** Default provider name, e.g. `aws-ssm`. */
+  readonly provider: string;
+  /** The SDK client class, for messages: `SSMClient`. */
+  readonly clientName: string;
+  /** The service's own endpoint variable, e.g. `AWS_ENDPOINT_URL_SSM`. */
+  readonly endpointVariable: string;
+}
+
+/** Refuses malformed options and `client` combined with client settings, at creation time. */
+export function validateAwsOptions(options: AwsClientConfigOptions, service: ServiceInfo): void {
+  const fail = (reason: string) =>
+    new ConfigurationError(reason, { provider: options.name ?? service.provider });
+  if (options.name !== undefined && (typeof options.name !== 'string' || options.name.trim() === '')) {
+    throw fail('name must be a non-empty string');
+  }
+  const given = (['region', 'endpoint', 'credentials', 'maxAttempts', 'requestTimeoutMs'] as const).filter(
+    (key) => options[key] !== undefined,
+  );
+  if (options.client !== undefined) {
+    if (typeof (options.client as { send?: unknown } | null)?.send !== 'function') {
+      throw fail(`client must be an ${service.clientName}`);
+    }
+    if (given.length > 0) {
+      throw fail(`client cannot be combined with ${given.join(', ')}: configure the client instead`);
+    }
+    return;
+  }
+  const { region, endpoint, maxAttempts, requestTimeoutMs } = options;
+  if (region !== undefined && (typeof region !== 'string' || !/^[a-z0-9]+(-[a-z0-9]+)+$/.test(region))) {
+    throw fail(`region "${String(region)}" is not an AWS region name such as eu-west-1`);
+  }
+  if (endpoint !== undefined) checkEndpoint(endpoint, 'endpoint', fail);
+  else if (!process.env.AWS_IGNORE_CONFIGURED_ENDPOINT_URLS) {
+    for (const variable of [service.endpointVariable, 'AWS_ENDPOINT_URL']) {
+      const value = process.env[variable];
+      if (value) checkEndpoint(value, variable, fail);
+    }
+  }
+  if (
+    maxAttempts !== undefined &&
+    !(Number.isInteger(maxAttempts) && maxAttempts >= 1 && maxAttempts <= 10)
+  ) {
+    throw fail('maxAttempts must be an integer from 1 to 10');
+  }
+  if (
+    requestTimeoutMs !== undefined &&
+    !(Number.isInteger(requestTimeoutMs) && requestTimeoutMs > 0 && requestTimeoutMs <= 600_000)
+  ) {
+    throw fail('requestTimeoutMs must be a positive integer of milliseconds, at most 600000');
+  }
+}
+
+function checkEndpoint(value: unknown, label: string, fail: (reason: string) => Error): void {
+  let url: URL | undefined;
+  try {
+    url = typeof value === 'string' ? new URL(value) : undefined;
+  } catch {
+    url = undefined;
+  }
+  // The value is not echoed: an endpoint URL may carry user info.
+  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+    throw fail(`${label} must be an http(s) URL`);
+  }
+}
+
+/** The SDK client configuration built from validated options: bounded connection and request times. */
+export function awsClientConfig(options: AwsClientConfigOptions): Record<string, unknown> {
+  return {
+    ...(options.region === undefined ? {} : { region: options.region }),
+    ...(options.endpoint === undefined ? {} : { endpoint: options.endpoint }),
+    ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
+    maxAttempts: options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
+    requestHandler: {
+      connectionTimeout: CONNECTION_TIMEOUT_MS,
+      requestTimeout: options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
+      // Without it the SDK only logs a warning when requestTimeout passes.
+      throwOnRequestTimeout: true,
+    },
+  };
+}
+
+interface DestroyableClient {
+  destroy(): void;
+}
+
+/**
+ * The SDK module and client, loaded on first use. `importSdk` is the provider's own `import()` (a literal
+ * specifier, so bundlers see it); a client handed in is used as is and never destroyed here.
+ */
+export function lazyAwsClient<Sdk, Client extends DestroyableClient>(settings: {
+  readonly name: string;
+  readonly packageName: string;
+  readonly importSdk: () => Promise<Sdk>;
+  readonly injected: Client | undefined;
+  readonly build: (sdk: Sdk) => Client;
+}): { load(ref: SecretRef): Promise<{ sdk: Sdk; client: Client }>; close(): Promise<void> } {
+  let loading: Promise<{ sdk: Sdk; client: Client }> | undefined;
+  let owned: Client | undefined;
+  let closed = false;
+  const closedError = (ref: SecretRef) =>
+    new FetchError('provider is closed', {
+      ref: describeRef(ref),
+      provider: settings.name,
+      transient: false,
+    });
+  return {
+    load(ref) {
+      if (closed) return Promise.reject(closedError(ref));
+      loading ??= (async () => {
+        let sdk: Sdk;
+        try {
+          sdk = await settings.importSdk();
+        } catch (err) {
+          loading = undefined;
+          throw new FetchError(
+            `the optional dependency ${settings.packageName} is not installed: npm install ${settings.packageName}`,
+            { ref: describeRef(ref), provider: settings.name, transient: false, cause: safeCause(err) },
+          );
+        }
+        if (settings.injected) return { sdk, client: settings.injected };
+        if (closed) throw closedError(ref);
+        owned = settings.build(sdk);
+        return { sdk, client: owned };
+      })();
+      return loading;
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      // A client handed in belongs to the caller; only one built here is torn down.
+      await loading?.catch(() => undefined);
+      owned?.destroy();
+      owned = undefined;
+    },
+  };
+}
+
+const TRANSIENT_NAMES = new Set([
+  'ThrottlingException',
+  'TooManyRequestsException',
+  'RequestLimitExceeded',
+  'InternalServiceError',
+  'InternalServerError',
+  'InternalFailure',
+  'ServiceUnavailable',
+  'ServiceUnavailableException',
+  'RequestTimeout',
+  'RequestTimeoutException',
+  'TimeoutError',
+  // The default chain fetches fresh credentials on the next call.
+  'ExpiredTokenException',
+]);
+const NETWORK_CODES = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+]);
+
+export interface AwsLikeError {
+  name?: unknown;
+  code?: unknown;
+  message?: unknown;
+  $fault?: unknown;
+  $metadata?: { httpStatusCode?: unknown };
+}
+
+/** The error's name and its message (AWS messages name resources and actions, never values). */
+export function awsErrorParts(err: unknown): { name: string; message: string; e: AwsLikeError } {
+  const e = (typeof err === 'object' && err !== null ? err : {}) as AwsLikeError;
+  return {
+    e,
+    name: typeof e.name === 'string' ? e.name : 'Error',
+    message: typeof e.message === 'string' ? e.message : '',
+  };
+}
+
+/**
+ * What every AWS service means alike: aborts, missing credentials or region, throttling, 5xx, network
+ * failures. `fetchError(reason, transient)` builds the provider's own FetchError. Service-specific names are
+ * mapped by the caller first.
+ */
+export function genericAwsError(
+  err: unknown,
+  signal: AbortSignal | undefined,
+  fetchError: (reason: string, transient: boolean) => FetchError,
+): FetchError {
+  const { e, name, message } = awsErrorParts(err);
+  const status = typeof e.$metadata?.httpStatusCode === 'number' ? e.$metadata.httpStatusCode : undefined;
+  if (signal?.aborted || name === 'AbortError') return fetchError('request aborted', true);
+  if (name === 'CredentialsProviderError') {
+    return fetchError('no AWS credentials found by the SDK default chain (CredentialsProviderError)', false);
+  }
+  if (name === 'TimeoutError') return fetchError('request timed out (TimeoutError)', true);
+  if (message === 'Region is missing') {
+    return fetchError('no region configured: set the region option or AWS_REGION', false);
+  }
+  if (TRANSIENT_NAMES.has(name)) return fetchError(`service unavailable or throttling (${name})`, true);
+  if (e.$fault === 'server' || (status !== undefined && status >= 500)) {
+    return fetchError(`server error (${name}${status ? `, HTTP ${status}` : ''})`, true);
+  }
+  if (typeof e.code === 'string' && NETWORK_CODES.has(e.code))
+    return fetchError(`network error (${e.code})`, true);
+  if (e.$fault === 'client') return fetchError(`request refused (${name})`, false);
+  // No AWS fault and no known code: a connection or runtime failure, worth another try.
+  return fetchError(`request failed (${name})`, true);
+}
+
+/** Runs `fn` over `items` with at most `limit` in flight. */
+export async function eachLimit<T>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const item = items[next++] as T;
+      await fn(item);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+
+export function chunk<T>(items: readonly T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}

@@ -1,0 +1,411 @@
+/**
+ * AWS Systems Manager Parameter Store: SecureString (decrypted through KMS by default), String and StringList
+ * parameters, with version and label selectors written as AWS writes them (`/svc/tls/cert:3`,
+ * `/svc/tls/cert:blue`). Many parameters are read with GetParameters (10 names per call); a version check is
+ * a GetParameter without decryption, which costs no KMS request. The SDK is an optional peer loaded on first use.
+ */
+import { inspect } from 'node:util';
+import type { Parameter, SSMClient, SSMClientConfig } from '@aws-sdk/client-ssm';
+import {
+  ConfigurationError,
+  FetchError,
+  InvalidMaterialError,
+  SecretNotFoundError,
+  TlsSecretsError,
+} from '../src/errors.js';
+import {
+  createRef,
+  describeRef,
+  type FetchResult,
+  type Provider,
+  type RefOptions,
+  type SecretRef,
+} from '../src/provider.js';
+import {
+  awsClientConfig,
+  awsErrorParts,
+  eachLimit,
+  genericAwsError,
+  lazyAwsClient,
+  validateAwsOptions,
+} from './_aws.js';
+
+type Sdk = typeof import('@aws-sdk/client-ssm');
+
+interface CommonOptions {
+  /** Provider name shown in errors, events and status. Default `aws-ssm`. */
+  name?: string;
+  /**
+   * Ask for SecureString values decrypted (`WithDecryption`). Default true; with false a SecureString reads
+   * as its ciphertext, which no TLS field can use: only for String parameters under a policy without KMS.
+   */
+  withDecryption?: boolean;
+}
+
+/** The provider builds and owns its client (destroyed on `close()`). */
+export interface SsmParameterStoreConfigOptions extends CommonOptions {
+  /** AWS region, e.g. `eu-west-1`. Default: the SDK's chain (`AWS_REGION`, shared config, EC2 metadata). */
+  region?: string;
+  /**
+   * Endpoint URL, e.g. a moto or LocalStack server. Default: the SDK's own lookup (`AWS_ENDPOINT_URL_SSM`,
+   * `AWS_ENDPOINT_URL`, shared config), else the regional AWS endpoint.
+   */
+  endpoint?: string;
+  /** Static credentials or a credential provider. Default: the SDK default chain (env, SSO, profile, IMDS, …). */
+  credentials?: SSMClientConfig['credentials'];
+  /** Attempts per call, first included; the SDK backs off on throttling, 5xx and timeouts. Default 3. */
+  maxAttempts?: number;
+  /** Timeout of one HTTP attempt in milliseconds. Default 5000. */
+  requestTimeoutMs?: number;
+  client?: never;
+}
+
+/** The provider uses a client you configured and leaves it open on `close()`. */
+export interface SsmParameterStoreClientOptions extends CommonOptions {
+  client: SSMClient;
+  region?: never;
+  endpoint?: never;
+  credentials?: never;
+  maxAttempts?: never;
+  requestTimeoutMs?: never;
+}
+
+export type SsmParameterStoreOptions = SsmParameterStoreConfigOptions | SsmParameterStoreClientOptions;
+
+export interface SsmParameterStoreProvider extends Provider {
+  /**
+   * A reference to a parameter by name or ARN, optionally with a selector: `name:3` (version 3, which never
+   * changes) or `name:label` (the version carrying the label). References to the same name and selector share
+   * one read whatever their `jsonKey`/`encoding`. Creating it does no I/O.
+   */
+  ref(name: string, options?: RefOptions): SecretRef;
+  fetchMany(refs: readonly SecretRef[], signal: AbortSignal): Promise<(FetchResult | Error)[]>;
+  currentVersion(ref: SecretRef, signal: AbortSignal): Promise<string | undefined>;
+  /** Destroys the client the provider built; an injected client stays open. */
+  close(): Promise<void>;
+}
+
+const DEFAULT_NAME = 'aws-ssm';
+/** The API's limit for GetParameters `Names`. */
+const BATCH_LIMIT = 10;
+/** Single reads in flight at once when a batch cannot be used. */
+const CONCURRENCY = 8;
+
+interface Target {
+  /** Parameter name or ARN, without selector. */
+  readonly name: string;
+  readonly version?: number;
+  readonly label?: string;
+}
+
+/**
+ * Splits `name[:selector]`. An ARN has colons of its own, all before `parameter/`; a selector's colon is the
+ * last one and comes after the last `/` (parameter names cannot contain `:`).
+ */
+function parseTarget(id: string): Target {
+  const colon = id.lastIndexOf(':');
+  if (colon < 0 || colon < id.lastIndexOf('/')) return { name: id };
+  const selector = id.slice(colon + 1);
+  const name = id.slice(0, colon);
+  return /^\d+$/.test(selector) ? { name, version: Number(selector) } : { name, label: selector };
+}
+
+function validateName(id: unknown, provider: string): Target {
+  const fail = (reason: string) => new ConfigurationError(reason, { provider });
+  if (typeof id !== 'string' || id.length === 0 || id.length > 2048) {
+    throw fail('parameter name must be a name or ARN of 1 to 2048 characters');
+  }
+  const target = parseTarget(id);
+  const arn = /^arn:aws[a-z-]*:ssm:[a-z0-9-]+:\d{12}:parameter\/./.test(target.name);
+  // Parameter names: letters, digits and . - _ /, levels separated by "/" (AWS's own rule).
+  if (!arn && !/^[A-Za-z0-9_./-]+$/.test(target.name)) {
+    throw fail(
+      `parameter name "${id}" may hold only letters, digits and . - _ / (and one :version or :label selector)`,
+    );
+  }
+  if (target.version !== undefined && !(target.version >= 1 && Number.isSafeInteger(target.version))) {
+    throw fail(`version selector of "${id}" must be a version number from 1`);
+  }
+  if (
+    target.label !== undefined &&
+    (!/^[A-Za-z0-9_.-]{1,100}$/.test(target.label) || /^(aws|ssm|\d)/i.test(target.label))
+  ) {
+    throw fail(
+      `label selector of "${id}" must be 1 to 100 letters, digits, . - or _, not starting with a digit, aws or ssm`,
+    );
+  }
+  return target;
+}
+
+/** KMS failures as SSM reports them: the parameter exists, its key is the problem. */
+const KMS_ERRORS = new Set([
+  'KMSAccessDeniedException',
+  'KMSAccessDenied',
+  'KMSDisabledException',
+  'KMSInvalidStateException',
+  'KMSNotFoundException',
+  'KMSKeyNotAccessibleException',
+  'KMSOptInRequired',
+  'InvalidCiphertextException',
+  'IncorrectKeyException',
+]);
+
+/** Turns an SDK error into the library's errors, keeping the cause. */
+function toError(err: unknown, ref: SecretRef, signal?: AbortSignal): Error {
+  if (err instanceof TlsSecretsError) return err;
+  const context = { ref: describeRef(ref), provider: ref.provider.name, cause: err };
+  const { name, message } = awsErrorParts(err);
+  const fetchError = (reason: string, transient: boolean) =>
+    new FetchError(`AWS SSM Parameter Store: ${reason}`, { ...context, transient });
+
+  if (signal?.aborted) return fetchError('request aborted', true);
+  switch (name) {
+    case 'ParameterNotFound':
+      return new SecretNotFoundError(
+        parseTarget(ref.id).label === undefined
+          ? 'AWS SSM Parameter Store: parameter not found (ParameterNotFound)'
+          : 'AWS SSM Parameter Store: parameter or label not found (ParameterNotFound)',
+        context,
+      );
+    case 'ParameterVersionNotFound':
+      return new SecretNotFoundError(
+        'AWS SSM Parameter Store: parameter version not found (ParameterVersionNotFound)',
+        context,
+      );
+    case 'InvalidKeyId':
+      return fetchError(
+        'the KMS key of this SecureString is not usable (InvalidKeyId): check that the key exists, is enabled, and that kms:Decrypt on it is allowed',
+        false,
+      );
+    case 'AccessDeniedException':
+      // SSM reports a denied kms:Decrypt as AccessDeniedException too; its message names KMS.
+      return /\bkms\b|ciphertext|customer master key/i.test(message)
+        ? fetchError(
+            'KMS refused to decrypt the SecureString (AccessDeniedException): allow kms:Decrypt on its key',
+            false,
+          )
+        : fetchError(
+            'access denied (AccessDeniedException): check the IAM policy for this parameter (ssm:GetParameter, ssm:GetParameters)',
+            false,
+          );
+    case 'ValidationException':
+    case 'InvalidParameters':
+      return fetchError(`request refused (${name}): check the parameter name and its selector`, false);
+  }
+  if (KMS_ERRORS.has(name)) {
+    return fetchError(
+      `KMS could not decrypt the SecureString (${name}): check that its key is enabled and that kms:Decrypt on it is allowed`,
+      false,
+    );
+  }
+  return genericAwsError(err, signal, fetchError);
+}
+
+/** Whether a GetParameters entry answers the requested name (a name or an ARN) and selector. */
+function answers(entry: Parameter, target: Target): boolean {
+  if (entry.Name !== target.name && entry.ARN !== target.name) return false;
+  if (target.version !== undefined && entry.Version !== target.version) return false;
+  // AWS echoes the selector asked for (`:3`, `:blue`); moto does not, hence one selector per name per call.
+  const selector = target.version ?? target.label;
+  return entry.Selector === undefined || selector === undefined || entry.Selector === `:${selector}`;
+}
+
+/** The parameter a name or ARN points at, the same for both spellings: `/svc/tls/cert`, `/top`. */
+function parameterKey(name: string): string {
+  const at = name.startsWith('arn:') ? name.indexOf(':parameter') : -1;
+  const bare = at < 0 ? name : name.slice(at + ':parameter'.length);
+  return bare.startsWith('/') ? bare : `/${bare}`;
+}
+
+/**
+ * Splits targets into GetParameters calls of at most 10 names, never two selectors of one parameter in the
+ * same call: answers carry the plain name (moto omits `Selector`), so one name per call keeps them apart.
+ */
+function planBatches(ids: readonly string[]): string[][] {
+  const batches: { ids: string[]; names: Set<string> }[] = [];
+  for (const id of ids) {
+    const name = parameterKey(parseTarget(id).name);
+    let batch = batches.find((b) => b.ids.length < BATCH_LIMIT && !b.names.has(name));
+    if (!batch) {
+      batch = { ids: [], names: new Set() };
+      batches.push(batch);
+    }
+    batch.ids.push(id);
+    batch.names.add(name);
+  }
+  return batches.map((b) => b.ids);
+}
+
+export function ssmParameterStore(options: SsmParameterStoreOptions = {}): SsmParameterStoreProvider {
+  validateAwsOptions(options, {
+    provider: DEFAULT_NAME,
+    clientName: 'SSMClient',
+    endpointVariable: 'AWS_ENDPOINT_URL_SSM',
+  });
+  if (options.withDecryption !== undefined && typeof options.withDecryption !== 'boolean') {
+    throw new ConfigurationError('withDecryption must be true or false', {
+      provider: options.name ?? DEFAULT_NAME,
+    });
+  }
+  const name = options.name ?? DEFAULT_NAME;
+  const region = options.client === undefined ? options.region : undefined;
+  const withDecryption = options.withDecryption ?? true;
+  // Learned once per provider: an identity allowed ssm:GetParameter but not ssm:GetParameters stays denied.
+  let batchDenied = false;
+  const { load, close } = lazyAwsClient<Sdk, SSMClient>({
+    name,
+    packageName: '@aws-sdk/client-ssm',
+    importSdk: () => import('@aws-sdk/client-ssm'),
+    injected: options.client,
+    build: (sdk) => new sdk.SSMClient(awsClientConfig(options) as SSMClientConfig),
+  });
+
+  const toResult = (ref: SecretRef, parameter: Parameter | undefined): FetchResult => {
+    if (parameter?.Value === undefined) {
+      throw new InvalidMaterialError('AWS SSM Parameter Store: the answer holds no parameter value', {
+        ref: describeRef(ref),
+        provider: name,
+      });
+    }
+    // A StringList of PEM blocks becomes a PEM bundle: items one per line, not comma-joined.
+    const value = parameter.Type === 'StringList' ? parameter.Value.split(',').join('\n') : parameter.Value;
+    return { value, ...(parameter.Version === undefined ? {} : { version: String(parameter.Version) }) };
+  };
+
+  const getOne = async (ref: SecretRef, signal: AbortSignal, decrypt: boolean): Promise<Parameter> => {
+    const { sdk, client } = await load(ref);
+    const out = await client.send(new sdk.GetParameterCommand({ Name: ref.id, WithDecryption: decrypt }), {
+      abortSignal: signal,
+    });
+    return out.Parameter ?? {};
+  };
+
+  const fetchOne = async (ref: SecretRef, signal: AbortSignal): Promise<FetchResult> => {
+    try {
+      return toResult(ref, await getOne(ref, signal, withDecryption));
+    } catch (err) {
+      throw toError(err, ref, signal);
+    }
+  };
+
+  const settle = (ref: SecretRef, signal: AbortSignal): Promise<FetchResult | Error> =>
+    fetchOne(ref, signal).catch((err: unknown) => toError(err, ref, signal));
+
+  /** One GetParameters call; `refsById` lists the references asking for each id. */
+  const fetchBatch = async (
+    ids: readonly string[],
+    refsById: ReadonlyMap<string, SecretRef[]>,
+    put: (ref: SecretRef, result: FetchResult | Error) => void,
+    signal: AbortSignal,
+  ): Promise<void> => {
+    const all = ids.flatMap((id) => refsById.get(id) ?? []);
+    const first = all[0];
+    if (!first) return;
+    let found: Parameter[];
+    let invalid: string[];
+    try {
+      const { sdk, client } = await load(first);
+      const out = await client.send(
+        new sdk.GetParametersCommand({ Names: [...ids], WithDecryption: withDecryption }),
+        { abortSignal: signal },
+      );
+      found = out.Parameters ?? [];
+      invalid = out.InvalidParameters ?? [];
+    } catch (err) {
+      const error = toError(err, first, signal);
+      const denied = (err as { name?: unknown } | null)?.name === 'AccessDeniedException';
+      const kms = error instanceof FetchError && /KMS/.test(error.message);
+      if (denied && !kms && !signal.aborted) batchDenied = true;
+      // A key problem fails the whole call: single reads tell which parameter it belongs to.
+      if ((denied || kms) && !signal.aborted) {
+        await eachLimit(all, CONCURRENCY, async (ref) => put(ref, await settle(ref, signal)));
+        return;
+      }
+      for (const ref of all) put(ref, toError(err, ref, signal));
+      return;
+    }
+    const unanswered: SecretRef[] = [];
+    for (const id of ids) {
+      const target = parseTarget(id);
+      const entry = found.find((candidate) => answers(candidate, target));
+      for (const ref of refsById.get(id) ?? []) {
+        if (entry) {
+          try {
+            put(ref, toResult(ref, entry));
+          } catch (err) {
+            put(ref, toError(err, ref));
+          }
+        } else if (invalid.includes(id)) {
+          const missing = new Error(`${id} is in InvalidParameters`);
+          missing.name = target.version === undefined ? 'ParameterNotFound' : 'ParameterVersionNotFound';
+          put(ref, toError(missing, ref));
+        } else unanswered.push(ref);
+      }
+    }
+    // An id the batch neither answered nor listed as invalid: ask for it alone rather than guess.
+    await eachLimit(unanswered, CONCURRENCY, async (ref) => put(ref, await settle(ref, signal)));
+  };
+
+  const provider: SsmParameterStoreProvider = {
+    name,
+    ref: (parameterName, refOptions = {}) => {
+      validateName(parameterName, name);
+      const { jsonKey, encoding } = refOptions;
+      return createRef(provider, parameterName, {
+        ...(jsonKey === undefined ? {} : { jsonKey }),
+        ...(encoding === undefined ? {} : { encoding }),
+      });
+    },
+
+    fetch: fetchOne,
+
+    async fetchMany(refs, signal) {
+      const results = new Map<SecretRef, FetchResult | Error>();
+      const put = (ref: SecretRef, result: FetchResult | Error): void => {
+        results.set(ref, result);
+      };
+      const refsById = new Map<string, SecretRef[]>();
+      for (const ref of refs) {
+        const list = refsById.get(ref.id);
+        if (list) list.push(ref);
+        else refsById.set(ref.id, [ref]);
+      }
+      const batches = batchDenied
+        ? [...refsById.keys()].map((id) => [id])
+        : planBatches([...refsById.keys()]);
+      // A batch of one costs the same call count as GetParameter, which is the narrower IAM action.
+      const tasks = batches.map((ids) =>
+        ids.length === 1
+          ? async () => {
+              for (const ref of refsById.get(ids[0] as string) ?? []) put(ref, await settle(ref, signal));
+            }
+          : () => fetchBatch(ids, refsById, put, signal),
+      );
+      await eachLimit(tasks, CONCURRENCY, (task) => task());
+      return refs.map((ref) => results.get(ref) ?? toError(new Error('no result'), ref, signal));
+    },
+
+    async currentVersion(ref, signal) {
+      const target = parseTarget(ref.id);
+      // A version's value never changes in Parameter Store: a pinned number needs no call.
+      if (target.version !== undefined) return String(target.version);
+      try {
+        // Without decryption: SSM asks KMS nothing, and the (encrypted) value is dropped here.
+        const parameter = await getOne(ref, signal, false);
+        return parameter.Version === undefined ? undefined : String(parameter.Version);
+      } catch (err) {
+        throw toError(err, ref, signal);
+      }
+    },
+
+    close,
+  };
+
+  // Credentials and the client stay out of logs and JSON.
+  const shown = region === undefined ? `name: '${name}'` : `name: '${name}', region: '${region}'`;
+  Object.defineProperty(provider, inspect.custom, { value: () => `SsmParameterStoreProvider { ${shown} }` });
+  Object.defineProperty(provider, 'toJSON', {
+    value: () => (region === undefined ? { provider: name } : { provider: name, region }),
+  });
+  return provider;
+}
