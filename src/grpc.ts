@@ -26,7 +26,7 @@ import { inspect } from 'node:util';
 import type { ChannelCredentials, experimental, ServerCredentials, VerifyOptions } from '@grpc/grpc-js';
 import { ConfigurationError, safeCause } from './errors.js';
 import { redactOptions } from './redact.js';
-import type { Resolver } from './resolver.js';
+import { internal, type Resolver } from './resolver/index.js';
 import { type ResolvedOptions, SECRET_FIELDS } from './types.js';
 
 type Grpc = typeof import('@grpc/grpc-js');
@@ -68,14 +68,9 @@ async function loadGrpc(what: string): Promise<Grpc> {
  * one place so that the way of following rotations can change without touching the credentials.
  */
 function followRotations(resolver: Resolver, apply: (resolved: ResolvedOptions) => void): () => void {
-  const onRotate = () => {
-    // resolve() answers from the generation just swapped in; a failure is already reported by the resolver.
-    resolver.resolve().then(apply, () => undefined);
-  };
-  resolver.on('rotate', onRotate);
-  return () => {
-    resolver.off('rotate', onRotate);
-  };
+  // An internal subscription, not a 'rotate' listener: an application listener that throws cannot keep the
+  // credentials on an old generation.
+  return resolver[internal].onGeneration((_event, options) => apply(options));
 }
 
 /** The secure-context part of a generation: every secret field, nothing the server options already hold. */

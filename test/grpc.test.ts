@@ -12,6 +12,7 @@ import { memory } from '../providers/memory.js';
 import { ConfigurationError } from '../src/errors.js';
 import { grpcChannelCredentials, grpcServerCredentials } from '../src/grpc.js';
 import { createResolver, type Resolver } from '../src/index.js';
+import { internal } from '../src/resolver/index.js';
 import { createTestCA, type Issued } from './fixtures/ca.js';
 
 interface EchoReply {
@@ -154,15 +155,15 @@ describe('grpcServerCredentials / grpcChannelCredentials', () => {
     const leaf = await ca.issue({ commonName: 'server', dnsNames: ['localhost'] });
     const resolver = createResolver({ key: leaf.keyPem, cert: leaf.certPem, ca: ca.certPem });
     cleanups.push(() => resolver.close());
-    const before = resolver.listenerCount('rotate');
+    const before = resolver[internal].subscriberCount();
     const credentials = await grpcServerCredentials(resolver);
-    expect(resolver.listenerCount('rotate')).toBe(before + 1);
+    expect(resolver[internal].subscriberCount()).toBe(before + 1);
     const server = new grpc.Server();
     await new Promise<number>((resolve, reject) =>
       server.bindAsync('127.0.0.1:0', credentials, (error, port) => (error ? reject(error) : resolve(port))),
     );
     await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
-    expect(resolver.listenerCount('rotate')).toBe(before);
+    expect(resolver[internal].subscriberCount()).toBe(before);
   });
 
   it('credentials, and the client holding them, print without the keys', async () => {

@@ -81,6 +81,8 @@ export const internal: unique symbol = Symbol('tls-secrets.internal');
 export interface InternalAccess {
   /** Follow every new generation, independently of user `rotate` listeners. Returns the unsubscribe. */
   onGeneration(subscriber: GenerationSubscriber): () => void;
+  /** How many helpers follow the resolver now: a helper that stops must unsubscribe. */
+  subscriberCount(): number;
   /**
    * A handshake made with `generation` failed verification: a refresh, at most once per generation and per
    * backoff step (and never while the store's backoff holds). Resolves true when a newer generation is
@@ -306,6 +308,7 @@ export class Resolver extends EventEmitter<ResolverEvents> {
       this.#subscribers.add(subscriber);
       return () => this.#subscribers.delete(subscriber);
     },
+    subscriberCount: () => this.#subscribers.size,
     verifyFailed: async (generation) => {
       if (this.#closed) return false;
       if (this.generation !== generation) return true;
