@@ -4,7 +4,7 @@
  * failures. The AxiosError carries the request config, so the token header and login bodies: it never
  * becomes a cause as it is.
  */
-import { FetchError, SecretNotFoundError, safeCause, TlsSecretsError } from '../../src/errors.js';
+import { CleanCause, FetchError, SecretNotFoundError, safeCause, TlsSecretsError } from '../../src/errors.js';
 
 export interface ErrorWhere {
   provider: string;
@@ -16,7 +16,7 @@ export interface ErrorWhere {
 }
 
 /** The Vault answer as a cause: status and Vault's own error strings (diagnostics, no secret material). */
-export class VaultResponseError extends Error {
+export class VaultResponseError extends CleanCause {
   readonly statusCode: number;
   constructor(statusCode: number, errors: readonly string[]) {
     const detail = errors.join('; ').slice(0, 500);
