@@ -146,7 +146,13 @@ const pick = (value: unknown, shape: RegExp): string | undefined =>
 function statusOf(err: Record<string, unknown>): number | undefined {
   const metadata = err.$metadata as { httpStatusCode?: unknown } | undefined;
   const response = err.response as { status?: unknown; statusCode?: unknown } | undefined;
-  for (const value of [metadata?.httpStatusCode, err.statusCode, err.status, response?.statusCode, response?.status]) {
+  for (const value of [
+    metadata?.httpStatusCode,
+    err.statusCode,
+    err.status,
+    response?.statusCode,
+    response?.status,
+  ]) {
     if (typeof value === 'number' && Number.isInteger(value) && value >= 100 && value <= 599) return value;
   }
   return undefined;
@@ -179,8 +185,7 @@ export function safeCause(err: unknown): unknown {
   if (err instanceof SyntaxError) return new ForeignCause('SyntaxError', 'input is not valid JSON', {});
   const e = (typeof err === 'object' && err !== null ? err : {}) as Record<string, unknown>;
   const name = pick(e.name, IDENTIFIER) ?? (err instanceof Error ? 'Error' : typeof err);
-  const code =
-    typeof e.code === 'number' && Number.isInteger(e.code) ? e.code : pick(e.code, IDENTIFIER);
+  const code = typeof e.code === 'number' && Number.isInteger(e.code) ? e.code : pick(e.code, IDENTIFIER);
   const statusCode = statusOf(e);
   const metadata = e.$metadata as { requestId?: unknown } | undefined;
   const requestId = pick(metadata?.requestId, REQUEST_ID) ?? pick(e.requestId, REQUEST_ID);

@@ -26,7 +26,7 @@ const JWT = /eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*/g;
 /** The value after a credential's name, as a header, a query or a JSON body would spell it. */
 const NAMED_VALUE =
   /((?:x-vault-token|authorization|secret_id|secret-id|client_token|jwt|token|password|role_id)["']?\s*[:=]\s*["']?)[^\s"',;}&]+/gi;
-const CONTROL = /[\u0000-\u001f\u007f]+/g;
+const CONTROL = /\p{Cc}+/gu;
 /** Enough for Vault's own reasons ("permission denied", "invalid role or secret ID"). */
 const MAX_ERROR_CHARS = 200;
 const MAX_ERRORS = 3;

@@ -125,7 +125,9 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
         req.on('data', (chunk: Buffer) => chunks.push(chunk));
         req.once('end', () => {
           const head = Object.entries(req.headers).map(([name, value]) => `${name}: ${String(value)}`);
-          const text = body([`${req.method} ${req.url}`, ...head, '', Buffer.concat(chunks).toString()].join('\n'));
+          const text = body(
+            [`${req.method} ${req.url}`, ...head, '', Buffer.concat(chunks).toString()].join('\n'),
+          );
           res.writeHead(status, { 'Content-Length': Buffer.byteLength(text), ...headers });
           res.end(text);
         });
