@@ -205,9 +205,12 @@ interface Flags {
 }
 
 async function load(configPath: string, flags: Flags): Promise<ConfiguredResolver> {
-  return createResolverFromConfig(configPath, {
+  const configured = await createResolverFromConfig(configPath, {
     resolverOptions: flags.interval === undefined ? {} : { refreshInterval: flags.interval },
   });
+  // By line and kind only: the library never quotes a config's text, and neither does the CLI.
+  for (const warning of configured.warnings) err(`tls-secrets: warning: ${warning}`);
+  return configured;
 }
 
 async function check(configPath: string, flags: Flags): Promise<number> {
