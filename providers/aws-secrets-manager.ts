@@ -180,6 +180,8 @@ function checkEndpoint(value: unknown, label: string, fail: (reason: string) => 
   if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
     throw fail(`${label} must be an http(s) URL`);
   }
+  // AWS authenticates by signature, never by user info: a password here would only end up in logs.
+  if (url.username || url.password) throw fail(`${label} must not carry credentials`);
 }
 
 function validateTarget(secretId: unknown, options: AwsSecretOptions, provider: string): Target {
@@ -188,7 +190,8 @@ function validateTarget(secretId: unknown, options: AwsSecretOptions, provider: 
     throw fail('secret id must be a secret name or ARN of 1 to 2048 characters');
   }
   if (/[?#\s]/.test(secretId)) {
-    throw fail(`secret id "${secretId}" contains a character that no secret name or ARN has (?, # or space)`);
+    // Not echoed: an id that no secret can have may be a value written where the reference belongs.
+    throw fail('secret id contains a character that no secret name or ARN has (?, # or space)');
   }
   const { versionStage, versionId } = options;
   if (versionStage !== undefined && (typeof versionStage !== 'string' || !/^.{1,256}$/.test(versionStage))) {

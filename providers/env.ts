@@ -43,7 +43,9 @@ export function env(options: EnvOptions = {}): EnvProvider {
     name: 'env',
     ref(variable, refOptions) {
       const name = `${prefix}${variable}`;
-      if (!VARIABLE.test(name)) throw new ConfigurationError(`"${name}" is not an environment variable name`);
+      // Not echoed: a value written where a reference belongs (a literal passphrase) would show here.
+      if (!VARIABLE.test(name))
+        throw new ConfigurationError('env reference is not a variable name (letters, digits and _)');
       return createRef(provider, name, refOptions);
     },
     async fetch(ref) {

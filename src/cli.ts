@@ -8,7 +8,7 @@
 import { X509Certificate } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { type ConfiguredResolver, createResolverFromConfig } from './config.js';
-import { TlsSecretsError } from './errors.js';
+import { TlsSecretsError, withoutUrlCredentials } from './errors.js';
 import type { Resolver } from './resolver.js';
 import type { CertificateInfo, ExpiringEvent, ResolvedOptions, RotateEvent, StaleEvent } from './types.js';
 
@@ -51,8 +51,9 @@ interface Problem {
   message: string;
 }
 
-const out = (line: string) => process.stdout.write(`${line}\n`);
-const err = (line: string) => process.stderr.write(`${line}\n`);
+// Every line goes through withoutUrlCredentials: an endpoint's password never reaches the terminal or a log.
+const out = (line: string) => process.stdout.write(`${withoutUrlCredentials(line)}\n`);
+const err = (line: string) => process.stderr.write(`${withoutUrlCredentials(line)}\n`);
 
 function daysLeft(notAfter: Date, now = Date.now()): number {
   return Math.floor((notAfter.getTime() - now) / DAY);

@@ -447,6 +447,23 @@ async function buildVault(
   return { type: 'vault', provider, ref };
 }
 
+/** A provider factory's refusal, named by its place in the config. */
+const placed = (where: string) => (err: unknown) => {
+  if (err instanceof ConfigurationError && !err.message.startsWith('config ')) throw fail(where, err.message);
+  throw err;
+};
+
+/** A provider's refusal of a reference, named by its place in the config (providers never echo the id). */
+function refAt(built: Built, config: Record<string, unknown>, where: string): SecretRef {
+  try {
+    return built.ref(config, where);
+  } catch (err) {
+    if (err instanceof ConfigurationError && !err.message.startsWith('config '))
+      throw fail(where, err.message);
+    throw err;
+  }
+}
+
 class SpecBuilder {
   constructor(private readonly built: ReadonlyMap<string, Built>) {}
 
@@ -466,14 +483,21 @@ class SpecBuilder {
     if (typeof name !== 'string') throw fail(where, 'a reference object needs "provider"');
     const built = this.provider(name, where);
     checkKeys(rest, REF_KEYS[built.type], where);
-    return built.ref(rest, where);
+    return refAt(built, rest, where);
   }
 
+  /**
+   * The name is not echoed: in `"<provider>:<id>"` it is the text before the first colon of a value in a
+   * secret position, and a literal passphrase written as a plain string would show its first part.
+   */
   private provider(name: string, where: string): Built {
     const built = this.built.get(name);
     if (!built) {
       const known = [...this.built.keys()].join(', ') || 'none';
-      throw fail(where, `unknown provider "${name}" (configured: ${known})`);
+      throw fail(
+        where,
+        `names no configured provider (configured: ${known}); a reference is "<provider>:<id>", a literal value is {"literal": "..."}`,
+      );
     }
     return built;
   }
@@ -490,12 +514,12 @@ class SpecBuilder {
     const hash = rest.lastIndexOf('#');
     const id = hash === -1 ? rest : rest.slice(0, hash);
     const key = hash === -1 ? undefined : rest.slice(hash + 1);
-    if (id === '' || key === '') throw fail(where, `"${value}" has an empty id or key`);
+    if (id === '' || key === '') throw fail(where, 'the reference has an empty id or key');
     if (built.type === 'vault') {
       if (key === undefined) throw fail(where, `a vault reference is "${name}:<kv path>#<field>"`);
-      return built.ref({ kv: id, field: key }, where);
+      return refAt(built, { kv: id, field: key }, where);
     }
-    return built.ref({ id, ...(key === undefined ? {} : { jsonKey: key }) }, where);
+    return refAt(built, { id, ...(key === undefined ? {} : { jsonKey: key }) }, where);
   }
 
   withPassphrase(value: unknown, part: 'pem' | 'buf', where: string) {
@@ -588,7 +612,12 @@ export async function createResolverFromConfig(
     for (const [name, providerConfig] of Object.entries(raw.providers)) {
       if (!/^[A-Za-z0-9_.-]+$/.test(name))
         throw fail(`providers.${name}`, 'names use letters, digits, _ . -');
-      built.set(name, await buildProvider(name, providerConfig, baseDir, `providers.${name}`));
+      built.set(
+        name,
+        await buildProvider(name, providerConfig, baseDir, `providers.${name}`).catch(
+          placed(`providers.${name}`),
+        ),
+      );
     }
     const spec = buildSpec(raw.tls, new SpecBuilder(built));
     const resolver = createResolver(spec, {

@@ -27,6 +27,7 @@ export class TlsSecretsError extends Error {
   readonly provider: string | undefined;
 
   constructor(code: ErrorCode, reason: string, context: ErrorContext = {}) {
+    reason = withoutUrlCredentials(reason);
     const where = [context.field && `field ${context.field}`, context.ref && `ref ${context.ref}`]
       .filter(Boolean)
       .join(', ');
@@ -113,6 +114,14 @@ export class ResolverClosedError extends TlsSecretsError {
  * safeCause keeps it as it is. Providers extend it for the answers they scrub (VaultResponseError).
  */
 export class CleanCause extends Error {}
+
+/**
+ * Removes the user info (`user:password@`) of every URL in `text`, up to the last `@` before whitespace, so a
+ * password holding `@` or `/` goes too. Applied to every message of the library's errors and every CLI line.
+ */
+export function withoutUrlCredentials(text: string): string {
+  return text.replace(/\b([a-z][a-z0-9+.-]*:\/\/)\S*@/gi, '$1');
+}
 
 /**
  * What is left of a foreign error after safeCause: its name, code, HTTP status and request id, and a message
