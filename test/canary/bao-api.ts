@@ -9,7 +9,8 @@ export function baoApi(url: string, token: string): BaoApi {
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
     const text = await response.text();
-    if (!response.ok) throw new Error(`seeding ${method} ${path} failed: HTTP ${response.status}`);
+    if (!response.ok)
+      throw new Error(`seeding ${method} ${path} failed: HTTP ${response.status} ${text.slice(0, 300)}`);
     return text ? (JSON.parse(text) as Record<string, unknown>) : {};
   };
 }
