@@ -8,7 +8,7 @@
 import { X509Certificate } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { type ConfiguredResolver, createResolverFromConfig } from './config.js';
-import { TlsSecretsError, withoutUrlCredentials } from './errors.js';
+import { safeCause, TlsSecretsError, withoutUrlCredentials } from './errors.js';
 import type { Resolver } from './resolver.js';
 import type { CertificateInfo, ExpiringEvent, ResolvedOptions, RotateEvent, StaleEvent } from './types.js';
 
@@ -151,16 +151,17 @@ function buildRows(
   return rows;
 }
 
+function unexpected(error: unknown): string {
+  return `unexpected error: ${(safeCause(error) as Error).message}`;
+}
+
 function problemOf(error: unknown): Problem {
   if (error instanceof TlsSecretsError) {
     return { code: error.code, field: error.field, ref: error.ref, message: error.message };
   }
-  return {
-    code: 'UNEXPECTED',
-    field: undefined,
-    ref: undefined,
-    message: error instanceof Error ? error.message : String(error),
-  };
+  // A foreign error's message may quote what it failed on (Node's argument errors quote the value): it is
+  // reduced as a cause would be.
+  return { code: 'UNEXPECTED', field: undefined, ref: undefined, message: unexpected(error) };
 }
 
 /** Absolute paths under the working directory are shown relative to it. */
@@ -475,7 +476,10 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (error: unknown) => {
-    err(`tls-secrets: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    // Where it happened (the stack frames), not what it said.
+    const frames =
+      error instanceof Error ? (error.stack ?? '').split('\n').filter((line) => /^\s+at /.test(line)) : [];
+    err([`tls-secrets: ${unexpected(error)}`, ...frames].join('\n'));
     process.exitCode = 1;
   },
 );
