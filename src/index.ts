@@ -10,6 +10,7 @@ export {
 } from './agent.js';
 export {
   type AwsSecretsManagerProviderConfig,
+  type ConfigFileOptions,
   type ConfigLoadOptions,
   type ConfiguredResolver,
   createResolverFromConfig,
@@ -28,14 +29,18 @@ export {
   type VaultProviderConfig,
 } from './config.js';
 export { type ConnectOptions, connect } from './connect.js';
+export { contentVersion } from './content-version.js';
 export {
   CertificateExpiredError,
+  CleanCause,
   ConfigurationError,
   type ErrorCode,
   FetchError,
+  ForeignCause,
   InvalidMaterialError,
   ResolverClosedError,
   SecretNotFoundError,
+  safeCause,
   TlsSecretsError,
 } from './errors.js';
 export {
