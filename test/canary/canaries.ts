@@ -17,7 +17,8 @@ export type CanaryKind =
   | 'approle secret_id'
   | 'kubernetes jwt'
   | 'aws secret key'
-  | 'aws session token';
+  | 'aws session token'
+  | 'ticket keys';
 
 /** What the scan looks for: one needle per canary and form. */
 export interface Needle {
@@ -51,6 +52,17 @@ export class Canaries {
     this.add(kind, 'base64url', Buffer.from(value).toString('base64url'));
     this.digest(kind, value);
     return value;
+  }
+
+  /** Secret bytes (session ticket keys): their hex, base64 and digests. */
+  plantBytes(kind: CanaryKind, bytes: Uint8Array): void {
+    this.kinds.add(kind);
+    const buffer = Buffer.from(bytes);
+    this.add(kind, 'hex', buffer.toString('hex'));
+    this.add(kind, 'hex (inspect)', inspectedBytes(buffer.subarray(0, 16)));
+    this.add(kind, 'base64', buffer.toString('base64').replace(/=+$/, ''));
+    this.add(kind, 'base64url', buffer.toString('base64url'));
+    this.digest(kind, buffer);
   }
 
   /**

@@ -1,7 +1,7 @@
 /**
  * The canary suite: nothing derived from a secret is observable, on any path. Distinct canaries are planted
  * as a private key, a key passphrase, a Vault token, an AppRole secret_id, a Kubernetes JWT, an AWS secret key
- * and an AWS session token; every error path reachable on the real stores (moto, OpenBao, an OpenBao of our
+ * and an AWS session token (and session ticket keys); every error path reachable on the real stores (moto, OpenBao, an OpenBao of our
  * own to seal) is provoked with a logger and OpenTelemetry attached; and every view is searched for every
  * canary in its raw, hex, base64 and SHA-256 forms (the SHA-256 prefix is the old, unkeyed version form):
  * errors with their whole cause chain, inspect (showHidden, depth Infinity), JSON.stringify, String(),
@@ -33,7 +33,7 @@ import {
   type Resolver,
   type TlsSecretsSpec,
 } from '../../src/index.js';
-import { createTestCA, encryptKey, type Issued, type TestCA } from '../fixtures/ca.js';
+import { createTestCA, encryptKey, type Issued, randomTicketKeys, type TestCA } from '../fixtures/ca.js';
 import { startBao } from '../helpers/bao.js';
 import { type FaultProxy, startFaultProxy } from '../helpers/fault-proxy.js';
 import { closeServer, listen } from '../helpers/tls.js';
@@ -124,13 +124,13 @@ async function provoke(label: string, run: () => Promise<unknown>): Promise<unkn
   return result;
 }
 
-async function handshakeWith(server: Resolver, label: string): Promise<void> {
+async function handshakeWith(server: Resolver, label: string, serial = leaf.serial): Promise<void> {
   const tlsServer = createServer(server, {}, (socket) => socket.end('ok'));
   const port = await listen(tlsServer);
   try {
     const client = await observed(`${label} client`, { ca: ca.certPem });
     const socket = await connect(client, { host: '127.0.0.1', port, servername: 'localhost' });
-    expect(socket.getPeerCertificate().serialNumber).toBe(leaf.serial);
+    expect(socket.getPeerCertificate().serialNumber).toBe(serial);
     socket.destroy();
   } finally {
     await closeServer(tlsServer);
@@ -139,9 +139,12 @@ async function handshakeWith(server: Resolver, label: string): Promise<void> {
 
 describe('canaries never show, on any view', () => {
   it('memory, file and env: bad PEM, wrong passphrase, truncated JSON, missing values, expiry', async () => {
+    const tickets = randomTicketKeys();
+    canaries.plantBytes('ticket keys', tickets);
     const store = memory({
       bundle: JSON.stringify({ key: encryptedKey, pass: passphrase }),
       cert: leaf.certPem,
+      tickets,
     });
     const keyFile = join(dir, 'server.key');
     await writeFile(keyFile, encryptedKey);
@@ -156,6 +159,7 @@ describe('canaries never show, on any view', () => {
         passphrase: store.ref('bundle', { jsonKey: 'pass' }),
       },
       cert: store.ref('cert'),
+      ticketKeys: store.ref('tickets'),
     });
     const fromFiles = await observed('file+env', {
       key: { pem: files.ref('server.key'), passphrase: vars.ref('TLS_PASS') },
@@ -166,6 +170,8 @@ describe('canaries never show, on any view', () => {
     await handshakeWith(fromMemory, 'memory');
 
     const good = JSON.stringify({ key: encryptedKey, pass: passphrase });
+    const other = await ca.issue({ commonName: 'localhost' });
+    canaries.plantKey(other.keyPem);
     const bad: [string, string][] = [
       ['memory: wrong passphrase', JSON.stringify({ key: encryptedKey, pass: wrongPassphrase })],
       [
@@ -178,7 +184,7 @@ describe('canaries never show, on any view', () => {
       ['memory: truncated JSON', good.slice(0, good.length / 2)],
       [
         'memory: unencrypted key for the wrong certificate',
-        JSON.stringify({ key: (await ca.issue({ commonName: 'x' })).keyPem, pass: passphrase }),
+        JSON.stringify({ key: other.keyPem, pass: passphrase }),
       ],
     ];
     for (const [label, value] of bad) {
@@ -192,6 +198,21 @@ describe('canaries never show, on any view', () => {
     store.delete('cert');
     await provoke('memory: missing key', () => fromMemory.refresh());
     store.set('cert', leaf.certPem);
+    store.set('tickets', Buffer.concat([tickets, tickets]).subarray(0, 40));
+    await provoke('memory: ticket keys of the wrong length', () => fromMemory.refresh());
+    store.set('tickets', tickets);
+
+    // A rotation to a new key under a new passphrase: rotate events, logger lines and status show it.
+    const rotatedPassphrase = canaries.plant('passphrase', canaryValue('rotatedpass'));
+    const rotatedBundle = JSON.stringify({
+      key: encryptKey(other.keyPem, rotatedPassphrase),
+      pass: rotatedPassphrase,
+    });
+    canaries.digest('passphrase', rotatedBundle);
+    store.set('bundle', rotatedBundle);
+    store.set('cert', other.certPem);
+    await provoke('memory: rotation', () => fromMemory.refresh());
+    await handshakeWith(fromMemory, 'memory rotated', other.serial);
 
     variables.TLS_PASS = wrongPassphrase;
     await provoke('env: wrong passphrase', () => fromFiles.refresh());
@@ -585,7 +606,7 @@ describe('canaries never show, on any view', () => {
     const hits = views.scan(canaries);
     const comparisons = views.views.length * canaries.needles.length;
     console.info(
-      `[canary] ${scenarios.length} failure scenarios; ${views.views.length} views (${views.errors} errors with their causes, ` +
+      `[canary] ${scenarios.length} scenarios; ${views.views.length} views (${views.errors} errors with their causes, ` +
         `${views.events} events, ${views.logLines} logger lines, ${views.metricRecords} metric records) x ` +
         `${canaries.kinds.size} canaries (${[...canaries.kinds].join(', ')}) x ${canaries.forms} forms = ` +
         `${canaries.needles.length} needles, ${comparisons} comparisons: ${hits.length} hits`,
@@ -599,7 +620,7 @@ describe('canaries never show, on any view', () => {
       console.info(`[canary] hits by canary and form: ${JSON.stringify(Object.fromEntries(byCanary))}`);
     }
     expect(hits).toEqual([]);
-    expect(canaries.kinds.size).toBe(7);
+    expect(canaries.kinds.size).toBe(8);
     expect(views.errors).toBeGreaterThan(20);
     expect(views.logLines).toBeGreaterThan(10);
     expect(views.metricRecords).toBeGreaterThan(10);
