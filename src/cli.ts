@@ -54,6 +54,17 @@ interface Problem {
 // Every line goes through withoutUrlCredentials: an endpoint's password never reaches the terminal or a log.
 const out = (line: string) => process.stdout.write(`${withoutUrlCredentials(line)}\n`);
 const err = (line: string) => process.stderr.write(`${withoutUrlCredentials(line)}\n`);
+/**
+ * JSON output is cleaned value by value, before serialising: cleaning the serialised line could reach across
+ * a closing quote. With `nulls`, missing values are null (check: machines get every column).
+ */
+const outJson = (value: unknown, options: { space?: number; nulls?: boolean } = {}) => {
+  const clean = (_key: string, v: unknown): unknown => {
+    if (v === undefined) return options.nulls ? null : undefined;
+    return typeof v === 'string' ? withoutUrlCredentials(v) : v;
+  };
+  process.stdout.write(`${JSON.stringify(value, clean, options.space)}\n`);
+};
 
 function daysLeft(notAfter: Date, now = Date.now()): number {
   return Math.floor((notAfter.getTime() - now) / DAY);
@@ -262,19 +273,16 @@ async function check(configPath: string, flags: Flags): Promise<number> {
   const ok = problems.length === 0;
   if (flags.json) {
     const status = resolver.status();
-    out(
-      JSON.stringify(
-        {
-          ok,
-          config: configured.path,
-          generation: status.generation,
-          notAfter: status.notAfter?.toISOString(),
-          fields: rows,
-          problems,
-        },
-        nullForMissing,
-        2,
-      ),
+    outJson(
+      {
+        ok,
+        config: configured.path,
+        generation: status.generation,
+        notAfter: status.notAfter?.toISOString(),
+        fields: rows,
+        problems,
+      },
+      { space: 2, nulls: true },
     );
   } else {
     out(table(rows));
@@ -294,11 +302,6 @@ async function check(configPath: string, flags: Flags): Promise<number> {
   return ok ? 0 : 1;
 }
 
-/** Machines get every column, null where a field carries no certificate. */
-function nullForMissing(_key: string, value: unknown): unknown {
-  return value === undefined ? null : value;
-}
-
 function certificateJson(cert: CertificateInfo) {
   return { field: cert.field, ref: cert.ref, ...certColumns(cert) };
 }
@@ -313,7 +316,7 @@ async function watch(configPath: string, flags: Flags): Promise<number> {
   const { resolver } = configured;
   const emit = (event: string, data: Record<string, unknown>, line: string) => {
     const time = new Date().toISOString();
-    if (flags.json) out(JSON.stringify({ time, event, ...data }));
+    if (flags.json) outJson({ time, event, ...data });
     else out(`${time} ${line}`);
   };
 
@@ -465,7 +468,7 @@ async function main(argv: string[]): Promise<number> {
   } catch (error) {
     // Only loading the config throws here: resolve failures are reported by check and watch themselves.
     const problem = problemOf(error);
-    if (parsed.flags.json) out(JSON.stringify({ ok: false, problems: [problem] }, null, 2));
+    if (parsed.flags.json) outJson({ ok: false, problems: [problem] }, { space: 2 });
     err(`tls-secrets: ${problem.message}`);
     return problem.code === 'CONFIGURATION' ? 2 : 1;
   }
