@@ -15,16 +15,18 @@ export function baoApi(url: string, token: string): BaoApi {
   };
 }
 
-/** An AppRole mount and role that may read everything under `secret/` and `<kv1>/`; returns role and secret ids. */
+/** An AppRole mount and role that may read everything under `secret/` (and `readable`); returns role and secret ids. */
 export async function setupAppRole(
   api: BaoApi,
   mount: string,
   policy: string,
+  readable: readonly string[] = [],
 ): Promise<{ roleId: string; newSecretId: () => Promise<string> }> {
   await api('POST', `sys/auth/${mount}`, { type: 'approle' });
   await api('PUT', `sys/policies/acl/${policy}`, {
-    policy:
-      'path "secret/*" { capabilities = ["read"] }\npath "sys/internal/ui/mounts/*" { capabilities = ["read"] }',
+    policy: ['secret/*', 'sys/internal/ui/mounts/*', ...readable]
+      .map((path) => `path "${path}" { capabilities = ["read"] }`)
+      .join('\n'),
   });
   await api('POST', `auth/${mount}/role/canary`, { token_policies: [policy], token_ttl: '10m' });
   const role = await api('GET', `auth/${mount}/role/canary/role-id`);

@@ -351,7 +351,7 @@ describe('canaries never show, on any view', () => {
 
     it('403, 404, 5xx and 400 logins that echo the request, timeouts, truncated JSON, bad material', async () => {
       await api('POST', 'auth/token/create', { id: vaultCanaryToken, policies: ['default'], ttl: '10m' });
-      const role = await setupAppRole(api, approle, `canary-${RUN}`);
+      const role = await setupAppRole(api, approle, `canary-${RUN}`, [`${kv1}/*`]);
       const roleId = role.roleId;
       await api('POST', `auth/${approle}/role/canary/custom-secret-id`, { secret_id: secretId });
       await api('POST', `sys/auth/${k8s}`, { type: 'kubernetes' });
@@ -394,14 +394,18 @@ describe('canaries never show, on any view', () => {
       });
       await resolver.resolve();
       await handshakeWith(resolver, 'vault');
+      // The passphrase from KV v1: its version is derived from the map, and shown in status and events.
       const kv1Pass = await observed('vault kv1', {
         key: {
           pem: byAppRole.kv(path, { field: 'key' }),
-          passphrase: byToken.kv(`${kv1}/app`, { field: 'pass' }),
+          passphrase: byAppRole.kv(`${kv1}/app`, { field: 'pass' }),
         },
         cert: leaf.certPem,
       });
-      await provoke('vault: 403 for a token without the policy (real server)', () => kv1Pass.resolve());
+      await kv1Pass.resolve();
+      expect(kv1Pass.status().fields.find((f) => f.field === 'key.passphrase')?.version).toBeDefined();
+      const denied = await observed('vault token', { cert: byToken.kv(path, { field: 'pass' }) });
+      await provoke('vault: 403 for a token without the policy (real server)', () => denied.resolve());
       const k8sResolver = await observed('vault k8s', { cert: byK8s.kv(path, { field: 'pass' }) });
       await provoke('vault: Kubernetes login refused (real server)', () => k8sResolver.resolve());
       const missing = await observed('vault missing', {
@@ -428,7 +432,7 @@ describe('canaries never show, on any view', () => {
         await fault();
         await provoke(label, () => resolver.refresh());
         await provoke(`${label}, Kubernetes login`, () => k8sResolver.resolve());
-        await provoke(`${label}, token auth`, () => kv1Pass.resolve());
+        await provoke(`${label}, token auth`, () => denied.resolve());
       }
       // A login that fails while the proxy echoes: the AppRole body (secret_id) is in the answer.
       await echo(400, errorsOf);
@@ -457,6 +461,7 @@ describe('canaries never show, on any view', () => {
       for (const [label, r] of [
         ['vault', resolver],
         ['vault kv1', kv1Pass],
+        ['vault token', denied],
         ['vault k8s', k8sResolver],
         ['vault missing', missing],
         ['vault login', freshResolver],
