@@ -85,6 +85,8 @@ function checkEndpoint(value: unknown, label: string, fail: (reason: string) => 
   if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
     throw fail(`${label} must be an http(s) URL`);
   }
+  // AWS authenticates by signature, never by user info: a password here would only end up in logs.
+  if (url.username || url.password) throw fail(`${label} must not carry credentials`);
 }
 
 /** The SDK client configuration built from validated options: bounded connection and request times. */

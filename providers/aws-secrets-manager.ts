@@ -138,7 +138,8 @@ function validateTarget(secretId: unknown, options: AwsSecretOptions, provider: 
     throw fail('secret id must be a secret name or ARN of 1 to 2048 characters');
   }
   if (/[?#\s]/.test(secretId)) {
-    throw fail(`secret id "${secretId}" contains a character that no secret name or ARN has (?, # or space)`);
+    // Not echoed: an id that no secret can have may be a value written where the reference belongs.
+    throw fail('secret id contains a character that no secret name or ARN has (?, # or space)');
   }
   const { versionStage, versionId } = options;
   if (versionStage !== undefined && (typeof versionStage !== 'string' || !/^.{1,256}$/.test(versionStage))) {

@@ -117,21 +117,22 @@ function validateName(id: unknown, provider: string): Target {
   }
   const target = parseTarget(id);
   const arn = /^arn:aws[a-z-]*:ssm:[a-z0-9-]+:\d{12}:parameter\/./.test(target.name);
-  // Parameter names: letters, digits and . - _ /, levels separated by "/" (AWS's own rule).
+  // Parameter names: letters, digits and . - _ /, levels separated by "/" (AWS's own rule). The name is not
+  // echoed: a value typed where a reference was meant may be a secret.
   if (!arn && !/^[A-Za-z0-9_./-]+$/.test(target.name)) {
     throw fail(
-      `parameter name "${id}" may hold only letters, digits and . - _ / (and one :version or :label selector)`,
+      `parameter name may hold only letters, digits and . - _ / (and one :version or :label selector)`,
     );
   }
   if (target.version !== undefined && !(target.version >= 1 && Number.isSafeInteger(target.version))) {
-    throw fail(`version selector of "${id}" must be a version number from 1`);
+    throw fail(`version selector must be a version number from 1`);
   }
   if (
     target.label !== undefined &&
     (!/^[A-Za-z0-9_.-]{1,100}$/.test(target.label) || /^(aws|ssm|\d)/i.test(target.label))
   ) {
     throw fail(
-      `label selector of "${id}" must be 1 to 100 letters, digits, . - or _, not starting with a digit, aws or ssm`,
+      `label selector must be 1 to 100 letters, digits, . - or _, not starting with a digit, aws or ssm`,
     );
   }
   return target;

@@ -2,8 +2,8 @@
  * Environment variables: PEM text, or base64 (`encoding: 'base64'`) for binary values such as PFX or
  * ticket keys. Read at fetch time, so a test or a supervisor that changes `process.env` is seen on refresh.
  */
-import { createHash } from 'node:crypto';
 import { inspect } from 'node:util';
+import { contentVersion } from '../src/content-version.js';
 import { ConfigurationError, SecretNotFoundError } from '../src/errors.js';
 import { createRef, describeRef, type Provider, type RefOptions, type SecretRef } from '../src/provider.js';
 
@@ -36,13 +36,16 @@ export function env(options: EnvOptions = {}): EnvProvider {
     }
     return value;
   };
-  const version = (value: string) => createHash('sha256').update(value).digest('hex').slice(0, 16);
+  // Keyed (see src/content-version.ts): a plain hash of a passphrase could be tested against guesses.
+  const version = contentVersion;
 
   const provider: EnvProvider = {
     name: 'env',
     ref(variable, refOptions) {
       const name = `${prefix}${variable}`;
-      if (!VARIABLE.test(name)) throw new ConfigurationError(`"${name}" is not an environment variable name`);
+      // Not echoed: a value written where a reference belongs (a literal passphrase) would show here.
+      if (!VARIABLE.test(name))
+        throw new ConfigurationError('env reference is not a variable name (letters, digits and _)');
       return createRef(provider, name, refOptions);
     },
     async fetch(ref) {

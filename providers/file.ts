@@ -4,10 +4,10 @@
  * rewritten: editors rename over them and Kubernetes swaps a `..data` symlink, so a watch on the file itself
  * keeps observing the old inode.
  */
-import { createHash } from 'node:crypto';
 import fs, { type BigIntStats } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { inspect } from 'node:util';
+import { contentVersion } from '../src/content-version.js';
 import { ConfigurationError, FetchError, InvalidMaterialError, SecretNotFoundError } from '../src/errors.js';
 import { createRef, describeRef, type Provider, type RefOptions, type SecretRef } from '../src/provider.js';
 import { MAX_SECRET_BYTES } from '../src/transform.js';
@@ -85,8 +85,9 @@ function isRacy(st: BigIntStats): boolean {
   return Math.abs(Date.now() - changed) < RACY_MS;
 }
 
+/** Keyed (see src/content-version.ts): the version is shown in status and events, the content never is. */
 function contentHash(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex').slice(0, 16);
+  return contentVersion(bytes);
 }
 
 function errorCode(err: unknown): string | undefined {

@@ -1,8 +1,8 @@
 /**
  * In-memory store: for tests, demos and values computed at run time. `set` pushes the change to resolvers.
  */
-import { createHash } from 'node:crypto';
 import { inspect } from 'node:util';
+import { contentVersion } from '../src/content-version.js';
 import { SecretNotFoundError } from '../src/errors.js';
 import {
   createRef,
@@ -34,9 +34,11 @@ interface Entry {
   version: string;
 }
 
-function contentVersion(value: RawSecret): string {
-  const bytes = typeof value === 'string' || value instanceof Uint8Array ? value : JSON.stringify(value);
-  return createHash('sha256').update(bytes).digest('hex').slice(0, 16);
+/** Keyed (see src/content-version.ts): the version is shown in status and events, the value never is. */
+function versionOf(value: RawSecret): string {
+  return contentVersion(
+    typeof value === 'string' || value instanceof Uint8Array ? value : JSON.stringify(value),
+  );
 }
 
 export function memory(initial: Record<string, RawSecret> = {}, options: MemoryOptions = {}): MemoryProvider {
@@ -46,7 +48,7 @@ export function memory(initial: Record<string, RawSecret> = {}, options: MemoryO
 
   const put = (key: string, value: RawSecret) => {
     counter += 1;
-    entries.set(key, { value, version: `${counter}:${contentVersion(value)}` });
+    entries.set(key, { value, version: `${counter}:${versionOf(value)}` });
   };
   for (const [key, value] of Object.entries(initial)) put(key, value);
 

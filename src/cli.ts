@@ -8,7 +8,7 @@
 import { X509Certificate } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { type ConfiguredResolver, createResolverFromConfig } from './config.js';
-import { TlsSecretsError } from './errors.js';
+import { safeCause, TlsSecretsError, withoutUrlCredentials } from './errors.js';
 import type { Resolver } from './resolver/index.js';
 import type { CertificateInfo, ExpiringEvent, ResolvedOptions, RotateEvent, StaleEvent } from './types.js';
 
@@ -51,8 +51,20 @@ interface Problem {
   message: string;
 }
 
-const out = (line: string) => process.stdout.write(`${line}\n`);
-const err = (line: string) => process.stderr.write(`${line}\n`);
+// Every line goes through withoutUrlCredentials: an endpoint's password never reaches the terminal or a log.
+const out = (line: string) => process.stdout.write(`${withoutUrlCredentials(line)}\n`);
+const err = (line: string) => process.stderr.write(`${withoutUrlCredentials(line)}\n`);
+/**
+ * JSON output is cleaned value by value, before serialising: cleaning the serialised line could reach across
+ * a closing quote. With `nulls`, missing values are null (check: machines get every column).
+ */
+const outJson = (value: unknown, options: { space?: number; nulls?: boolean } = {}) => {
+  const clean = (_key: string, v: unknown): unknown => {
+    if (v === undefined) return options.nulls ? null : undefined;
+    return typeof v === 'string' ? withoutUrlCredentials(v) : v;
+  };
+  process.stdout.write(`${JSON.stringify(value, clean, options.space)}\n`);
+};
 
 function daysLeft(notAfter: Date, now = Date.now()): number {
   return Math.floor((notAfter.getTime() - now) / DAY);
@@ -150,16 +162,17 @@ function buildRows(
   return rows;
 }
 
+function unexpected(error: unknown): string {
+  return `unexpected error: ${(safeCause(error) as Error).message}`;
+}
+
 function problemOf(error: unknown): Problem {
   if (error instanceof TlsSecretsError) {
     return { code: error.code, field: error.field, ref: error.ref, message: error.message };
   }
-  return {
-    code: 'UNEXPECTED',
-    field: undefined,
-    ref: undefined,
-    message: error instanceof Error ? error.message : String(error),
-  };
+  // A foreign error's message may quote what it failed on (Node's argument errors quote the value): it is
+  // reduced as a cause would be.
+  return { code: 'UNEXPECTED', field: undefined, ref: undefined, message: unexpected(error) };
 }
 
 /** Absolute paths under the working directory are shown relative to it. */
@@ -205,9 +218,12 @@ interface Flags {
 }
 
 async function load(configPath: string, flags: Flags): Promise<ConfiguredResolver> {
-  return createResolverFromConfig(configPath, {
+  const configured = await createResolverFromConfig(configPath, {
     resolverOptions: flags.interval === undefined ? {} : { refreshInterval: flags.interval },
   });
+  // By line and kind only: the library never quotes a config's text, and neither does the CLI.
+  for (const warning of configured.warnings) err(`tls-secrets: warning: ${warning}`);
+  return configured;
 }
 
 async function check(configPath: string, flags: Flags): Promise<number> {
@@ -257,19 +273,16 @@ async function check(configPath: string, flags: Flags): Promise<number> {
   const ok = problems.length === 0;
   if (flags.json) {
     const status = resolver.status();
-    out(
-      JSON.stringify(
-        {
-          ok,
-          config: configured.path,
-          generation: status.generation,
-          notAfter: status.notAfter?.toISOString(),
-          fields: rows,
-          problems,
-        },
-        nullForMissing,
-        2,
-      ),
+    outJson(
+      {
+        ok,
+        config: configured.path,
+        generation: status.generation,
+        notAfter: status.notAfter?.toISOString(),
+        fields: rows,
+        problems,
+      },
+      { space: 2, nulls: true },
     );
   } else {
     out(table(rows));
@@ -289,11 +302,6 @@ async function check(configPath: string, flags: Flags): Promise<number> {
   return ok ? 0 : 1;
 }
 
-/** Machines get every column, null where a field carries no certificate. */
-function nullForMissing(_key: string, value: unknown): unknown {
-  return value === undefined ? null : value;
-}
-
 function certificateJson(cert: CertificateInfo) {
   return { field: cert.field, ref: cert.ref, ...certColumns(cert) };
 }
@@ -308,7 +316,7 @@ async function watch(configPath: string, flags: Flags): Promise<number> {
   const { resolver } = configured;
   const emit = (event: string, data: Record<string, unknown>, line: string) => {
     const time = new Date().toISOString();
-    if (flags.json) out(JSON.stringify({ time, event, ...data }));
+    if (flags.json) outJson({ time, event, ...data });
     else out(`${time} ${line}`);
   };
 
@@ -460,7 +468,7 @@ async function main(argv: string[]): Promise<number> {
   } catch (error) {
     // Only loading the config throws here: resolve failures are reported by check and watch themselves.
     const problem = problemOf(error);
-    if (parsed.flags.json) out(JSON.stringify({ ok: false, problems: [problem] }, null, 2));
+    if (parsed.flags.json) outJson({ ok: false, problems: [problem] }, { space: 2 });
     err(`tls-secrets: ${problem.message}`);
     return problem.code === 'CONFIGURATION' ? 2 : 1;
   }
@@ -471,7 +479,10 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (error: unknown) => {
-    err(`tls-secrets: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    // Where it happened (the stack frames), not what it said.
+    const frames =
+      error instanceof Error ? (error.stack ?? '').split('\n').filter((line) => /^\s+at /.test(line)) : [];
+    err([`tls-secrets: ${unexpected(error)}`, ...frames].join('\n'));
     process.exitCode = 1;
   },
 );

@@ -169,6 +169,8 @@ export interface ConfiguredResolver {
   readonly providers: ReadonlyMap<string, Provider>;
   /** The config file, when one was loaded. */
   readonly path: string | undefined;
+  /** What the YAML parser warned about, by line and kind: the library prints nothing, the CLI prints these. */
+  readonly warnings: readonly string[];
   close(): Promise<void>;
 }
 
@@ -222,8 +224,52 @@ function optionalString(value: unknown, where: string): string | undefined {
   return value;
 }
 
+/**
+ * YAML through `parseDocument`, never `parse`: `parse` hands every warning to `process.emitWarning`, which
+ * prints it on stderr with a code frame of the source line (`pass: !env …`, `secretId: !secret …`), and its
+ * errors quote the line too. Here nothing is printed: problems are reported by line and kind, never by text.
+ * A tag the library does not resolve (`!secret`, `!env`) is an error, not a warning: the value would silently
+ * become the text after the tag. Other warnings are pushed to `warnings`.
+ */
+function parseYaml(yaml: typeof import('yaml'), text: string, path: string, warnings?: string[]): unknown {
+  const where = (problem: { code: string; linePos?: readonly { line: number }[] }) => {
+    const line = problem.linePos?.[0]?.line;
+    return `${line ? ` line ${line}` : ''} (${problem.code})`;
+  };
+  let doc: ReturnType<typeof yaml.parseDocument>;
+  try {
+    // logLevel 'error': toJS() would otherwise warn through process.emitWarning, quoting keys.
+    doc = yaml.parseDocument(text, { logLevel: 'error', prettyErrors: true });
+  } catch {
+    throw new ConfigurationError(`config ${path} is not valid YAML`);
+  }
+  const [error] = doc.errors;
+  if (error) throw new ConfigurationError(`config ${path} is not valid YAML:${where(error)}`);
+  for (const warning of doc.warnings) {
+    if (warning.code === 'TAG_RESOLVE_FAILED') {
+      throw new ConfigurationError(
+        `config ${path}:${where(warning)} uses a YAML tag tls-secrets does not resolve; write a reference such as "<provider>:<id>"`,
+      );
+    }
+    warnings?.push(`config ${path}:${where(warning)} YAML warning`);
+  }
+  try {
+    return doc.toJS({ maxAliasCount: 100 });
+  } catch {
+    throw new ConfigurationError(`config ${path} is not valid YAML (its aliases cannot be resolved)`);
+  }
+}
+
+export interface ConfigFileOptions {
+  /** Receives what the YAML parser warned about, by line and kind (never the source text). */
+  warnings?: string[];
+}
+
 /** Reads a config file: JSON, or YAML (`.yaml`/`.yml`) when the `yaml` package is installed. */
-export async function loadConfigFile(path: string): Promise<TlsSecretsConfig> {
+export async function loadConfigFile(
+  path: string,
+  options: ConfigFileOptions = {},
+): Promise<TlsSecretsConfig> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
@@ -239,21 +285,15 @@ export async function loadConfigFile(path: string): Promise<TlsSecretsConfig> {
   const yaml = ['.yaml', '.yml'].includes(extname(path).toLowerCase());
   let parsed: unknown;
   if (yaml) {
-    let parse: (source: string) => unknown;
+    let yamlModule: typeof import('yaml');
     try {
-      ({ parse } = await import('yaml'));
+      yamlModule = await import('yaml');
     } catch (err) {
       throw new ConfigurationError(`config ${path} is YAML: install the "yaml" package (npm i yaml)`, {
         cause: err,
       });
     }
-    try {
-      parsed = parse(text);
-    } catch (err) {
-      // The parser's message quotes the offending line, which may hold a literal secret: keep only where.
-      const line = (err as { linePos?: { line: number }[] }).linePos?.[0]?.line;
-      throw new ConfigurationError(`config ${path} is not valid YAML${line ? ` (line ${line})` : ''}`);
-    }
+    parsed = parseYaml(yamlModule, text, path, options.warnings);
   } else {
     try {
       parsed = JSON.parse(text);
@@ -436,6 +476,23 @@ async function buildVault(
   return { type: 'vault', provider, ref };
 }
 
+/** A provider factory's refusal, named by its place in the config. */
+const placed = (where: string) => (err: unknown) => {
+  if (err instanceof ConfigurationError && !err.message.startsWith('config ')) throw fail(where, err.message);
+  throw err;
+};
+
+/** A provider's refusal of a reference, named by its place in the config (providers never echo the id). */
+function refAt(built: Built, config: Record<string, unknown>, where: string): SecretRef {
+  try {
+    return built.ref(config, where);
+  } catch (err) {
+    if (err instanceof ConfigurationError && !err.message.startsWith('config '))
+      throw fail(where, err.message);
+    throw err;
+  }
+}
+
 class SpecBuilder {
   constructor(private readonly built: ReadonlyMap<string, Built>) {}
 
@@ -455,14 +512,21 @@ class SpecBuilder {
     if (typeof name !== 'string') throw fail(where, 'a reference object needs "provider"');
     const built = this.provider(name, where);
     checkKeys(rest, REF_KEYS[built.type], where);
-    return built.ref(rest, where);
+    return refAt(built, rest, where);
   }
 
+  /**
+   * The name is not echoed: in `"<provider>:<id>"` it is the text before the first colon of a value in a
+   * secret position, and a literal passphrase written as a plain string would show its first part.
+   */
   private provider(name: string, where: string): Built {
     const built = this.built.get(name);
     if (!built) {
       const known = [...this.built.keys()].join(', ') || 'none';
-      throw fail(where, `unknown provider "${name}" (configured: ${known})`);
+      throw fail(
+        where,
+        `names no configured provider (configured: ${known}); a reference is "<provider>:<id>", a literal value is {"literal": "..."}`,
+      );
     }
     return built;
   }
@@ -479,12 +543,12 @@ class SpecBuilder {
     const hash = rest.lastIndexOf('#');
     const id = hash === -1 ? rest : rest.slice(0, hash);
     const key = hash === -1 ? undefined : rest.slice(hash + 1);
-    if (id === '' || key === '') throw fail(where, `"${value}" has an empty id or key`);
+    if (id === '' || key === '') throw fail(where, 'the reference has an empty id or key');
     if (built.type === 'vault') {
       if (key === undefined) throw fail(where, `a vault reference is "${name}:<kv path>#<field>"`);
-      return built.ref({ kv: id, field: key }, where);
+      return refAt(built, { kv: id, field: key }, where);
     }
-    return built.ref({ id, ...(key === undefined ? {} : { jsonKey: key }) }, where);
+    return refAt(built, { id, ...(key === undefined ? {} : { jsonKey: key }) }, where);
   }
 
   withPassphrase(value: unknown, part: 'pem' | 'buf', where: string) {
@@ -563,7 +627,8 @@ export async function createResolverFromConfig(
   options: ConfigLoadOptions = {},
 ): Promise<ConfiguredResolver> {
   const path = typeof config === 'string' ? resolvePath(config) : undefined;
-  const raw: unknown = path === undefined ? config : await loadConfigFile(path);
+  const warnings: string[] = [];
+  const raw: unknown = path === undefined ? config : await loadConfigFile(path, { warnings });
   const baseDir = path === undefined ? resolvePath(options.baseDir ?? '.') : dirname(path);
   if (!isObject(raw)) throw new ConfigurationError('config must be an object');
   checkKeys(raw, ['$schema', 'providers', 'tls', 'options'], 'top level');
@@ -576,7 +641,12 @@ export async function createResolverFromConfig(
     for (const [name, providerConfig] of Object.entries(raw.providers)) {
       if (!/^[A-Za-z0-9_.-]+$/.test(name))
         throw fail(`providers.${name}`, 'names use letters, digits, _ . -');
-      built.set(name, await buildProvider(name, providerConfig, baseDir, `providers.${name}`));
+      built.set(
+        name,
+        await buildProvider(name, providerConfig, baseDir, `providers.${name}`).catch(
+          placed(`providers.${name}`),
+        ),
+      );
     }
     const spec = buildSpec(raw.tls, new SpecBuilder(built));
     const resolver = createResolver(spec, {
@@ -588,6 +658,7 @@ export async function createResolverFromConfig(
       resolver,
       providers,
       path,
+      warnings,
       async close() {
         await resolver.close();
         await closeAll(providers.values());

@@ -28,13 +28,13 @@ export class TlsSecretsError extends Error {
   readonly provider: string | undefined;
 
   constructor(code: ErrorCode, reason: string, context: ErrorContext = {}) {
+    reason = withoutUrlCredentials(reason);
     const where = [context.field && `field ${context.field}`, context.ref && `ref ${context.ref}`]
       .filter(Boolean)
       .join(', ');
-    super(
-      where ? `${reason} (${where})` : reason,
-      context.cause === undefined ? {} : { cause: context.cause },
-    );
+    // Every cause goes through the allowlist, whoever builds the error: no provider can forget it.
+    const cause = safeCause(context.cause);
+    super(where ? `${reason} (${where})` : reason, cause === undefined ? {} : { cause });
     this.name = new.target.name;
     this.code = code;
     this.field = context.field;
@@ -128,24 +128,108 @@ export class ListenerError extends TlsSecretsError {
 }
 
 /**
- * A foreign error made safe to keep as `cause`. JSON.parse in Node 20 quotes the text it failed on, so
- * syntax errors keep only their name. HTTP client errors (axios, under node-vault) carry the request they
- * failed on, headers and body included (the Vault token, an AppRole secret_id): they keep name, code and
- * message only. OpenSSL and system errors describe the failure, not the input, and pass through.
+ * A cause whose text the library wrote, or cleaned of credentials and bounded (a store's own error strings):
+ * safeCause keeps it as it is. Providers extend it for the answers they scrub (VaultResponseError).
+ */
+export class CleanCause extends Error {}
+
+/**
+ * Removes the user info (`user:password@`) of every URL in `text`, up to the last `@` before whitespace, so a
+ * password holding `@` or `/` goes too. Applied to every message of the library's errors and every CLI line.
+ */
+export function withoutUrlCredentials(text: string): string {
+  return text.replace(/\b([a-z][a-z0-9+.-]*:\/\/)\S*@/gi, '$1');
+}
+
+/**
+ * What is left of a foreign error after safeCause: its name, code, HTTP status and request id, and a message
+ * only where the error's kind is known to describe the failure rather than quote its input.
+ */
+export class ForeignCause extends Error {
+  readonly code: string | number | undefined;
+  readonly statusCode: number | undefined;
+  readonly requestId: string | undefined;
+  constructor(
+    name: string,
+    message: string,
+    details: { code?: string | number; statusCode?: number; requestId?: string },
+  ) {
+    super(message);
+    this.name = name;
+    this.code = details.code;
+    this.statusCode = details.statusCode;
+    this.requestId = details.requestId;
+    // The stack of the foreign error is not kept: its first line is its message.
+    this.stack = `${name}: ${message}`;
+  }
+}
+
+const IDENTIFIER = /^[A-Za-z][A-Za-z0-9_.:-]{0,79}$/;
+const REQUEST_ID = /^[A-Za-z0-9][A-Za-z0-9_.:/=+-]{0,127}$/;
+
+const pick = (value: unknown, shape: RegExp): string | undefined =>
+  typeof value === 'string' && shape.test(value) ? value : undefined;
+
+function statusOf(err: Record<string, unknown>): number | undefined {
+  const metadata = err.$metadata as { httpStatusCode?: unknown } | undefined;
+  const response = err.response as { status?: unknown; statusCode?: unknown } | undefined;
+  for (const value of [
+    metadata?.httpStatusCode,
+    err.statusCode,
+    err.status,
+    response?.statusCode,
+    response?.status,
+  ]) {
+    if (typeof value === 'number' && Number.isInteger(value) && value >= 100 && value <= 599) return value;
+  }
+  return undefined;
+}
+
+/**
+ * Errors whose message describes the failure, not the input: OpenSSL's (`error:1E08010C:DECODER
+ * routines::unsupported`) and system calls' (`ENOENT: no such file or directory, open '<path>'`, a path the
+ * reference already names). Node's own ERR_* argument errors are not among them: they quote the value received.
+ */
+function describesFailureOnly(err: Record<string, unknown>): boolean {
+  const code = typeof err.code === 'string' ? err.code : '';
+  if (code.startsWith('ERR_OSSL_') || Array.isArray(err.opensslErrorStack)) return true;
+  if (typeof err.library === 'string' && typeof err.reason === 'string') return true;
+  return typeof err.syscall === 'string' && typeof err.errno === 'number' && /^E[A-Z]+$/.test(code);
+}
+
+/**
+ * A foreign error made safe to keep as `cause`, for every provider: an allowlist, not a blocklist. SDK and
+ * HTTP client errors carry the request they failed on (the AWS SDK's hidden `$response` holds the signed
+ * request with its `x-amz-security-token`; axios's `config` holds the Vault token header and login bodies),
+ * and a 5xx body that echoes the request puts it in the message. So a foreign error keeps only its name,
+ * code, HTTP status and request id, and its message only when its kind is known not to quote input;
+ * everything else (properties, nested causes, the stack) is dropped. JSON.parse's SyntaxError quotes the text
+ * it failed on and keeps only its name. The library's own errors (TlsSecretsError, CleanCause) pass as they are.
  */
 export function safeCause(err: unknown): unknown {
-  if (err instanceof SyntaxError) {
-    const clean = new SyntaxError('input is not valid JSON');
-    clean.stack = `SyntaxError: ${clean.message}`;
-    return clean;
-  }
-  if (err instanceof Error && ['config', 'request', 'response'].some((key) => key in err)) {
-    const { code } = err as { code?: unknown };
-    const clean = new Error(err.message);
-    clean.name = err.name;
-    if (typeof code === 'string') Object.assign(clean, { code });
-    clean.stack = `${clean.name}: ${clean.message}`;
-    return clean;
-  }
-  return err;
+  if (err === undefined || err instanceof TlsSecretsError || err instanceof CleanCause) return err;
+  if (err instanceof ForeignCause) return err;
+  if (err instanceof SyntaxError) return new ForeignCause('SyntaxError', 'input is not valid JSON', {});
+  const e = (typeof err === 'object' && err !== null ? err : {}) as Record<string, unknown>;
+  const name = pick(e.name, IDENTIFIER) ?? (err instanceof Error ? 'Error' : typeof err);
+  const code = typeof e.code === 'number' && Number.isInteger(e.code) ? e.code : pick(e.code, IDENTIFIER);
+  const statusCode = statusOf(e);
+  const metadata = e.$metadata as { requestId?: unknown } | undefined;
+  const requestId = pick(metadata?.requestId, REQUEST_ID) ?? pick(e.requestId, REQUEST_ID);
+  const message =
+    describesFailureOnly(e) && typeof e.message === 'string'
+      ? e.message.slice(0, 300)
+      : [
+          name,
+          code !== undefined && code !== name ? `code ${code}` : undefined,
+          statusCode === undefined ? undefined : `HTTP ${statusCode}`,
+          requestId === undefined ? undefined : `request id ${requestId}`,
+        ]
+          .filter(Boolean)
+          .join(', ');
+  return new ForeignCause(name, message, {
+    ...(code === undefined ? {} : { code }),
+    ...(statusCode === undefined ? {} : { statusCode }),
+    ...(requestId === undefined ? {} : { requestId }),
+  });
 }

@@ -11,6 +11,7 @@ export {
 export {
   type AwsSecretsManagerProviderConfig,
   type AwsSsmProviderConfig,
+  type ConfigFileOptions,
   type ConfigLoadOptions,
   type ConfiguredResolver,
   createResolverFromConfig,
@@ -29,15 +30,19 @@ export {
   type VaultProviderConfig,
 } from './config.js';
 export { type ConnectOptions, connect } from './connect.js';
+export { contentVersion } from './content-version.js';
 export {
   CertificateExpiredError,
+  CleanCause,
   ConfigurationError,
   type ErrorCode,
   FetchError,
+  ForeignCause,
   InvalidMaterialError,
   ListenerError,
   ResolverClosedError,
   SecretNotFoundError,
+  safeCause,
   TlsSecretsError,
 } from './errors.js';
 export {

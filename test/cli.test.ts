@@ -104,7 +104,7 @@ describe('createResolverFromConfig', () => {
     [
       'an unknown provider',
       { ...base, tls: { cert: 'nope:cert' } },
-      /tls\.cert: unknown provider "nope" \(configured: m\)/,
+      /tls\.cert: names no configured provider \(configured: m\)/,
     ],
     ['a bare string', { ...base, tls: { cert: '-----BEGIN CERTIFICATE-----' } }, /write a literal value as/],
     ['a misspelt top-level key', { ...base, tsl: {} }, /unknown key "tsl"/],
@@ -348,7 +348,7 @@ describe('tls-secrets check', () => {
     await writeFile(config, JSON.stringify({ providers: { m: { type: 'memory' } }, tls: { cert: 'x:y' } }));
     const bad = await run('check', config);
     expect(bad.code).toBe(2);
-    expect(bad.stderr).toContain(`config ${config}: tls.cert: unknown provider "x"`);
+    expect(bad.stderr).toContain(`config ${config}: tls.cert: names no configured provider`);
     const usage = await run('frobnicate');
     expect(usage.code).toBe(2);
     expect(usage.stderr).toContain('Usage: tls-secrets');

@@ -4,7 +4,7 @@
  * failures. The AxiosError carries the request config, so the token header and login bodies: it never
  * becomes a cause as it is.
  */
-import { FetchError, SecretNotFoundError, safeCause, TlsSecretsError } from '../../src/errors.js';
+import { CleanCause, FetchError, SecretNotFoundError, safeCause, TlsSecretsError } from '../../src/errors.js';
 
 export interface ErrorWhere {
   provider: string;
@@ -13,13 +13,52 @@ export interface ErrorWhere {
   /** What was being done, e.g. `read secret/data/app`. Paths only, never values. */
   action: string;
   requestTimeoutMs: number;
+  /** Removes the provider's own credentials from text that came from the wire (see scrubWireText). */
+  scrub: (text: string) => string;
 }
 
-/** The Vault answer as a cause: status and Vault's own error strings (diagnostics, no secret material). */
-export class VaultResponseError extends Error {
+/** Tokens as Vault and OpenBao mint them: service (`hvs.`, `s.`), batch (`hvb.`, `b.`), recovery (`hvr.`, `r.`). */
+const TOKEN_SHAPED = /(?<![A-Za-z0-9])(?:hv[sbr]|[sbr])\.[A-Za-z0-9_-]{16,}/g;
+/** AppRole secret_ids and accessors are UUIDs; an error string needs none of them. */
+const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi;
+/** A JWT, such as a Kubernetes service-account token sent to a login. */
+const JWT = /eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*/g;
+/** The value after a credential's name, as a header, a query or a JSON body would spell it. */
+const NAMED_VALUE =
+  /((?:x-vault-token|authorization|secret_id|secret-id|client_token|jwt|token|password|role_id)["']?\s*[:=]\s*["']?)[^\s"',;}&]+/gi;
+const CONTROL = /\p{Cc}+/gu;
+/** Enough for Vault's own reasons ("permission denied", "invalid role or secret ID"). */
+const MAX_ERROR_CHARS = 200;
+const MAX_ERRORS = 3;
+
+/**
+ * Text that came from the wire, made safe to show. A server or a proxy in front of it may echo the request,
+ * and the request carries the token header and login bodies: the provider's own credentials (and their URL
+ * encoding) are removed wherever they appear, then anything shaped like a Vault token, a UUID (a secret_id),
+ * a JWT or the value after a credential's name; control characters go and the rest is bounded.
+ */
+export function scrubWireText(text: string, credentials: Iterable<string>): string {
+  let clean = text;
+  for (const credential of credentials) {
+    if (credential.length < 4) continue;
+    for (const form of new Set([credential, encodeURIComponent(credential)])) {
+      clean = clean.split(form).join('[redacted]');
+    }
+  }
+  clean = clean
+    .replace(TOKEN_SHAPED, '[redacted]')
+    .replace(JWT, '[redacted]')
+    .replace(UUID, '[redacted]')
+    .replace(NAMED_VALUE, '$1[redacted]')
+    .replace(CONTROL, ' ');
+  return clean.length > MAX_ERROR_CHARS ? `${clean.slice(0, MAX_ERROR_CHARS)}…` : clean;
+}
+
+/** The Vault answer as a cause: status and Vault's own error strings, scrubbed by the session and bounded. */
+export class VaultResponseError extends CleanCause {
   readonly statusCode: number;
   constructor(statusCode: number, errors: readonly string[]) {
-    const detail = errors.join('; ').slice(0, 500);
+    const detail = errors.slice(0, MAX_ERRORS).join('; ');
     super(detail ? `Vault HTTP ${statusCode}: ${detail}` : `Vault HTTP ${statusCode}`);
     this.name = 'VaultResponseError';
     this.statusCode = statusCode;
@@ -97,7 +136,7 @@ export function mapVaultError(err: unknown, where: ErrorWhere): TlsSecretsError 
   const http = httpFailure(err);
   if (http) {
     const { statusCode, body } = http;
-    const errors = vaultErrors(body);
+    const errors = vaultErrors(body).map(where.scrub);
     const cause = new VaultResponseError(statusCode, errors);
     const fetchError = (reason: string, transient: boolean) =>
       new FetchError(`${reason} (${where.action})`, { ...context, transient, cause });

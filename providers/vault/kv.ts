@@ -2,7 +2,7 @@
  * KV secrets (v1 and v2). A reference names a full path (`secret/app/tls`); the mount and its KV version are
  * asked of Vault once per mount (`sys/internal/ui/mounts/<path>`, what the `vault kv` CLI does) and kept.
  */
-import { createHash } from 'node:crypto';
+import { contentVersion as keyedVersion } from '../../src/content-version.js';
 import { FetchError, SecretNotFoundError } from '../../src/errors.js';
 import type { FetchResult } from '../../src/provider.js';
 import { statusOf } from './errors.js';
@@ -36,9 +36,12 @@ export function kvId(spec: KvSpec): string {
   return query.length ? `${spec.path}?${query.join('&')}` : spec.path;
 }
 
-/** KV v1 keeps no versions: a hash of the content stands in, so a change is still a new version. */
+/**
+ * KV v1 keeps no versions: a keyed hash of the content stands in (see src/content-version.ts), so a change is
+ * still a new version and the version reveals nothing about the map.
+ */
 export function contentVersion(value: unknown): string {
-  return `sha256:${createHash('sha256').update(canonicalJson(value)).digest('hex').slice(0, 16)}`;
+  return keyedVersion(canonicalJson(value));
 }
 
 function canonicalJson(value: unknown): string {

@@ -107,7 +107,8 @@ export function normalizePath(value: unknown, what: string): string {
   const path = nonEmpty(value, what).replace(/^\/+|\/+$/g, '');
   const segments = path.split('/');
   if (path === '' || segments.some((s) => s === '' || s === '.' || s === '..')) {
-    throw fail(`${what} "${path}" is not a valid Vault path`);
+    // Not echoed: a KV path is written where a secret could be written by mistake.
+    throw fail(`${what} is not a valid Vault path (empty, "." or ".." segments)`);
   }
   return path;
 }
@@ -174,7 +175,8 @@ export function resolveOptions(options: VaultOptions): ResolvedOptions {
     try {
       url = new URL(endpoint);
     } catch {
-      throw fail(`endpoint "${endpoint}" is not a URL`);
+      // Not echoed: a URL that does not parse may still carry a password.
+      throw fail('endpoint is not a URL');
     }
     if (url.protocol !== 'http:' && url.protocol !== 'https:') throw fail('endpoint must be http: or https:');
     if (url.username || url.password) throw fail('endpoint must not carry credentials');

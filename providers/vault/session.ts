@@ -5,7 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { ConfigurationError, FetchError, safeCause } from '../../src/errors.js';
-import { type ErrorWhere, isPermissionDenied, mapVaultError, timeoutError } from './errors.js';
+import { type ErrorWhere, isPermissionDenied, mapVaultError, scrubWireText, timeoutError } from './errors.js';
 import type { ResolvedOptions, VaultClient, VaultRequestOptions } from './options.js';
 
 export interface VaultCall {
@@ -37,6 +37,10 @@ export class VaultSession {
   private state: TokenState | undefined;
   private authInFlight: Promise<TokenState> | undefined;
   private timer: NodeJS.Timeout | undefined;
+  /** Tokens this session has sent lately: a late answer may echo one that was replaced since. */
+  private readonly recentTokens: string[] = [];
+  /** The Kubernetes service-account token last read, for scrubbing. */
+  private jwt: string | undefined;
   /** Aborts background renewals and logins at close. */
   private readonly background = new AbortController();
   private closed = false;
@@ -72,6 +76,8 @@ export class VaultSession {
     this.timer = undefined;
     this.background.abort();
     this.state = undefined;
+    this.recentTokens.length = 0;
+    this.jwt = undefined;
   }
 
   private where(call: Pick<VaultCall, 'method' | 'path' | 'ref'>): ErrorWhere {
@@ -80,7 +86,22 @@ export class VaultSession {
       ref: call.ref,
       action: `${call.method} ${call.path.split('?')[0]}`,
       requestTimeoutMs: this.options.requestTimeoutMs,
+      scrub: (text) => scrubWireText(text, this.credentials()),
     };
+  }
+
+  /** Everything this session sends that must never be shown: tokens, AppRole ids, the Kubernetes JWT. */
+  private credentials(): string[] {
+    const auth = this.options.auth;
+    const own =
+      auth.method === 'token'
+        ? [auth.token]
+        : auth.method === 'approle'
+          ? [auth.secretId, auth.roleId]
+          : [this.jwt];
+    return [...own, this.state?.token, ...this.recentTokens].filter(
+      (value): value is string => typeof value === 'string' && value !== '',
+    );
   }
 
   private assertOpen(where: ErrorWhere): void {
@@ -136,7 +157,10 @@ export class VaultSession {
 
   private requestOptions(token: string | undefined): VaultRequestOptions {
     const headers: Record<string, string> = {};
-    if (token) headers['X-Vault-Token'] = token;
+    if (token) {
+      headers['X-Vault-Token'] = token;
+      if (!this.recentTokens.includes(token) && this.recentTokens.push(token) > 4) this.recentTokens.shift();
+    }
     if (this.options.namespace) headers['X-Vault-Namespace'] = this.options.namespace;
     return { timeout: this.options.requestTimeoutMs, headers };
   }
@@ -271,6 +295,7 @@ export class VaultSession {
   private async readJwt(path: string): Promise<string> {
     try {
       const jwt = (await readFile(path, 'utf8')).trim();
+      this.jwt = jwt || undefined;
       if (jwt) return jwt;
     } catch (err) {
       throw new FetchError(`cannot read the Kubernetes service-account token at ${path}`, {

@@ -24,6 +24,16 @@ export type ProxyFault =
       readonly headers?: Readonly<Record<string, string>>;
       /** Only requests whose path starts with this get the answer; the others are forwarded. */
       readonly pathPrefix?: string;
+    }
+  /**
+   * Answer every request with this status and a body built from the request as text (request line, headers,
+   * body): a misbehaving server or proxy that echoes what it was sent, credentials included.
+   */
+  | {
+      readonly kind: 'echo';
+      readonly status: number;
+      readonly body: (request: string) => string;
+      readonly headers?: Readonly<Record<string, string>>;
     };
 
 export interface ProxiedRequest {
@@ -171,6 +181,21 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
         req.once('end', () => {
           res.writeHead(status, { 'Content-Length': Buffer.byteLength(body), ...headers });
           res.end(body);
+        });
+        return;
+      }
+      case 'echo': {
+        faulted += 1;
+        const { status, body, headers } = current;
+        const chunks: Buffer[] = [];
+        req.on('data', (chunk: Buffer) => chunks.push(chunk));
+        req.once('end', () => {
+          const head = Object.entries(req.headers).map(([name, value]) => `${name}: ${String(value)}`);
+          const text = body(
+            [`${req.method} ${req.url}`, ...head, '', Buffer.concat(chunks).toString()].join('\n'),
+          );
+          res.writeHead(status, { 'Content-Length': Buffer.byteLength(text), ...headers });
+          res.end(text);
         });
         return;
       }

@@ -1,6 +1,6 @@
 import { createHook } from 'node:async_hooks';
 import { execFile } from 'node:child_process';
-import { createHash, X509Certificate } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
 import { chmod, mkdir, mkdtemp, readdir, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
@@ -11,6 +11,7 @@ import { pathToFileURL } from 'node:url';
 import { inspect, promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { file } from '../../providers/file.js';
+import { contentVersion } from '../../src/content-version.js';
 import {
   ConfigurationError,
   createResolver,
@@ -26,7 +27,7 @@ import { runProviderConformance } from './conformance.js';
 
 const run = promisify(execFile);
 const signal = () => new AbortController().signal;
-const sha = (text: string | Uint8Array) => createHash('sha256').update(text).digest('hex').slice(0, 16);
+const sha = (text: string | Uint8Array) => contentVersion(text);
 const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
 const isRoot = process.getuid?.() === 0;
 

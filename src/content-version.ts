@@ -1,0 +1,18 @@
+/**
+ * Versions derived from content, for stores that keep none (memory, env, files, Vault KV v1, raw PKI PEM).
+ *
+ * A version is shown everywhere: `status()`, `rotate` events, logger lines, `tls-secrets check`. A plain hash
+ * of a secret would let anyone who sees it test guesses offline (a weak passphrase falls to a dictionary in
+ * seconds). So the version is an HMAC-SHA-256 under a key drawn at random when this module loads: it changes
+ * whenever the content changes, is stable within the process, and says nothing about the content to anyone
+ * without the key, which never leaves this module. Versions are therefore not comparable across processes;
+ * nothing needs them to be.
+ */
+import { createHmac, randomBytes } from 'node:crypto';
+
+const KEY = randomBytes(32);
+
+/** 64 bits of HMAC-SHA-256 under the per-process key, as 16 hex digits. */
+export function contentVersion(content: string | Uint8Array): string {
+  return createHmac('sha256', KEY).update(content).digest('hex').slice(0, 16);
+}

@@ -1,0 +1,108 @@
+/**
+ * Leak class 3: Vault error text. A server or a proxy that echoes the request puts the X-Vault-Token header
+ * (any request) or the login body (AppRole secret_id, Kubernetes JWT) into the `errors` strings of its
+ * answer. On real OpenBao, behind the fault proxy, no view of the resulting errors may show them.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { vault } from '../../providers/vault/index.js';
+import { FetchError } from '../../src/index.js';
+import { type FaultProxy, startFaultProxy } from '../helpers/fault-proxy.js';
+import { baoApi, setupAppRole } from './bao-api.js';
+import { Canaries, canaryValue, Views } from './canaries.js';
+
+const vaultAddr = inject('vaultAddr');
+const vaultToken = inject('vaultToken');
+const NO_BAO = !vaultAddr;
+if (NO_BAO) console.warn('[canary vault] SKIPPED: no OpenBao server');
+
+const echo = (status: number): Parameters<FaultProxy['setFault']>[0] => ({
+  kind: 'echo',
+  status,
+  headers: { 'Content-Type': 'application/json' },
+  body: (request) => JSON.stringify({ errors: [`could not handle request: ${request}`, request] }),
+});
+
+describe.skipIf(NO_BAO)('Vault error text keeps no credential', () => {
+  const canaries = new Canaries();
+  const run = randomBytes(3).toString('hex');
+  const token = canaries.plant('vault token', canaryValue('vaulttoken'));
+  const secretId = canaries.plant('approle secret_id', canaryValue('secretid'));
+  const jwt = canaries.plant('kubernetes jwt', canaryValue('k8sjwt'));
+  const api = baoApi(vaultAddr, vaultToken);
+  let proxy: FaultProxy;
+  let dir: string;
+  let roleId = '';
+  beforeAll(async () => {
+    proxy = await startFaultProxy(vaultAddr);
+    dir = await mkdtemp(join(tmpdir(), 'tls-secrets-vault-canary-'));
+    await writeFile(join(dir, 'token'), jwt);
+    // A token and a secret_id of our choosing, so that the canaries are what the server really accepts.
+    await api('POST', 'auth/token/create', { id: token, policies: ['default'], ttl: '10m' });
+    const role = await setupAppRole(api, `canary-approle-${run}`, `canary-${run}`);
+    roleId = role.roleId;
+    await api('POST', `auth/canary-approle-${run}/role/canary/custom-secret-id`, { secret_id: secretId });
+    await api('POST', 'secret/data/canary/app', { data: { cert: 'not a certificate' } });
+  });
+  afterAll(async () => {
+    await proxy?.close();
+    if (dir) await rm(dir, { recursive: true, force: true });
+    await api('DELETE', `sys/auth/canary-approle-${run}`).catch(() => undefined);
+  });
+
+  it('500, 503, 403 and 400 answers that echo the request, for token, AppRole and Kubernetes auth', async () => {
+    const views = new Views();
+    const providers = [
+      vault({ name: 'by-token', endpoint: proxy.url, auth: { token } }),
+      vault({
+        name: 'by-approle',
+        endpoint: proxy.url,
+        auth: { appRole: { roleId, secretId, mount: `canary-approle-${run}` } },
+      }),
+      vault({
+        name: 'by-k8s',
+        endpoint: proxy.url,
+        auth: { kubernetes: { role: 'canary', jwtPath: join(dir, 'token') } },
+      }),
+    ];
+    try {
+      for (const status of [500, 503, 403, 400]) {
+        await proxy.setFault(echo(status));
+        for (const v of providers) {
+          const ref = v.kv('secret/canary/app', { field: 'cert', kvVersion: 2, mount: 'secret' });
+          const error = await views.attempt(`${v.name} echo ${status}`, () =>
+            v.fetch(ref, AbortSignal.timeout(10_000)),
+          );
+          expect(error).toBeInstanceOf(FetchError);
+          if (v.name === 'by-token') {
+            // Vault's own words survive the scrubbing: the reason stays readable.
+            expect(String(((error as Error).cause as Error).message)).toContain('could not handle request');
+          }
+        }
+      }
+      // The AppRole session logged in for real before: now its token is the one echoed.
+      await proxy.setFault({ kind: 'none' });
+      const approle = providers[1];
+      const ref = approle?.kv('secret/canary/app', { field: 'cert', kvVersion: 2, mount: 'secret' });
+      if (approle && ref) {
+        const fetched = await approle.fetch(ref, AbortSignal.timeout(10_000));
+        expect(fetched.value).toEqual({ cert: 'not a certificate' });
+        await proxy.setFault(echo(500));
+        await views.attempt('by-approle echo 500 after login', () =>
+          approle.fetch(ref, AbortSignal.timeout(10_000)),
+        );
+      }
+    } finally {
+      await proxy.setFault({ kind: 'none' });
+      for (const v of providers) await v.close();
+    }
+    const hits = views.scan(canaries);
+    console.info(
+      `[canary vault] ${views.views.length} views x ${canaries.needles.length} needles (${canaries.kinds.size} canaries, ${canaries.forms} forms): ${hits.length} hits`,
+    );
+    expect(hits).toEqual([]);
+  });
+});
