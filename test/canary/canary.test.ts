@@ -26,15 +26,10 @@ import { env } from '../../providers/env.js';
 import { file } from '../../providers/file.js';
 import { memory } from '../../providers/memory.js';
 import { vault } from '../../providers/vault/index.js';
-import {
-  connect,
-  createResolver,
-  createServer,
-  type Resolver,
-  type TlsSecretsSpec,
-} from '../../src/index.js';
+import { connect, createServer, Resolver, type TlsSecretsSpec } from '../../src/index.js';
 import { createTestCA, encryptKey, type Issued, randomTicketKeys, type TestCA } from '../fixtures/ca.js';
 import { startBao } from '../helpers/bao.js';
+import { skewedClock } from '../helpers/clock.js';
 import { type FaultProxy, startFaultProxy } from '../helpers/fault-proxy.js';
 import { closeServer, listen } from '../helpers/tls.js';
 import { baoApi, setupAppRole } from './bao-api.js';
@@ -50,7 +45,15 @@ if (NO_MOTO) console.warn(`[canary] AWS parts SKIPPED: ${inject('motoUnavailable
 if (NO_BAO) console.warn('[canary] Vault parts SKIPPED: no OpenBao server');
 
 /** Short timeouts: every failure path settles well inside the suite's budget on a loaded machine. */
-const OPTIONS = { refreshInterval: 3_600_000, retryInitialDelay: 3_600_000, fetchTimeout: 800 } as const;
+const BACKOFF_CAP_MS = 60_000;
+const OPTIONS = {
+  refreshInterval: 3_600_000,
+  retryInitialDelay: BACKOFF_CAP_MS,
+  retryMaxDelay: BACKOFF_CAP_MS,
+  fetchTimeout: 800,
+} as const;
+/** Real timers, a `now` that provoke() moves past each backoff step. */
+const clock = skewedClock();
 const RUN = randomBytes(3).toString('hex');
 
 const canaries = new Canaries();
@@ -107,7 +110,7 @@ afterAll(async () => {
 
 /** A resolver watched on every channel, closed at the end. */
 async function observed(label: string, spec: TlsSecretsSpec): Promise<Resolver> {
-  const resolver = createResolver(spec, OPTIONS);
+  const resolver = new Resolver(spec, OPTIONS, { clock });
   await views.observe(resolver, label);
   cleanups.push(() => resolver.close());
   return resolver;
@@ -116,6 +119,9 @@ async function observed(label: string, spec: TlsSecretsSpec): Promise<Resolver> 
 /** Provokes one failure: what refresh() (or the cold resolve()) throws is recorded with the events it causes. */
 async function provoke(label: string, run: () => Promise<unknown>): Promise<unknown> {
   scenarios.push(label);
+  // Past the backoff step of the failure provoked before: the resolver must reach the store again, or a
+  // provocation would only replay the last error.
+  clock.advance(BACKOFF_CAP_MS + 1_000);
   const result = await views.attempt(label, run);
   // refresh() reports failures in `errors` rather than throwing: each is scanned with its whole cause chain.
   const errors = (result as { errors?: unknown } | undefined)?.errors;
@@ -229,8 +235,9 @@ describe('canaries never show, on any view', () => {
     // A certificate that expires while the store serves garbage: expiring, expired, then the typed error.
     const short = await ca.issue({
       commonName: 'localhost',
-      notBefore: new Date(Date.now() - 1_000),
-      notAfter: new Date(Date.now() + 1_500),
+      // On the skewed clock's time, which provoke() has moved forward.
+      notBefore: new Date(clock.now() - 1_000),
+      notAfter: new Date(clock.now() + 1_500),
     });
     const shortStore = memory({
       key: encryptKey(short.keyPem, passphrase),
