@@ -26,6 +26,7 @@ import {
   type ResolverEvents,
   type ResolverOptions,
   type ResolverStatus,
+  type Role,
   type RotateEvent,
   SECRET_FIELDS,
   type Source,
@@ -33,6 +34,7 @@ import {
   type TlsSecretsSpec,
 } from './types.js';
 import {
+  checkRoles,
   type Item,
   type Material,
   type ValidatedBundle,
@@ -298,6 +300,10 @@ export class Resolver extends EventEmitter<ResolverEvents> {
   #running: Promise<RefreshResult> | undefined;
   #queued: { request: RefreshRequest; promise: Promise<RefreshResult> } | undefined;
   #caCache: ReadonlyMap<string, CertificateInfo> = new Map();
+  /** Roles the helpers declared (server, client): the gate checks key usage for each. */
+  readonly #roles = new Set<Role>();
+  /** Each bundle's verdict per role, so that a role declared late is checked once per generation. */
+  readonly #roleVerdicts = new WeakMap<ValidatedBundle, Map<Role, TlsSecretsError | undefined>>();
   /** The jittered refresh-ahead fraction of each certificate and lease in use. */
   #aheadFractions = new Map<string, number>();
   /** The last candidate bundle refused by validation, since the generation being served. */
@@ -368,9 +374,7 @@ export class Resolver extends EventEmitter<ResolverEvents> {
       generation = this.#generation ?? generation;
       const notAfter = generation.bundle.notAfter;
       if (notAfter && this.#isPastMaxStale(generation)) {
-        const [cert] = generation.bundle.certificates.filter(
-          (c) => c.notAfter.getTime() === notAfter.getTime(),
-        );
+        const [cert] = generation.bundle.deadlines.filter((c) => c.notAfter.getTime() === notAfter.getTime());
         throw new CertificateExpiredError(notAfter, { field: cert?.field, ref: cert?.ref });
       }
     }
@@ -385,6 +389,35 @@ export class Resolver extends EventEmitter<ResolverEvents> {
   serverPskCallback(): ((socket: unknown, identity: string) => Buffer | null) | undefined {
     if (this.#shape.psk.length === 0) return undefined;
     return (_socket, identity) => this.#generation?.bundle.psk.get(identity) ?? null;
+  }
+
+  /**
+   * Declares that this resolver's material is used as a `server` or a `client` (the helpers do it):
+   * every later generation must have certificates whose (extended) key usage allows the role, and the one
+   * being served is checked now, once, throwing InvalidMaterialError if it does not.
+   */
+  declareRole(role: Role): void {
+    this.#roles.add(role);
+    const bundle = this.#generation?.bundle;
+    if (!bundle) return;
+    let verdicts = this.#roleVerdicts.get(bundle);
+    if (!verdicts) {
+      verdicts = new Map();
+      this.#roleVerdicts.set(bundle, verdicts);
+    }
+    if (!verdicts.has(role)) {
+      try {
+        checkRoles(bundle, [role]);
+        verdicts.set(role, undefined);
+      } catch (err) {
+        verdicts.set(
+          role,
+          err instanceof TlsSecretsError ? err : new FetchError('role check failed', { cause: err }),
+        );
+      }
+    }
+    const verdict = verdicts.get(role);
+    if (verdict) throw verdict;
   }
 
   /** Checks every source now (version probes where the store offers them) and rotates if anything changed. */
@@ -412,7 +445,7 @@ export class Resolver extends EventEmitter<ResolverEvents> {
     // A field's notAfter is its certificate's; for a CA bundle, the earliest of its entries (`ca#0`, `ca#1`…).
     const certs = new Map<string, CertificateInfo>();
     const bundle = generation?.bundle;
-    for (const cert of [...(bundle?.certificates ?? []), ...(bundle?.authorities ?? [])]) {
+    for (const cert of [...(bundle?.deadlines ?? []), ...(bundle?.authorities ?? [])]) {
       const field = cert.field.replace(/#\d+$/, '');
       const known = certs.get(field);
       if (!known || cert.notAfter < known.notAfter) certs.set(field, cert);
@@ -703,6 +736,8 @@ export class Resolver extends EventEmitter<ResolverEvents> {
       verifyChain: this.#options.verifyChain,
       contextOptions: this.#passThrough as SecureContextOptions,
       caCache,
+      roles: this.#roles,
+      previous: previous?.bundle,
     });
     // Only the entries of the bundle just validated are kept: the cache never outgrows one generation.
     this.#caCache = caCache.next;
@@ -800,7 +835,7 @@ export class Resolver extends EventEmitter<ResolverEvents> {
       fractions.set(key, drawn);
       return drawn;
     };
-    for (const cert of this.#generation?.bundle.certificates ?? []) {
+    for (const cert of this.#generation?.bundle.deadlines ?? []) {
       const start = cert.notBefore.getTime();
       points.push({
         at: start + fraction(`cert:${cert.fingerprint256}`) * (cert.notAfter.getTime() - start),
@@ -862,7 +897,7 @@ export class Resolver extends EventEmitter<ResolverEvents> {
     const generation = this.#generation;
     if (!generation || this.#closed) return;
     const ratio = this.#options.refreshAhead;
-    const events = generation.bundle.certificates.flatMap((certificate) => {
+    const events = generation.bundle.deadlines.flatMap((certificate) => {
       const start = certificate.notBefore.getTime();
       const end = certificate.notAfter.getTime();
       return [
