@@ -41,21 +41,25 @@ export type Outcome =
 export function handshake(port: number, options: ConnectionOptions): Promise<Outcome> {
   return new Promise((resolve) => {
     let session: Buffer | undefined;
-    let connected = false;
+    let greeted = false;
     const socket = tlsConnect({ host: '127.0.0.1', port, servername: 'localhost', ...options });
     socket.on('session', (next: Buffer) => {
       session = next;
     });
-    socket.once('secureConnect', () => {
-      connected = true;
+    socket.on('data', () => {
+      greeted = true;
     });
-    socket.on('data', () => undefined);
     socket.once('error', (error: NodeJS.ErrnoException) => {
       resolve({ ok: false, code: error.code ?? error.message });
     });
     socket.once('close', () => {
-      // A TLS 1.3 server refuses a client certificate after the client saw "connected": no data then.
-      if (connected) resolve({ ok: true, socket, session, reused: socket.isSessionReused() });
+      // A TLS 1.3 server refuses a client certificate after the client saw "connected": only the server's
+      // greeting proves it accepted the peer.
+      resolve(
+        greeted
+          ? { ok: true, socket, session, reused: socket.isSessionReused() }
+          : { ok: false, code: 'CLOSED_WITHOUT_GREETING' },
+      );
     });
     socket.once('end', () => socket.end());
   });
