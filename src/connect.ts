@@ -72,7 +72,10 @@ export async function connect(resolver: Resolver, options: ConnectOptions): Prom
   const target = `${connectOptions.host ?? 'localhost'}:${connectOptions.port ?? ''}:${connectOptions.servername ?? ''}`;
 
   const attempt = async (offerSession: boolean): Promise<TLSSocket> => {
+    // The client certificate must allow client auth: checked at the gate, once per generation.
+    resolver.declareRole('client');
     const resolved = await resolver.resolve();
+    resolver.declareRole('client');
     const sessions = sessionsOf(resolver);
     const generation = resolver.generation;
     const session = offerSession && resumeSessions ? sessions.get(target) : undefined;

@@ -34,7 +34,11 @@ export async function attach(
     // resolve() answers from the generation just swapped in; a failure is already reported by the resolver.
     resolver.resolve().then(install, () => undefined);
   };
-  install(await resolver.resolve());
+  // The certificate must allow server auth: checked at the gate, once per generation, never per handshake.
+  resolver.declareRole('server');
+  const first = await resolver.resolve();
+  resolver.declareRole('server');
+  install(first);
   resolver.on('rotate', onRotate);
   const detach = () => {
     resolver.off('rotate', onRotate);

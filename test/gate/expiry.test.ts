@@ -13,13 +13,9 @@ import { type Authority, type Cert, createRoot, DAY } from './pki.js';
 import { handshake, resolverFor, serve } from './rig.js';
 
 let root: Authority;
-let intermediate: Authority;
-let leaf: Cert;
 
 beforeAll(async () => {
   root = await createRoot();
-  intermediate = await root.intermediate();
-  leaf = await intermediate.issue();
 });
 
 /** Waits until the clock is past `at` (a time, not a guess: the wait is exactly what is left). */
