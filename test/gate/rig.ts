@@ -42,9 +42,13 @@ export function handshake(port: number, options: ConnectionOptions): Promise<Out
   return new Promise((resolve) => {
     let session: Buffer | undefined;
     let greeted = false;
+    let reused = false;
     const socket = tlsConnect({ host: '127.0.0.1', port, servername: 'localhost', ...options });
     socket.on('session', (next: Buffer) => {
       session = next;
+    });
+    socket.once('secureConnect', () => {
+      reused = socket.isSessionReused();
     });
     socket.on('data', () => {
       greeted = true;
@@ -57,7 +61,7 @@ export function handshake(port: number, options: ConnectionOptions): Promise<Out
       // greeting proves it accepted the peer.
       resolve(
         greeted
-          ? { ok: true, socket, session, reused: socket.isSessionReused() }
+          ? { ok: true, socket, session, reused }
           : { ok: false, code: 'CLOSED_WITHOUT_GREETING' },
       );
     });
