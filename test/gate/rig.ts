@@ -60,9 +60,7 @@ export function handshake(port: number, options: ConnectionOptions): Promise<Out
       // A TLS 1.3 server refuses a client certificate after the client saw "connected": only the server's
       // greeting proves it accepted the peer.
       resolve(
-        greeted
-          ? { ok: true, socket, session, reused }
-          : { ok: false, code: 'CLOSED_WITHOUT_GREETING' },
+        greeted ? { ok: true, socket, session, reused } : { ok: false, code: 'CLOSED_WITHOUT_GREETING' },
       );
     });
     socket.once('end', () => socket.end());
