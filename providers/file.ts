@@ -17,6 +17,13 @@ export interface FileOptions {
   baseDir?: string;
   /** Quiet time (ms) after the last file-system event before checking: a burst notifies once. Default 50. */
   debounceMs?: number;
+  /**
+   * A changed file is reported only once it has not been modified for this long (ms): a writer that
+   * writes in place (`cat leaf inter > cert.pem`, a slow copy) is not caught halfway, with a leaf and no
+   * chain. Only writes in place wait (same inode): a file replaced atomically (rename, a Kubernetes `..data`
+   * swap) is complete and reported at once. Default 200.
+   */
+  settleMs?: number;
   /** How often (ms) files are checked with `stat` when polling. Default 1000. */
   pollIntervalMs?: number;
   /**
@@ -114,6 +121,7 @@ export function file(options: FileOptions = {}): FileProvider {
   }
   const baseDir = options.baseDir === undefined ? undefined : resolve(options.baseDir);
   const debounceMs = checkMs('debounceMs', options.debounceMs, 50, 0);
+  const settleMs = checkMs('settleMs', options.settleMs, 200, 0);
   const pollIntervalMs = checkMs('pollIntervalMs', options.pollIntervalMs, 1000, 1);
   const mode = options.watch ?? true;
   if (mode !== true && mode !== false && mode !== 'poll') {
@@ -164,6 +172,20 @@ export function file(options: FileOptions = {}): FileProvider {
       return { bytes, snapshot };
     } finally {
       await handle.close();
+    }
+  };
+
+  /**
+   * The inode of the file and how long (ms) until it has been left alone for `settleMs` (0 when it has),
+   * or undefined when it cannot be stat'ed.
+   */
+  const settleState = async (path: string): Promise<{ inode: bigint; wait: number } | undefined> => {
+    try {
+      const st = await fs.promises.stat(path, { bigint: true });
+      const changed = Math.max(Number(st.mtimeMs), Number(st.ctimeMs));
+      return { inode: st.ino, wait: Math.max(0, Math.min(settleMs, changed + settleMs - Date.now())) };
+    } catch {
+      return undefined;
     }
   };
 
@@ -228,9 +250,11 @@ export function file(options: FileOptions = {}): FileProvider {
       const subscription = new Subscription(refs, onChange, {
         poll: mode === 'poll',
         debounceMs,
+        settleMs,
         pollIntervalMs,
         snapshots,
         currentHash,
+        settleState,
         onStop: () => subscriptions.delete(subscription),
       });
       subscriptions.add(subscription);
@@ -252,9 +276,12 @@ export function file(options: FileOptions = {}): FileProvider {
 interface SubscriptionContext {
   poll: boolean;
   debounceMs: number;
+  settleMs: number;
   pollIntervalMs: number;
   snapshots: ReadonlyMap<string, Snapshot>;
   currentHash(path: string): Promise<string>;
+  /** The file's inode and the milliseconds until it has not been modified for the settle time. */
+  settleState(path: string): Promise<{ inode: bigint; wait: number } | undefined>;
   onStop(): void;
 }
 
@@ -265,6 +292,8 @@ interface Target {
   state: string | undefined;
   /** Real directories whose entries decide this path: its own and those along its symlink chain. */
   dirs: string[];
+  /** The inode last seen: a change on the same inode is a write in place, which may be unfinished. */
+  inode?: bigint;
 }
 
 /** One `watch()` call: directory watchers or a poll timer, a debounce, and the last state of each path. */
@@ -276,6 +305,10 @@ class Subscription {
   private byDir = new Map<string, Set<Target>>();
   private readonly pending = new Set<Target>();
   private debounce: NodeJS.Timeout | undefined;
+  /** Checks again once a file caught being written has settled. */
+  private settle: NodeJS.Timeout | undefined;
+  /** When each target was first found unsettled: a file whose mtime is in the future is not held forever. */
+  private readonly unsettledSince = new Map<Target, number>();
   private burstStartedAt: number | undefined;
   private poller: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
@@ -310,6 +343,7 @@ class Subscription {
     if (!this.stopped) {
       this.stopped = true;
       clearTimeout(this.debounce);
+      clearTimeout(this.settle);
       clearInterval(this.poller);
       for (const watcher of this.watchers.values()) watcher.close();
       this.watchers.clear();
@@ -358,8 +392,27 @@ class Subscription {
         const differs = state !== target.state;
         if (resolveDirs || differs) target.dirs = await watchDirs(target.path);
         if (this.stopped) return;
-        if (differs && target.state !== undefined) changed.push(target);
+        if (differs && target.state !== undefined) {
+          // Modified moments ago: the writer may not be done. Report it once it has been left alone.
+          const settle = await this.context.settleState(target.path);
+          if (this.stopped) return;
+          // Unknown inode (the first check of a subscription): as cautious as a write in place.
+          const inPlace =
+            settle !== undefined && (target.inode === undefined || settle.inode === target.inode);
+          const wait = inPlace ? settle.wait : 0;
+          const since = this.unsettledSince.get(target) ?? Date.now();
+          if (wait > 0 && Date.now() - since < 10 * this.context.settleMs) {
+            this.unsettledSince.set(target, since);
+            this.pending.add(target);
+            clearTimeout(this.settle);
+            this.settle = setTimeout(() => this.run(false), wait).unref();
+            continue;
+          }
+          this.unsettledSince.delete(target);
+          changed.push(target);
+        }
         target.state = state;
+        target.inode = (await this.context.settleState(target.path))?.inode;
       }
       this.reconcile();
       for (const target of changed) {

@@ -31,6 +31,8 @@ export interface CertOptions {
   extKeyUsage?: readonly string[] | null;
   /** Key usage flags; undefined leaves the extension out. */
   keyUsage?: number;
+  /** The key pair of another certificate: a renewal with the same key. */
+  keys?: Keys;
 }
 
 export interface CrlOptions {
@@ -72,7 +74,8 @@ function authority(self: Cert): Authority {
   return {
     ...self,
     async issue(options = {}) {
-      const keys = (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as Keys;
+      const keys =
+        options.keys ?? ((await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as Keys);
       const eku =
         options.extKeyUsage === undefined
           ? [x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]
