@@ -325,8 +325,15 @@ class Subscription {
       if (!target) {
         // The baseline is what the provider read last (normally the resolver's own fetch), so a change made
         // between that fetch and this call is still reported by the first check.
-        const state = context.snapshots.get(ref.id)?.hash;
-        target = { path: ref.id, refs: [], state, dirs: [dirname(ref.id)] };
+        // Its inode too: a write in place right after that fetch is then known for one.
+        const snapshot = context.snapshots.get(ref.id);
+        target = {
+          path: ref.id,
+          refs: [],
+          state: snapshot?.hash,
+          dirs: [dirname(ref.id)],
+          inode: snapshot && BigInt(snapshot.key.split(':')[1] ?? 0),
+        };
         this.targets.set(ref.id, target);
       }
       if (!target.refs.includes(ref)) target.refs.push(ref);
@@ -396,9 +403,7 @@ class Subscription {
           // Modified moments ago: the writer may not be done. Report it once it has been left alone.
           const settle = await this.context.settleState(target.path);
           if (this.stopped) return;
-          // Unknown inode (the first check of a subscription): as cautious as a write in place.
-          const inPlace =
-            settle !== undefined && (target.inode === undefined || settle.inode === target.inode);
+          const inPlace = settle !== undefined && settle.inode === target.inode;
           const wait = inPlace ? settle.wait : 0;
           const since = this.unsettledSince.get(target) ?? Date.now();
           if (wait > 0 && Date.now() - since < 10 * this.context.settleMs) {
