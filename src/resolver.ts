@@ -62,6 +62,20 @@ const TIMER_SLACK = 5;
 /** setTimeout fires at once for delays above 2^31-1 ms; longer waits are re-armed. */
 const MAX_TIMER = 2 ** 31 - 1;
 
+/**
+ * CA entries are announced over their last 90 days only (`expiring` 30 days before notAfter at the default
+ * refreshAhead): a root bundle of long-lived CAs, most past 2/3 of their life, must not warn at every
+ * rotation. Everything else is announced over its whole lifetime.
+ */
+const AUTHORITY_WARNING_SPAN = 90 * 86_400_000;
+
+function announcedFrom(entry: CertificateInfo): number {
+  const start = entry.notBefore.getTime();
+  return entry.kind === 'authority'
+    ? Math.max(start, entry.notAfter.getTime() - AUTHORITY_WARNING_SPAN)
+    : start;
+}
+
 /** A position in the spec that one source fills. */
 interface Slot {
   readonly path: string;
@@ -836,6 +850,8 @@ export class Resolver extends EventEmitter<ResolverEvents> {
       return drawn;
     };
     for (const cert of this.#generation?.bundle.deadlines ?? []) {
+      // A CA entry is reported, not renewed by this bundle: no refresh point of its own.
+      if (cert.kind === 'authority') continue;
       const start = cert.notBefore.getTime();
       points.push({
         at: start + fraction(`cert:${cert.fingerprint256}`) * (cert.notAfter.getTime() - start),
@@ -898,8 +914,8 @@ export class Resolver extends EventEmitter<ResolverEvents> {
     if (!generation || this.#closed) return;
     const ratio = this.#options.refreshAhead;
     const events = generation.bundle.deadlines.flatMap((certificate) => {
-      const start = certificate.notBefore.getTime();
       const end = certificate.notAfter.getTime();
+      const start = announcedFrom(certificate);
       return [
         { kind: 'expiring' as const, at: start + ratio * (end - start), certificate },
         { kind: 'expired' as const, at: end, certificate },

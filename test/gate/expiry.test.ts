@@ -77,8 +77,9 @@ describe('intermediates of the presented chain', () => {
     expect(warned.certificate.serialNumber).toBe(shortLived.serial);
     const ended = await expired;
     expect(ended.certificate.serialNumber).toBe(shortLived.serial);
-    // The event may fire a few ms early (timer slack); OpenSSL counts whole seconds.
-    await untilPast(intermediateNotAfter);
+    // OpenSSL compares whole seconds (the time of day truncated): within the second of notAfter it still
+    // accepts the certificate, so the peer is asked once that second is over.
+    await untilPast(intermediateNotAfter + 1_000);
     // The peer now fails exactly as the event said.
     const after = await handshake(port, { ca: root.certPem });
     expect(after).toEqual({ ok: false, code: 'CERT_HAS_EXPIRED' });
@@ -91,13 +92,22 @@ describe('intermediates of the presented chain', () => {
       notBefore: new Date(Date.now() - 2_000),
       notAfter: new Date(Date.now() + 3_000),
     });
-    const store = memory({ ca: `${root.certPem}\n${soon.certPem}` });
+    // Nine tenths through a long life but 100 days from its end: not worth a warning at every rotation.
+    const old = await root.intermediate({
+      commonName: 'old CA',
+      notBefore: new Date(Date.now() - 900 * DAY),
+      notAfter: new Date(Date.now() + 100 * DAY),
+    });
+    const store = memory({ ca: `${root.certPem}\n${soon.certPem}\n${old.certPem}` });
     const resolver = resolverFor({ ca: store.ref('ca') }, { refreshAhead: 0.5 });
+    const warned: string[] = [];
+    resolver.on('expiring', (event) => warned.push(event.certificate.serialNumber));
     const expiring = firstOf(resolver, 'expiring', 'authority');
     await resolver.resolve();
     const event = await expiring;
     expect(event.certificate.field).toBe('ca#1');
     expect(event.certificate.serialNumber).toBe(soon.serial);
+    expect(warned).toEqual([soon.serial]);
     // Reported, not enforced: a CA entry's expiry does not bound the bundle.
     expect(resolver.status().notAfter).toBeUndefined();
   }, 15_000);
@@ -164,7 +174,7 @@ describe('CRLs expire too', () => {
     expect((await handshake(port, asClient())).ok).toBe(true);
     expect((await expiring).certificate.subject).toBe(root.subject);
     const ended = await expired;
-    await untilPast(ended.certificate.notAfter.getTime());
+    await untilPast(ended.certificate.notAfter.getTime() + 1_000);
     expect((await handshake(port, asClient())).ok).toBe(false);
     await expect(resolver.resolve()).rejects.toBeInstanceOf(CertificateExpiredError);
   }, 15_000);
