@@ -31,6 +31,7 @@ export interface FileProviderConfig {
   watch?: boolean | 'poll';
   pollIntervalMs?: number;
   debounceMs?: number;
+  settleMs?: number;
 }
 
 export interface AwsSecretsManagerProviderConfig {
@@ -172,7 +173,7 @@ const RESOLVER_OPTIONS: ReadonlySet<string> = new Set([
 const PROVIDER_KEYS: Record<ProviderConfig['type'], readonly string[]> = {
   memory: ['values'],
   env: ['prefix'],
-  file: ['baseDir', 'watch', 'pollIntervalMs', 'debounceMs'],
+  file: ['baseDir', 'watch', 'pollIntervalMs', 'debounceMs', 'settleMs'],
   'aws-secrets-manager': ['region', 'endpoint', 'maxAttempts', 'requestTimeoutMs'],
   vault: ['endpoint', 'namespace', 'requestTimeoutMs', 'auth', 'tls'],
 };
@@ -308,6 +309,7 @@ async function buildProvider(name: string, config: unknown, baseDir: string, whe
         ...(c.watch === undefined ? {} : { watch: c.watch as boolean | 'poll' }),
         ...(c.pollIntervalMs === undefined ? {} : { pollIntervalMs: c.pollIntervalMs as number }),
         ...(c.debounceMs === undefined ? {} : { debounceMs: c.debounceMs as number }),
+        ...(c.settleMs === undefined ? {} : { settleMs: c.settleMs as number }),
       });
       return { type: kind, provider, ref: (r, w) => provider.ref(requireId(r, w), refOptions(r, w)) };
     }

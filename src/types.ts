@@ -120,6 +120,10 @@ export interface StaleEvent {
 
 export interface ExpiringEvent {
   readonly generation: number;
+  /**
+   * What is expiring: a leaf, an intermediate of a presented chain, a CA entry or a CRL (its nextUpdate);
+   * `kind` says which.
+   */
   readonly certificate: CertificateInfo;
   readonly remainingMs: number;
 }
