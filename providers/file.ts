@@ -176,17 +176,19 @@ export function file(options: FileOptions = {}): FileProvider {
   };
 
   /**
-   * The inode of the file and how long (ms) until it has been left alone for `settleMs` (0 when it has),
-   * or undefined when it cannot be stat'ed.
+   * The inode of the file as last read or stat'ed, and how long (ms) until it has been left alone for
+   * `settleMs` (0 when it has). From the snapshot `currentHash` just refreshed: no extra I/O, so a check
+   * takes no longer than before (a slower check would widen the window in which a directory that appears
+   * is watched too late).
    */
-  const settleState = async (path: string): Promise<{ inode: bigint; wait: number } | undefined> => {
-    try {
-      const st = await fs.promises.stat(path, { bigint: true });
-      const changed = Math.max(Number(st.mtimeMs), Number(st.ctimeMs));
-      return { inode: st.ino, wait: Math.max(0, Math.min(settleMs, changed + settleMs - Date.now())) };
-    } catch {
-      return undefined;
-    }
+  const settleState = (path: string): { inode: bigint; wait: number } | undefined => {
+    const snapshot = snapshots.get(path);
+    if (!snapshot) return undefined;
+    const [, inode = '0', , mtimeNs = '0', ctimeNs = '0'] = snapshot.key.split(':');
+    const changed = Number(
+      (BigInt(mtimeNs) > BigInt(ctimeNs) ? BigInt(mtimeNs) : BigInt(ctimeNs)) / 1_000_000n,
+    );
+    return { inode: BigInt(inode), wait: Math.max(0, Math.min(settleMs, changed + settleMs - Date.now())) };
   };
 
   /** The content hash, read only when `stat` says the file may differ from the last read. */
@@ -281,7 +283,7 @@ interface SubscriptionContext {
   snapshots: ReadonlyMap<string, Snapshot>;
   currentHash(path: string): Promise<string>;
   /** The file's inode and the milliseconds until it has not been modified for the settle time. */
-  settleState(path: string): Promise<{ inode: bigint; wait: number } | undefined>;
+  settleState(path: string): { inode: bigint; wait: number } | undefined;
   onStop(): void;
 }
 
@@ -401,8 +403,7 @@ class Subscription {
         if (this.stopped) return;
         if (differs && target.state !== undefined) {
           // Modified moments ago: the writer may not be done. Report it once it has been left alone.
-          const settle = await this.context.settleState(target.path);
-          if (this.stopped) return;
+          const settle = state.startsWith('!') ? undefined : this.context.settleState(target.path);
           const inPlace = settle !== undefined && settle.inode === target.inode;
           const wait = inPlace ? settle.wait : 0;
           const since = this.unsettledSince.get(target) ?? Date.now();
@@ -417,7 +418,7 @@ class Subscription {
           changed.push(target);
         }
         target.state = state;
-        target.inode = (await this.context.settleState(target.path))?.inode;
+        target.inode = state.startsWith('!') ? undefined : this.context.settleState(target.path)?.inode;
       }
       this.reconcile();
       for (const target of changed) {
