@@ -17,6 +17,13 @@ export interface FileOptions {
   baseDir?: string;
   /** Quiet time (ms) after the last file-system event before checking: a burst notifies once. Default 50. */
   debounceMs?: number;
+  /**
+   * A changed file is reported only once it has not been modified for this long (ms): a writer that
+   * writes in place (`cat leaf inter > cert.pem`, a slow copy) is not caught halfway, with a leaf and no
+   * chain. Only writes in place wait (same inode): a file replaced atomically (rename, a Kubernetes `..data`
+   * swap) is complete and reported at once. Default 200.
+   */
+  settleMs?: number;
   /** How often (ms) files are checked with `stat` when polling. Default 1000. */
   pollIntervalMs?: number;
   /**
@@ -115,6 +122,7 @@ export function file(options: FileOptions = {}): FileProvider {
   }
   const baseDir = options.baseDir === undefined ? undefined : resolve(options.baseDir);
   const debounceMs = checkMs('debounceMs', options.debounceMs, 50, 0);
+  const settleMs = checkMs('settleMs', options.settleMs, 200, 0);
   const pollIntervalMs = checkMs('pollIntervalMs', options.pollIntervalMs, 1000, 1);
   const mode = options.watch ?? true;
   if (mode !== true && mode !== false && mode !== 'poll') {
@@ -166,6 +174,22 @@ export function file(options: FileOptions = {}): FileProvider {
     } finally {
       await handle.close();
     }
+  };
+
+  /**
+   * The inode of the file as last read or stat'ed, and how long (ms) until it has been left alone for
+   * `settleMs` (0 when it has). From the snapshot `currentHash` just refreshed: no extra I/O, so a check
+   * takes no longer than before (a slower check would widen the window in which a directory that appears
+   * is watched too late).
+   */
+  const settleState = (path: string): { inode: bigint; wait: number } | undefined => {
+    const snapshot = snapshots.get(path);
+    if (!snapshot) return undefined;
+    const [, inode = '0', , mtimeNs = '0', ctimeNs = '0'] = snapshot.key.split(':');
+    const changed = Number(
+      (BigInt(mtimeNs) > BigInt(ctimeNs) ? BigInt(mtimeNs) : BigInt(ctimeNs)) / 1_000_000n,
+    );
+    return { inode: BigInt(inode), wait: Math.max(0, Math.min(settleMs, changed + settleMs - Date.now())) };
   };
 
   /** The content hash, read only when `stat` says the file may differ from the last read. */
@@ -229,9 +253,11 @@ export function file(options: FileOptions = {}): FileProvider {
       const subscription = new Subscription(refs, onChange, {
         poll: mode === 'poll',
         debounceMs,
+        settleMs,
         pollIntervalMs,
         snapshots,
         currentHash,
+        settleState,
         onStop: () => subscriptions.delete(subscription),
       });
       subscriptions.add(subscription);
@@ -253,9 +279,12 @@ export function file(options: FileOptions = {}): FileProvider {
 interface SubscriptionContext {
   poll: boolean;
   debounceMs: number;
+  settleMs: number;
   pollIntervalMs: number;
   snapshots: ReadonlyMap<string, Snapshot>;
   currentHash(path: string): Promise<string>;
+  /** The file's inode and the milliseconds until it has not been modified for the settle time. */
+  settleState(path: string): { inode: bigint; wait: number } | undefined;
   onStop(): void;
 }
 
@@ -266,6 +295,8 @@ interface Target {
   state: string | undefined;
   /** Real directories whose entries decide this path: its own and those along its symlink chain. */
   dirs: string[];
+  /** The inode last seen: a change on the same inode is a write in place, which may be unfinished. */
+  inode?: bigint;
 }
 
 /** One `watch()` call: directory watchers or a poll timer, a debounce, and the last state of each path. */
@@ -277,6 +308,10 @@ class Subscription {
   private byDir = new Map<string, Set<Target>>();
   private readonly pending = new Set<Target>();
   private debounce: NodeJS.Timeout | undefined;
+  /** Checks again once a file caught being written has settled. */
+  private settle: NodeJS.Timeout | undefined;
+  /** When each target was first found unsettled: a file whose mtime is in the future is not held forever. */
+  private readonly unsettledSince = new Map<Target, number>();
   private burstStartedAt: number | undefined;
   private poller: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
@@ -293,8 +328,15 @@ class Subscription {
       if (!target) {
         // The baseline is what the provider read last (normally the resolver's own fetch), so a change made
         // between that fetch and this call is still reported by the first check.
-        const state = context.snapshots.get(ref.id)?.hash;
-        target = { path: ref.id, refs: [], state, dirs: [dirname(ref.id)] };
+        // Its inode too: a write in place right after that fetch is then known for one.
+        const snapshot = context.snapshots.get(ref.id);
+        target = {
+          path: ref.id,
+          refs: [],
+          state: snapshot?.hash,
+          dirs: [dirname(ref.id)],
+          inode: snapshot && BigInt(snapshot.key.split(':')[1] ?? 0),
+        };
         this.targets.set(ref.id, target);
       }
       if (!target.refs.includes(ref)) target.refs.push(ref);
@@ -311,6 +353,7 @@ class Subscription {
     if (!this.stopped) {
       this.stopped = true;
       clearTimeout(this.debounce);
+      clearTimeout(this.settle);
       clearInterval(this.poller);
       for (const watcher of this.watchers.values()) watcher.close();
       this.watchers.clear();
@@ -359,8 +402,24 @@ class Subscription {
         const differs = state !== target.state;
         if (resolveDirs || differs) target.dirs = await watchDirs(target.path);
         if (this.stopped) return;
-        if (differs && target.state !== undefined) changed.push(target);
+        if (differs && target.state !== undefined) {
+          // Modified moments ago: the writer may not be done. Report it once it has been left alone.
+          const settle = state.startsWith('!') ? undefined : this.context.settleState(target.path);
+          const inPlace = settle !== undefined && settle.inode === target.inode;
+          const wait = inPlace ? settle.wait : 0;
+          const since = this.unsettledSince.get(target) ?? Date.now();
+          if (wait > 0 && Date.now() - since < 10 * this.context.settleMs) {
+            this.unsettledSince.set(target, since);
+            this.pending.add(target);
+            clearTimeout(this.settle);
+            this.settle = setTimeout(() => this.run(false), wait).unref();
+            continue;
+          }
+          this.unsettledSince.delete(target);
+          changed.push(target);
+        }
         target.state = state;
+        target.inode = state.startsWith('!') ? undefined : this.context.settleState(target.path)?.inode;
       }
       this.reconcile();
       for (const target of changed) {

@@ -33,6 +33,18 @@ function nonSecret(resolved: ResolvedOptions): Record<string, unknown> {
   return options;
 }
 
+/**
+ * Declares the client role, so that every generation is checked for client-auth usage at the gate. A
+ * generation already served that fails is reported at its first connection, not at construction.
+ */
+function declareClient(resolver: Resolver): void {
+  try {
+    resolver.declareRole('client');
+  } catch {
+    // Thrown again, as the connection's error, by the declareRole call on the connection path.
+  }
+}
+
 function defined(options: object): Record<string, unknown> {
   return Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined));
 }
@@ -91,6 +103,7 @@ export class TlsSecretsAgent extends https.Agent {
   constructor(resolver: Resolver, options: TlsAgentOptions = {}) {
     super({ keepAlive: true, ...options });
     this.#resolver = resolver;
+    declareClient(resolver);
     this.#book = new ExpiryBook(resolver);
     this.#maxSessions = options.maxCachedSessions ?? 100;
     // Internal subscriptions, not 'rotate' listeners: an application listener that throws cannot stop
@@ -120,6 +133,7 @@ export class TlsSecretsAgent extends https.Agent {
       };
       const target = this.getName(options);
       try {
+        this.#resolver.declareRole('client');
         const session = this.#sessionsOf(generation).get(target);
         socket = tlsConnect({
           ...nonSecret(resolved),
@@ -244,10 +258,17 @@ export async function createDispatcher(
   const undici = await loadUndici();
   const { connect: connectOptions = {}, ...agentOptions } = options;
   const connectors = new WeakMap<ResolvedOptions, buildConnector.connector>();
+  declareClient(resolver);
 
   const connect: buildConnector.connector = (target, callback) => {
     resolver.resolve().then(
       (resolved) => {
+        try {
+          resolver.declareRole('client');
+        } catch (error) {
+          callback(error instanceof Error ? error : new Error(String(error)), null);
+          return;
+        }
         let connector = connectors.get(resolved);
         if (!connector) {
           // One connector per generation: undici's TLS session cache goes with it.
@@ -394,6 +415,7 @@ export function createHttp2Client(
     readonly session: Promise<http2.ClientHttp2Session>;
   }
   const book = new ExpiryBook(resolver);
+  declareClient(resolver);
   const open = new Set<http2.ClientHttp2Session>();
   let current: Entry | undefined;
   let closed = false;
@@ -437,6 +459,7 @@ export function createHttp2Client(
       for (let attempt = 0; ; attempt++) {
         if (closed) throw new ConfigurationError('HTTP/2 client is closed');
         const latest = await resolver.resolve();
+        resolver.declareRole('client');
         const { generation, options: resolved } = resolver.current() ?? { generation: 0, options: latest };
         let entry = current;
         if (!entry || entry.generation !== generation) {

@@ -31,6 +31,7 @@ export interface FileProviderConfig {
   watch?: boolean | 'poll';
   pollIntervalMs?: number;
   debounceMs?: number;
+  settleMs?: number;
 }
 
 export interface AwsSecretsManagerProviderConfig {
@@ -189,7 +190,7 @@ const RESOLVER_OPTIONS: ReadonlySet<string> = new Set([
 const PROVIDER_KEYS: Record<ProviderConfig['type'], readonly string[]> = {
   memory: ['values'],
   env: ['prefix'],
-  file: ['baseDir', 'watch', 'pollIntervalMs', 'debounceMs'],
+  file: ['baseDir', 'watch', 'pollIntervalMs', 'debounceMs', 'settleMs'],
   'aws-secrets-manager': ['region', 'endpoint', 'maxAttempts', 'requestTimeoutMs'],
   'aws-ssm': ['region', 'endpoint', 'maxAttempts', 'requestTimeoutMs', 'withDecryption'],
   vault: ['endpoint', 'namespace', 'requestTimeoutMs', 'auth', 'tls'],
@@ -365,6 +366,7 @@ async function buildProvider(name: string, config: unknown, baseDir: string, whe
         ...(c.watch === undefined ? {} : { watch: c.watch as boolean | 'poll' }),
         ...(c.pollIntervalMs === undefined ? {} : { pollIntervalMs: c.pollIntervalMs as number }),
         ...(c.debounceMs === undefined ? {} : { debounceMs: c.debounceMs as number }),
+        ...(c.settleMs === undefined ? {} : { settleMs: c.settleMs as number }),
       });
       return { type: kind, provider, ref: (r, w) => provider.ref(requireId(r, w), refOptions(r, w)) };
     }

@@ -77,7 +77,10 @@ export async function connect(resolver: Resolver, options: ConnectOptions): Prom
   /** The generation of the last handshake attempted, read with its options. */
   let used = 0;
   const attempt = async (offerSession: boolean): Promise<TLSSocket> => {
+    // The client certificate must allow client auth: checked at the gate, once per generation.
+    resolver.declareRole('client');
     const resolved = await resolver.resolve();
+    resolver.declareRole('client');
     const sessions = sessionsOf(resolver);
     const generation = resolver.generation;
     used = generation;

@@ -77,7 +77,19 @@ export interface ResolverOptions {
   verifyChain?: boolean;
 }
 
+/**
+ * What a dated entry of the bundle is: a presented certificate (`leaf`, or an `intermediate` of its chain), a
+ * CA entry (`authority`), or a CRL (`crl`: `notBefore`/`notAfter` are its thisUpdate/nextUpdate, `subject` its
+ * issuer, `serialNumber` its CRL number when it has one).
+ */
+export type DeadlineKind = 'leaf' | 'intermediate' | 'authority' | 'crl';
+
+/** The role a resolver's material is used in: its certificates need the matching (extended) key usage. */
+export type Role = 'server' | 'client';
+
 export interface CertificateInfo {
+  /** Absent on records made before kinds existed: read as `leaf`. */
+  readonly kind?: DeadlineKind;
   readonly field: string;
   readonly ref: string;
   readonly subject: string;
@@ -93,7 +105,10 @@ export interface RotateEvent {
   readonly changed: readonly string[];
   /** Version per field path, where the store reports one. */
   readonly versions: Readonly<Record<string, string | undefined>>;
-  /** Leaf certificates (from `cert` and `pfx`): their notAfter drives refresh-ahead and expiry. */
+  /**
+   * Presented certificates (from `cert` and `pfx`): leaves (`cert`, `cert[1]`) and the intermediates of their
+   * chains (`cert#1`, kind `intermediate`). Their notAfter drives refresh-ahead and expiry.
+   */
   readonly certificates: readonly CertificateInfo[];
   /** CA entries (`ca`, one per certificate, e.g. `ca#1`): reported for monitoring, not enforced. */
   readonly authorities: readonly CertificateInfo[];
@@ -109,6 +124,10 @@ export interface StaleEvent {
 
 export interface ExpiringEvent {
   readonly generation: number;
+  /**
+   * What is expiring: a leaf, an intermediate of a presented chain, a CA entry or a CRL (its nextUpdate);
+   * `kind` says which.
+   */
   readonly certificate: CertificateInfo;
   readonly remainingMs: number;
 }

@@ -3,12 +3,20 @@
  * `tls.createSecureContext` lets through silently (mismatched key types, expired certificates, garbage in CA
  * bundles) as well as what it rejects with unhelpful messages (PFX mac failures, bad decrypts).
  */
-import { createDiffieHellman, createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
+import {
+  createDiffieHellman,
+  createHash,
+  createPrivateKey,
+  hkdfSync,
+  type KeyObject,
+  X509Certificate,
+} from 'node:crypto';
 import { Socket } from 'node:net';
 import { createSecureContext, type SecureContext, type SecureContextOptions, TLSSocket } from 'node:tls';
+import { crlFields, DerError, type UsageFields, usageFields } from './der.js';
 import { InvalidMaterialError, safeCause } from './errors.js';
-import { looksLikePem, splitPem } from './pem.js';
-import type { CertificateInfo } from './types.js';
+import { looksLikePem, type PemBlock, PemSyntaxError, parsePem, pemBytes, splitPem } from './pem.js';
+import type { CertificateInfo, Role } from './types.js';
 
 /** One value and where it came from, for error messages. */
 export interface Item {
@@ -33,15 +41,50 @@ export interface Material {
   psk: { identity: string; item: Item }[];
 }
 
+/** One presented certificate's usage extensions, kept so that a role declared later is checked without parsing. */
+export interface PresentedUsage {
+  readonly field: string;
+  readonly ref: string;
+  readonly serialNumber: string;
+  /** The leaf (its key usage matters) or an intermediate of its chain (its extended key usage restricts). */
+  readonly leaf: boolean;
+  readonly usage: UsageFields;
+}
+
+/** What a presented chain reached, for the next generation to be compared with. */
+export interface ChainRecord {
+  /** Subjects of the intermediates the chain carried. */
+  readonly carried: readonly string[];
+}
+
 export interface ValidatedBundle {
-  /** The secret fields in the form Node takes them (lists split per entry). */
+  /** The secret fields in the form Node takes them (lists split per entry, PEM in canonical form). */
   readonly options: SecureContextOptions;
   readonly secureContext: SecureContext;
+  /** Presented certificates: leaves, and intermediates of their chains (kind `intermediate`, `cert#1`). */
   readonly certificates: readonly CertificateInfo[];
   /** The CA entries; their expiry is reported, not enforced (bundles often carry expired roots). */
   readonly authorities: readonly CertificateInfo[];
+  /** The CRLs (kind `crl`): notBefore/notAfter are thisUpdate/nextUpdate. */
+  readonly crls: readonly CertificateInfo[];
+  /**
+   * Everything dated that the resolver must watch, in one list: presented certificates, CRLs (their expiry
+   * breaks every handshake: enforced) and CA entries still valid at validation (reported only). Expiring and
+   * expired events, refresh-ahead points and status() dates come from here.
+   */
+  readonly deadlines: readonly CertificateInfo[];
+  /** Earliest notAfter of what is enforced: every presented certificate and every CRL's nextUpdate. */
   readonly notAfter: Date | undefined;
   readonly psk: ReadonlyMap<string, Buffer>;
+  /** Usage extensions of the presented certificates, for `checkRoles`. */
+  readonly usages: readonly PresentedUsage[];
+  /** Per `cert` field path, what its chain carried: the next validation refuses a chain that lost an intermediate. */
+  readonly chains: ReadonlyMap<string, ChainRecord>;
+  /**
+   * A digest of who may connect (the canonical `ca` and `crl` entries), not secret: a server whose trust
+   * digest changes must stop resuming sessions made under the old one.
+   */
+  readonly trustDigest: string;
 }
 
 export interface ValidateOptions {
@@ -58,6 +101,10 @@ export interface ValidateOptions {
     readonly previous: ReadonlyMap<string, CertificateInfo>;
     readonly next: Map<string, CertificateInfo>;
   };
+  /** The roles the material is used in (server, client): every presented certificate must allow them. */
+  readonly roles?: ReadonlySet<Role>;
+  /** The bundle being served: a chain that carried an intermediate must not lose it (a write in progress). */
+  readonly previous?: ValidatedBundle;
 }
 
 const invalid = (item: Pick<Item, 'path' | 'ref'>, reason: string, cause?: unknown) =>
@@ -69,11 +116,24 @@ const invalid = (item: Pick<Item, 'path' | 'ref'>, reason: string, cause?: unkno
 
 const text = (value: string | Buffer) => (typeof value === 'string' ? value : value.toString('latin1'));
 
-/** A CA or CRL value split into one entry per PEM block, each still attributed to its source. */
+/** PEM blocks by OpenSSL's rules (see pem.ts), each in canonical form; a syntax error names the line. */
+function pemBlocks(item: Item, what: string): PemBlock[] {
+  try {
+    return parsePem(pemBytes(item.value));
+  } catch (err) {
+    if (err instanceof PemSyntaxError)
+      throw invalid(item, `${what} is not a clean PEM bundle: ${err.message}`);
+    throw err;
+  }
+}
+
+/**
+ * A PEM value split into one entry per block, each still attributed to its source and in canonical form
+ * (the text OpenSSL is given is the text validated). A DER value stays one entry.
+ */
 function splitEntries(item: Item, expectedLabels: readonly string[], what: string): Item[] {
   if (!looksLikePem(item.value)) return [item];
-  const blocks = splitPem(text(item.value));
-  if (!blocks) throw invalid(item, `${what} is not a clean PEM bundle (text outside or between PEM blocks)`);
+  const blocks = pemBlocks(item, what);
   return blocks.map((block, index) => {
     if (!expectedLabels.includes(block.label)) {
       throw invalid(
@@ -89,6 +149,32 @@ function splitEntries(item: Item, expectedLabels: readonly string[], what: strin
   });
 }
 
+const KEY_LABELS = [
+  'PRIVATE KEY',
+  'ENCRYPTED PRIVATE KEY',
+  'RSA PRIVATE KEY',
+  'EC PRIVATE KEY',
+  'DSA PRIVATE KEY',
+];
+/** Blocks OpenSSL skips in a key file without harm: `openssl ecparam -genkey` output, key+cert files. */
+const BESIDE_KEY_LABELS = ['EC PARAMETERS', 'CERTIFICATE', 'TRUSTED CERTIFICATE'];
+
+/** The one private key block of a PEM key value, canonical; other blocks are refused or dropped. */
+function canonicalKey(item: WithPassphrase): WithPassphrase {
+  if (!looksLikePem(item.value)) return item;
+  const blocks = pemBlocks(item, 'private key');
+  const keys = blocks.filter((block) => KEY_LABELS.includes(block.label));
+  const other = blocks.find(
+    (block) => !KEY_LABELS.includes(block.label) && !BESIDE_KEY_LABELS.includes(block.label),
+  );
+  if (other) throw invalid(item, `private key value holds a "${other.label}" block`);
+  const [key] = keys;
+  if (!key) throw invalid(item, 'private key value holds no private key block');
+  if (keys.length > 1)
+    throw invalid(item, `private key value holds ${keys.length} private keys, expected one`);
+  return { ...item, value: key.text };
+}
+
 function parseCertificate(item: Item, what: string): X509Certificate {
   try {
     return new X509Certificate(item.value);
@@ -97,8 +183,13 @@ function parseCertificate(item: Item, what: string): X509Certificate {
   }
 }
 
-function certificateInfo(item: Item, cert: X509Certificate): CertificateInfo {
+function certificateInfo(
+  item: Item,
+  cert: X509Certificate,
+  kind: CertificateInfo['kind'] = 'leaf',
+): CertificateInfo {
   return {
+    kind,
     field: item.path,
     ref: item.ref,
     subject: cert.subject,
@@ -110,14 +201,12 @@ function certificateInfo(item: Item, cert: X509Certificate): CertificateInfo {
 }
 
 function checkValidityWindow(item: Item, info: CertificateInfo, now: number): void {
+  const which = info.kind === 'intermediate' ? 'intermediate certificate' : 'certificate';
   if (now < info.notBefore.getTime()) {
-    throw invalid(
-      item,
-      `certificate ${info.serialNumber} is not valid before ${info.notBefore.toISOString()}`,
-    );
+    throw invalid(item, `${which} ${info.serialNumber} is not valid before ${info.notBefore.toISOString()}`);
   }
   if (now > info.notAfter.getTime()) {
-    throw invalid(item, `certificate ${info.serialNumber} expired at ${info.notAfter.toISOString()}`);
+    throw invalid(item, `${which} ${info.serialNumber} expired at ${info.notAfter.toISOString()}`);
   }
 }
 
@@ -206,9 +295,134 @@ function checkDhParameters(item: Item): void {
     throw invalid(item, `dhparam prime fails OpenSSL's check (verifyError ${verifyError})`);
 }
 
+const SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
+const CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
+/** Server Gated Crypto (Netscape, Microsoft): OpenSSL still accepts them for a server (XKU_SGC). */
+const SGC = ['2.16.840.1.113730.4.1', '1.3.6.1.4.1.311.10.3.3'];
+const KU_DIGITAL_SIGNATURE = 0x80;
+const KU_KEY_ENCIPHERMENT = 0x20;
+const KU_KEY_AGREEMENT = 0x08;
+
+/** What OpenSSL's purpose check (`X509_check_purpose`, ssl_server / ssl_client) requires, by role. */
+const PURPOSE = {
+  server: {
+    eku: [SERVER_AUTH, ...SGC],
+    ekuName: 'serverAuth',
+    keyUsage: KU_DIGITAL_SIGNATURE | KU_KEY_ENCIPHERMENT | KU_KEY_AGREEMENT,
+    keyUsageName: 'digitalSignature, keyEncipherment or keyAgreement',
+    nsCertType: 0x40,
+  },
+  client: {
+    eku: [CLIENT_AUTH],
+    ekuName: 'clientAuth',
+    keyUsage: KU_DIGITAL_SIGNATURE | KU_KEY_AGREEMENT,
+    keyUsageName: 'digitalSignature or keyAgreement',
+    nsCertType: 0x80,
+  },
+} as const;
+
+/**
+ * Throws InvalidMaterialError when a presented certificate does not allow one of the roles: its peers would
+ * fail every handshake with INVALID_PURPOSE (OpenSSL checks the leaf's key usage and the extended key usage
+ * of the leaf and of every intermediate). Runs on the validated records, no parsing: cheap for a role
+ * declared after the bundle was validated.
+ */
+export function checkRoles(bundle: Pick<ValidatedBundle, 'usages'>, roles: Iterable<Role>): void {
+  for (const role of roles) {
+    const purpose = PURPOSE[role];
+    for (const presented of bundle.usages) {
+      const { extKeyUsage, keyUsage, nsCertType } = presented.usage;
+      const which = presented.leaf ? 'certificate' : 'intermediate certificate';
+      const where = { path: presented.field, ref: presented.ref };
+      if (extKeyUsage && !extKeyUsage.some((id) => (purpose.eku as readonly string[]).includes(id))) {
+        throw invalid(
+          where,
+          `${which} ${presented.serialNumber} is used as a ${role} but its extended key usage lacks ${purpose.ekuName}`,
+        );
+      }
+      if (nsCertType !== undefined && !(nsCertType & purpose.nsCertType)) {
+        throw invalid(
+          where,
+          `${which} ${presented.serialNumber} is used as a ${role} but its Netscape certificate type excludes it`,
+        );
+      }
+      if (presented.leaf && keyUsage !== undefined && !(keyUsage & purpose.keyUsage)) {
+        throw invalid(
+          where,
+          `certificate ${presented.serialNumber} is used as a ${role} but its key usage lacks ${purpose.keyUsageName}`,
+        );
+      }
+    }
+  }
+}
+
+function presentedUsage(item: Item, cert: X509Certificate, leaf: boolean): PresentedUsage {
+  let usage: UsageFields;
+  try {
+    usage = usageFields(cert.raw);
+  } catch (err) {
+    if (!(err instanceof DerError)) throw err;
+    throw invalid(item, `certificate ${cert.serialNumber} has extensions that cannot be read`);
+  }
+  return { field: item.path, ref: item.ref, serialNumber: cert.serialNumber, leaf, usage };
+}
+
+/** The CRL's dates, refused when OpenSSL would refuse it at every handshake (CRL_NOT_YET_VALID, CRL_HAS_EXPIRED). */
+function crlInfo(item: Item, now: number): CertificateInfo {
+  let der: Buffer;
+  if (looksLikePem(item.value)) {
+    const [block] = parsePem(pemBytes(item.value));
+    der = Buffer.from((block?.text ?? '').replace(/-----[^\n]*-----/g, '').replace(/\s/g, ''), 'base64');
+  } else {
+    der = Buffer.isBuffer(item.value) ? item.value : Buffer.from(item.value, 'latin1');
+  }
+  let fields: ReturnType<typeof crlFields>;
+  try {
+    fields = crlFields(der);
+  } catch (err) {
+    if (!(err instanceof DerError)) throw err;
+    throw invalid(item, 'CRL cannot be parsed');
+  }
+  if (now < fields.thisUpdate.getTime()) {
+    throw invalid(item, `CRL is not valid before its thisUpdate ${fields.thisUpdate.toISOString()}`);
+  }
+  if (fields.nextUpdate && now > fields.nextUpdate.getTime()) {
+    throw invalid(
+      item,
+      `CRL expired at its nextUpdate ${fields.nextUpdate.toISOString()} (every peer would be refused with CRL_HAS_EXPIRED)`,
+    );
+  }
+  const digest = createHash('sha256').update(der).digest('hex').toUpperCase();
+  return {
+    kind: 'crl',
+    field: item.path,
+    ref: item.ref,
+    subject: fields.issuer,
+    serialNumber: fields.number ?? '',
+    fingerprint256: digest.match(/../g)?.join(':') ?? digest,
+    notBefore: fields.thisUpdate,
+    // No nextUpdate: never stale by date; the far future keeps the record's type simple.
+    notAfter: fields.nextUpdate ?? new Date(8.64e15),
+  };
+}
+
+/**
+ * Ticket keys from a store are shared by a fleet so that any server resumes any session. Under trust
+ * material (`ca`, `crl`) they are bound to it: the keys OpenSSL gets are derived from the store's and the
+ * trust digest, so every server with the same keys and the same trust still shares sessions, and a change
+ * of trust (a CRL revoking a client, a CA dropped) makes every older ticket undecryptable.
+ */
+function boundTicketKeys(storeKeys: Buffer, trustDigest: string): Buffer {
+  return Buffer.from(
+    hkdfSync('sha256', storeKeys, Buffer.from(trustDigest, 'hex'), 'tls-secrets ticket keys', 48),
+  );
+}
+
 export function validateMaterial(material: Material, options: ValidateOptions): ValidatedBundle {
   const { now } = options;
   const certificates: CertificateInfo[] = [];
+  const usages: PresentedUsage[] = [];
+  const chains = new Map<string, ChainRecord>();
 
   if (material.ticketKeys) {
     const bytes = material.ticketKeys.value;
@@ -221,7 +435,11 @@ export function validateMaterial(material: Material, options: ValidateOptions): 
     }
   }
 
-  if (material.dhparam) checkDhParameters(material.dhparam);
+  const dhparam = material.dhparam && {
+    ...material.dhparam,
+    value: splitEntries(material.dhparam, ['DH PARAMETERS'], 'dhparam')[0]?.value ?? material.dhparam.value,
+  };
+  if (dhparam) checkDhParameters(dhparam);
 
   const psk = new Map<string, Buffer>();
   for (const { identity, item } of material.psk) {
@@ -237,48 +455,60 @@ export function validateMaterial(material: Material, options: ValidateOptions): 
   const authorities: CertificateInfo[] = [];
   const caValues: (string | Buffer)[] = [];
   const caCerts: X509Certificate[] = [];
+  const caSubjects = new Set<string>();
   for (const item of ca) {
     const key = typeof item.value === 'string' ? item.value : undefined;
     const known = key === undefined ? undefined : options.caCache?.previous.get(key);
     // verifyChain needs the certificates themselves; otherwise a known entry needs no parsing.
     const cert = known && !options.verifyChain ? undefined : parseCertificate(item, 'CA entry');
-    const info = cert
-      ? certificateInfo(item, cert)
+    const info: CertificateInfo = cert
+      ? certificateInfo(item, cert, 'authority')
       : { ...(known as CertificateInfo), field: item.path, ref: item.ref };
     if (key !== undefined) options.caCache?.next.set(key, info);
     if (cert) caCerts.push(cert);
+    caSubjects.add(info.subject);
     authorities.push(info);
     // Node's ca option takes PEM only: a DER entry goes on as PEM.
     caValues.push(looksLikePem(item.value) || !cert ? item.value : cert.toString());
   }
 
   const crl = material.crl.flatMap((item) => splitEntries(item, ['X509 CRL'], 'CRL'));
+  const crls: CertificateInfo[] = [];
   for (const item of crl) {
     try {
       createSecureContext({ crl: item.value });
     } catch (err) {
       throw invalid(item, 'CRL cannot be parsed', err);
     }
+    crls.push(crlInfo(item, now));
   }
 
-  const keys = material.key.map((item) => ({ item, key: parsePrivateKey(item, material.passphrase) }));
+  const keyItems = material.key.map(canonicalKey);
+  const keys = keyItems.map((item) => ({ item, key: parsePrivateKey(item, material.passphrase) }));
 
   const leaves: { item: Item; cert: X509Certificate; chain: X509Certificate[] }[] = [];
   // DER certificates parse here but Node's cert and ca options take PEM only: pass them on as PEM.
   const certValues: (string | Buffer)[] = [];
   for (const item of material.cert) {
-    const entries = looksLikePem(item.value)
-      ? splitEntries(item, ['CERTIFICATE'], 'certificate chain')
-      : [item];
+    const pem = looksLikePem(item.value);
+    const entries = pem ? splitEntries(item, ['CERTIFICATE'], 'certificate chain') : [item];
     const chain = entries.map((entry) => parseCertificate(entry, 'certificate'));
-    certValues.push(looksLikePem(item.value) ? item.value : (chain[0]?.toString() ?? item.value));
+    // OpenSSL gets the blocks validated, not the text they came in.
+    certValues.push(
+      pem ? entries.map((entry) => text(entry.value)).join('\n') : (chain[0]?.toString() ?? item.value),
+    );
     chain.forEach((cert, index) => {
-      const info = certificateInfo(entries[index] ?? item, cert);
+      const entry = entries[index] ?? item;
+      const info = certificateInfo(entry, cert, index === 0 ? 'leaf' : 'intermediate');
       checkValidityWindow(item, info, now);
-      if (index === 0) certificates.push({ ...info, field: item.path });
+      certificates.push(index === 0 ? { ...info, field: item.path } : info);
+      usages.push(presentedUsage(index === 0 ? item : entry, cert, index === 0));
     });
     const [leaf] = chain;
-    if (leaf) leaves.push({ item, cert: leaf, chain });
+    if (!leaf) continue;
+    leaves.push({ item, cert: leaf, chain });
+    checkChainKept(item, chain, options.previous?.chains.get(item.path), caSubjects);
+    chains.set(item.path, { carried: chain.slice(1).map((cert) => cert.subject) });
   }
 
   const [firstLeaf] = leaves;
@@ -352,13 +582,24 @@ export function validateMaterial(material: Material, options: ValidateOptions): 
       const info = { ...certificateInfo(item, leaf), field: item.path };
       checkValidityWindow(item, info, now);
       certificates.push(info);
+      usages.push(presentedUsage(item, leaf, true));
     }
     return entry;
   });
 
+  if (options.roles) checkRoles({ usages }, options.roles);
+
+  const trustDigest = createHash('sha256')
+    .update(
+      [...caValues, ...crl.map((item) => item.value)]
+        .map((value) => createHash('sha256').update(value).digest('hex'))
+        .join('\n'),
+    )
+    .digest('hex');
+
   const secretOptions: SecureContextOptions = {};
   if (keys.length) {
-    secretOptions.key = material.key.map((item) => {
+    secretOptions.key = keyItems.map((item) => {
       const passphrase = item.passphrase ?? material.passphrase;
       return passphrase ? { pem: item.value, passphrase: text(passphrase.value) } : { pem: item.value };
     });
@@ -369,8 +610,12 @@ export function validateMaterial(material: Material, options: ValidateOptions): 
   if (crl.length) secretOptions.crl = crl.map((item) => item.value);
   if (pfx.length) secretOptions.pfx = pfx;
   if (material.passphrase) secretOptions.passphrase = text(material.passphrase.value);
-  if (material.ticketKeys) secretOptions.ticketKeys = material.ticketKeys.value as Buffer;
-  if (material.dhparam) secretOptions.dhparam = material.dhparam.value;
+  if (material.ticketKeys) {
+    const storeKeys = material.ticketKeys.value as Buffer;
+    secretOptions.ticketKeys =
+      caValues.length || crl.length ? boundTicketKeys(storeKeys, trustDigest) : storeKeys;
+  }
+  if (dhparam) secretOptions.dhparam = dhparam.value;
 
   let secureContext: SecureContext;
   try {
@@ -384,9 +629,47 @@ export function validateMaterial(material: Material, options: ValidateOptions): 
     throw invalid(item, `TLS context cannot be built${code ? ` (${code})` : ''}`, err);
   }
 
-  const notAfter = certificates.reduce<Date | undefined>(
+  const enforced = [...certificates, ...crls];
+  const notAfter = enforced.reduce<Date | undefined>(
     (earliest, info) => (!earliest || info.notAfter < earliest ? info.notAfter : earliest),
     undefined,
   );
-  return { options: secretOptions, secureContext, certificates, authorities, notAfter, psk };
+  const deadlines = [...enforced, ...authorities.filter((info) => info.notAfter.getTime() > now)];
+  return {
+    options: secretOptions,
+    secureContext,
+    certificates,
+    authorities,
+    crls,
+    deadlines,
+    notAfter,
+    psk,
+    usages,
+    chains,
+    trustDigest,
+  };
+}
+
+/**
+ * A chain that no longer carries an intermediate it carried before, while still needing it (its top
+ * certificate is issued by that intermediate, and no CA entry stands in), is a write caught halfway (the
+ * leaf written first, the chain a moment later) or a mistake: peers that trust only the root would fail
+ * every handshake. A chain moving to a new issuer is a rotation and passes.
+ */
+function checkChainKept(
+  item: Item,
+  chain: readonly X509Certificate[],
+  previous: ChainRecord | undefined,
+  caSubjects: ReadonlySet<string>,
+): void {
+  const top = chain[chain.length - 1];
+  if (!top || !previous) return;
+  const needed = top.issuer;
+  if (needed === top.subject || caSubjects.has(needed)) return;
+  if (previous.carried.includes(needed) && !chain.some((cert) => cert.subject === needed)) {
+    throw invalid(
+      item,
+      `certificate chain ends at certificate ${top.serialNumber}, issued by ${JSON.stringify(needed)} whose certificate the served chain carried and this one lacks (incomplete write?)`,
+    );
+  }
 }

@@ -84,7 +84,7 @@ describe('splitPem', () => {
   }));
   const whitespace = fc.stringMatching(/^[ \t\r\n]{0,4}$/);
 
-  it('never throws, and what it returns covers the input exactly (only whitespace left over)', () => {
+  it('never throws; only blank lines lie outside the blocks, and the canonical blocks split back to themselves', () => {
     fc.assert(
       fc.property(
         fc.oneof(
@@ -102,32 +102,43 @@ describe('splitPem', () => {
           const blocks = splitPem(text);
           if (blocks === undefined) return;
           expect(blocks.length).toBeGreaterThan(0);
-          let rest = text;
           for (const b of blocks) {
-            const at = rest.indexOf(b.text);
-            expect(at).toBeGreaterThanOrEqual(0);
-            expect(rest.slice(0, at).trim()).toBe('');
-            expect(b.text.startsWith(`-----BEGIN ${b.label}-----`)).toBe(true);
-            expect(b.text.endsWith(`-----END ${b.label}-----`)).toBe(true);
-            rest = rest.slice(at + b.text.length);
+            expect(b.text.startsWith(`-----BEGIN ${b.label}-----\n`)).toBe(true);
+            expect(b.text.endsWith(`\n-----END ${b.label}-----`)).toBe(true);
           }
-          expect(rest.trim()).toBe('');
+          expect(splitPem(blocks.map((b) => b.text).join('\n'))).toEqual(blocks);
+          // Every BEGIN line of the input starts its line: none hides behind other characters.
+          for (const line of text.split('\n').slice(1)) {
+            if (line.includes('-----BEGIN ')) expect(line.startsWith('-----BEGIN ')).toBe(true);
+          }
         },
       ),
       { numRuns: 400 },
     );
   });
 
-  it('round trip: blocks joined by whitespace split back into the same blocks', () => {
+  it('round trip: blocks separated by blank lines split back into the same blocks', () => {
     fc.assert(
       fc.property(
         fc.array(fc.tuple(whitespace, block), { minLength: 1, maxLength: 5 }),
         whitespace,
         (parts, tail) => {
-          const text = parts.map(([ws, b]) => ws + b.text).join('') + tail;
+          const text = parts.map(([ws, b]) => `${ws}\n${b.text}\n`).join('') + tail;
           expect(splitPem(text)).toEqual(parts.map(([, b]) => b));
         },
       ),
+    );
+  });
+
+  it('a BEGIN line that does not start its line is refused (OpenSSL skips it, and the block with it)', () => {
+    const prefix = fc.constantFrom(' ', '  ', '\t', '\u00a0', '\ufeff', 'x');
+    fc.assert(
+      fc.property(fc.array(block, { minLength: 2, maxLength: 4 }), prefix, fc.nat(), (blocks, before, at) => {
+        const i = 1 + (at % (blocks.length - 1));
+        const texts = blocks.map((b, index) => (index === i ? before + b.text : b.text));
+        expect(splitPem(texts.join('\n'))).toBeUndefined();
+        expect(splitPem(Buffer.from(texts.join('\n'), 'utf8').toString('latin1'))).toBeUndefined();
+      }),
     );
   });
 

@@ -101,7 +101,7 @@ describe('cache', () => {
     expect(provider.probes.length).toBeGreaterThanOrEqual(3);
 
     const other = await createTestCA();
-    store.set('ca', `${ca.certPem}${other.certPem}`);
+    store.set('ca', `${ca.certPem}\n${other.certPem}`);
     result = await resolver.refresh();
     expect(result.rotated).toBe(true);
     expect(provider.fetches).toEqual(['ca']);

@@ -66,6 +66,8 @@ export class KvEngine {
    */
   private readonly metadataDenied = new Set<string>();
   private readonly metadataRefused = new Set<string>();
+  /** The identity last fetched of each pinned version: its probe answers from here, with no request. */
+  private readonly pinnedIdentity = new Map<string, string>();
 
   constructor(
     private readonly session: VaultSession,
@@ -92,7 +94,11 @@ export class KvEngine {
       { method: 'read', path: `${encodePath(mount)}data/${encodePath(rest)}${query}`, ref },
       signal,
     );
-    const body = (response as { data?: { data?: unknown; metadata?: { version?: unknown } } } | null)?.data;
+    const body = (
+      response as {
+        data?: { data?: unknown; metadata?: { version?: unknown; created_time?: unknown } };
+      } | null
+    )?.data;
     if (!isMap(body?.data)) {
       // A version deleted in the future still reads; a null map here means it is gone.
       throw new SecretNotFoundError('secret version deleted', { provider: this.providerName, ref });
@@ -100,12 +106,20 @@ export class KvEngine {
     const version = body.metadata?.version;
     if (typeof version !== 'number') throw this.fail('KV v2 response carries no metadata.version', ref);
     if (this.metadataRefused.delete(spec.path)) this.metadataDenied.add(spec.path);
-    return { value: body.data, version: String(version) };
+    const identity = versionIdentity(version, body.metadata?.created_time);
+    if (spec.version !== undefined) this.pinnedIdentity.set(kvId(spec), identity);
+    return { value: body.data, version: identity };
   }
 
-  /** KV v2: the metadata's `current_version`, one small read. KV v1 has none: undefined lets the resolver compare content. */
+  /**
+   * KV v2: the metadata's `current_version` and its `created_time`, one small read. A version number alone
+   * is not an identity: numbers restart at 1 after `metadata delete` and on a fresh server, and a new
+   * certificate written there would look unchanged. A current version deleted or destroyed is an error the
+   * operator sees (the last good bundle keeps serving, stale). KV v1 has none: undefined lets the
+   * resolver compare content.
+   */
   async currentVersion(spec: KvSpec, ref: string, signal: AbortSignal): Promise<string | undefined> {
-    if (spec.version !== undefined) return String(spec.version);
+    if (spec.version !== undefined) return this.pinnedIdentity.get(kvId(spec));
     const { mount, kvVersion, rest } = await this.locate(spec, ref, signal);
     if (kvVersion === 1 || this.metadataDenied.has(spec.path)) return undefined;
     let response: unknown;
@@ -119,8 +133,31 @@ export class KvEngine {
       this.metadataRefused.add(spec.path);
       return undefined;
     }
-    const current = (response as { data?: { current_version?: unknown } } | null)?.data?.current_version;
-    return typeof current === 'number' && current > 0 ? String(current) : undefined;
+    const metadata = (
+      response as {
+        data?: {
+          current_version?: unknown;
+          versions?: Record<string, { created_time?: unknown; deletion_time?: unknown; destroyed?: unknown }>;
+        };
+      } | null
+    )?.data;
+    const current = metadata?.current_version;
+    if (typeof current !== 'number' || current <= 0) return undefined;
+    const entry = metadata?.versions?.[String(current)];
+    if (entry?.destroyed === true) {
+      throw new SecretNotFoundError(`current version ${current} destroyed`, {
+        provider: this.providerName,
+        ref,
+      });
+    }
+    const deletion = typeof entry?.deletion_time === 'string' ? Date.parse(entry.deletion_time) : Number.NaN;
+    if (deletion <= Date.now()) {
+      throw new SecretNotFoundError(`current version ${current} deleted`, {
+        provider: this.providerName,
+        ref,
+      });
+    }
+    return versionIdentity(current, entry?.created_time);
   }
 
   private async locate(
@@ -209,6 +246,13 @@ export class KvEngine {
   private fail(reason: string, ref: string): FetchError {
     return new FetchError(reason, { provider: this.providerName, ref, transient: false });
   }
+}
+
+/** `<version>@<created_time>`: what tells two writes apart even when their numbers are equal. */
+function versionIdentity(version: number, createdTime: unknown): string {
+  return typeof createdTime === 'string' && createdTime !== ''
+    ? `${version}@${createdTime}`
+    : String(version);
 }
 
 function isMap(value: unknown): value is Readonly<Record<string, unknown>> {

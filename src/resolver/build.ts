@@ -8,7 +8,7 @@ import { FetchError } from '../errors.js';
 import { describeRef, isSecretRef } from '../provider.js';
 import { redactOptions } from '../redact.js';
 import { transformValue } from '../transform.js';
-import type { CertificateInfo, ResolvedOptions, SecretField, TlsSecretsSpec } from '../types.js';
+import type { CertificateInfo, ResolvedOptions, Role, SecretField, TlsSecretsSpec } from '../types.js';
 import {
   type Item,
   type Material,
@@ -43,6 +43,8 @@ export interface BuildInput {
   readonly now: number;
   /** CA entries parsed for the previous generation, by content: reused, not parsed again. */
   readonly caCache: ReadonlyMap<string, CertificateInfo>;
+  /** The roles the helpers declared: every certificate's (extended) key usage must allow each. */
+  readonly roles: ReadonlySet<Role>;
 }
 
 /**
@@ -105,6 +107,9 @@ export function buildGeneration(input: BuildInput): {
     verifyChain: input.verifyChain,
     contextOptions: input.passThrough as SecureContextOptions,
     caCache,
+    roles: input.roles,
+    // The chain the served bundle presents: a candidate that lost an intermediate it carried is refused.
+    previous: input.previous?.bundle,
   });
   const { pskIdentity, ...passThrough } = input.passThrough;
   const options: ResolvedOptions = { ...passThrough, ...bundle.options, secureContext: bundle.secureContext };

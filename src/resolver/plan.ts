@@ -66,22 +66,46 @@ export interface UnitFacts {
 
 /** The served bundle, as far as the schedule cares. */
 export interface ServedFacts {
+  /**
+   * Everything dated the bundle holds (the validated bundle's `deadlines`): leaves and the intermediates they
+   * present, CRLs (nextUpdate as notAfter) and CA entries.
+   */
   readonly certificates: readonly CertificateInfo[];
   /** When each field's value in the served generation was fetched (undefined for literals). */
   readonly fetchedAt: Readonly<Record<string, number | undefined>>;
 }
 
+/** CA entries are announced over their last 90 days only (`expiring` 30 days before at the default 2/3). */
+export const AUTHORITY_WARNING_SPAN_MS = 90 * 86_400_000;
+
 const fieldOf = (field: string) => field.replace(/#\d+$/, '');
 
 /**
- * Every deadline, in ONE place: add a kind here (intermediates in a chain, a CRL's nextUpdate) and it gets
- * refresh-ahead, late checks, the fetch at its end and `expiring`/`expired` events.
+ * Every deadline, in ONE place: leaves, the intermediates of their chains and CRLs (nextUpdate) get
+ * refresh-ahead, late checks, the fetch at their end and `expiring`/`expired` events; CA entries get events.
  */
 export function deadlinesOf(served: ServedFacts | undefined, units: readonly UnitFacts[]): Deadline[] {
   const deadlines: Deadline[] = [];
   const unitsOf = (field: string) =>
     units.flatMap((unit, index) => (unit.paths.includes(fieldOf(field)) ? [index] : []));
   for (const certificate of served?.certificates ?? []) {
+    if (certificate.kind === 'authority') {
+      // A CA entry is announced, not renewed by this bundle: no units, so no refresh point or fetch of its
+      // own; and only over its last 90 days, so a bundle of long-lived roots does not warn at every rotation.
+      const notAfter = certificate.notAfter.getTime();
+      deadlines.push({
+        what: 'certificate',
+        field: certificate.field,
+        ref: certificate.ref,
+        start: Math.max(certificate.notBefore.getTime(), notAfter - AUTHORITY_WARNING_SPAN_MS),
+        notAfter,
+        key: `ca:${certificate.fingerprint256}`,
+        units: [],
+        refetch: false,
+        certificate,
+      });
+      continue;
+    }
     const fetchedAt = served?.fetchedAt[fieldOf(certificate.field)];
     deadlines.push({
       what: 'certificate',
@@ -89,7 +113,7 @@ export function deadlinesOf(served: ServedFacts | undefined, units: readonly Uni
       ref: certificate.ref,
       start: Math.max(certificate.notBefore.getTime(), fetchedAt ?? Number.NEGATIVE_INFINITY),
       notAfter: certificate.notAfter.getTime(),
-      key: `cert:${certificate.fingerprint256}`,
+      key: `${certificate.kind === 'crl' ? 'crl' : 'cert'}:${certificate.fingerprint256}`,
       units: unitsOf(certificate.field),
       refetch: false,
       certificate,

@@ -31,11 +31,13 @@ import {
   type ResolverOptions,
   type ResolverState,
   type ResolverStatus,
+  type Role,
   type RotateEvent,
   SECRET_FIELDS,
   type SecretField,
   type TlsSecretsSpec,
 } from '../types.js';
+import { checkRoles, type ValidatedBundle } from '../validate.js';
 import { buildGeneration, type Generation } from './build.js';
 import { after, type Clock, systemClock, TIMER_SLACK, type TimerHandle } from './clock.js';
 import { fetchStep, type Unit } from './fetch.js';
@@ -94,6 +96,10 @@ export interface InternalAccess {
 export class Resolver extends EventEmitter<ResolverEvents> {
   readonly #options: Required<ResolverOptions>;
   readonly #clock: Clock;
+  /** Roles the helpers declared (server, client): the gate checks key usage for each. */
+  readonly #roles = new Set<Role>();
+  /** Each bundle's verdict per role, so that a role declared late is checked once per generation. */
+  readonly #roleVerdicts = new WeakMap<ValidatedBundle, Map<Role, TlsSecretsError | undefined>>();
   readonly #passThrough: Omit<TlsSecretsSpec, SecretField | 'psk'>;
   readonly #shape: Shape;
   readonly #slots: Slot[];
@@ -180,9 +186,8 @@ export class Resolver extends EventEmitter<ResolverEvents> {
       generation = this.#generation ?? generation;
       const notAfter = generation.bundle.notAfter;
       if (notAfter && this.#isPastMaxStale(generation)) {
-        const [cert] = generation.bundle.certificates.filter(
-          (c) => c.notAfter.getTime() === notAfter.getTime(),
-        );
+        // The earliest deadline may be an intermediate or a CRL: the error names the one that ran out.
+        const [cert] = generation.bundle.deadlines.filter((c) => c.notAfter.getTime() === notAfter.getTime());
         throw new CertificateExpiredError(notAfter, { field: cert?.field, ref: cert?.ref });
       }
     }
@@ -197,6 +202,35 @@ export class Resolver extends EventEmitter<ResolverEvents> {
   serverPskCallback(): ((socket: unknown, identity: string) => Buffer | null) | undefined {
     if (this.#shape.psk.length === 0) return undefined;
     return (_socket, identity) => this.#generation?.bundle.psk.get(identity) ?? null;
+  }
+
+  /**
+   * Declares that this resolver's material is used as a `server` or a `client` (the helpers do it):
+   * every later generation must have certificates whose (extended) key usage allows the role, and the one
+   * being served is checked now, once per generation and role, throwing InvalidMaterialError if it does not.
+   */
+  declareRole(role: Role): void {
+    this.#roles.add(role);
+    const bundle = this.#generation?.bundle;
+    if (!bundle) return;
+    let verdicts = this.#roleVerdicts.get(bundle);
+    if (!verdicts) {
+      verdicts = new Map();
+      this.#roleVerdicts.set(bundle, verdicts);
+    }
+    if (!verdicts.has(role)) {
+      try {
+        checkRoles(bundle, [role]);
+        verdicts.set(role, undefined);
+      } catch (err) {
+        verdicts.set(
+          role,
+          err instanceof TlsSecretsError ? err : new FetchError('role check failed', { cause: err }),
+        );
+      }
+    }
+    const verdict = verdicts.get(role);
+    if (verdict) throw verdict;
   }
 
   /**
@@ -242,7 +276,7 @@ export class Resolver extends EventEmitter<ResolverEvents> {
     // A field's notAfter is its certificate's; for a CA bundle, the earliest of its entries (`ca#0`, `ca#1`…).
     const certs = new Map<string, CertificateInfo>();
     const bundle = generation?.bundle;
-    for (const cert of [...(bundle?.certificates ?? []), ...(bundle?.authorities ?? [])]) {
+    for (const cert of [...(bundle?.deadlines ?? []), ...(bundle?.authorities ?? [])]) {
       const field = cert.field.replace(/#\d+$/, '');
       const known = certs.get(field);
       if (!known || cert.notAfter < known.notAfter) certs.set(field, cert);
@@ -450,6 +484,7 @@ export class Resolver extends EventEmitter<ResolverEvents> {
       verifyChain: this.#options.verifyChain,
       now: this.#clock.now(),
       caCache: this.#caCache,
+      roles: this.#roles,
     });
     this.#caCache = caCache;
     return generation;
@@ -591,7 +626,7 @@ export class Resolver extends EventEmitter<ResolverEvents> {
   #deadlines(units = this.#unitFacts()): TimedDeadline[] {
     const generation = this.#generation;
     const served = generation && {
-      certificates: generation.bundle.certificates,
+      certificates: generation.bundle.deadlines,
       fetchedAt: generation.fetchedAt,
     };
     const fractions = new Map<string, number>();

@@ -227,7 +227,7 @@ describe('bad material, shapes validation.test.ts does not try', () => {
     await rejectSwap(
       resolver,
       () => {
-        store.set('cert', `${good.certPem}${old.certPem}`);
+        store.set('cert', `${good.certPem}\n${old.certPem}`);
         return [];
       },
       { field: 'cert', ref: 'memory:cert', reason: /expired at/ },

@@ -1,0 +1,164 @@
+/**
+ * A three-level PKI for the gate's tests (root → intermediate → leaf), with what test/fixtures/ca.ts does
+ * not offer: intermediates, chosen key usages and CRLs with a chosen nextUpdate. Real keys, real X.509.
+ */
+import { webcrypto, X509Certificate } from 'node:crypto';
+import 'reflect-metadata';
+import * as x509 from '@peculiar/x509';
+
+x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+
+const ALG = { name: 'ECDSA', namedCurve: 'P-256' } as const;
+const SIGN = { name: 'ECDSA', hash: 'SHA-256' } as webcrypto.EcdsaParams;
+export const DAY = 86_400_000;
+
+type Keys = webcrypto.CryptoKeyPair;
+
+export interface Cert {
+  readonly certPem: string;
+  readonly keyPem: string;
+  readonly serial: string;
+  readonly subject: string;
+  readonly cert: x509.X509Certificate;
+  readonly keys: Keys;
+}
+
+export interface CertOptions {
+  commonName?: string;
+  notBefore?: Date;
+  notAfter?: Date;
+  /** Extended key usages; `null` leaves the extension out. Default server and client auth. */
+  extKeyUsage?: readonly string[] | null;
+  /** Key usage flags; undefined leaves the extension out. */
+  keyUsage?: number;
+  /** The key pair of another certificate: a renewal with the same key. */
+  keys?: Keys;
+}
+
+export interface CrlOptions {
+  revoked?: readonly string[];
+  thisUpdate?: Date;
+  nextUpdate?: Date;
+}
+
+export interface Authority extends Cert {
+  issue(options?: CertOptions): Promise<Cert>;
+  intermediate(options?: CertOptions): Promise<Authority>;
+  crl(options?: CrlOptions): Promise<string>;
+}
+
+let serialCounter = 0;
+function serial(): string {
+  serialCounter += 1;
+  return `1${Date.now().toString(16)}${serialCounter.toString(16).padStart(4, '0')}`;
+}
+
+async function keyPem(keys: Keys): Promise<string> {
+  const der = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
+  return x509.PemConverter.encode(der, 'PRIVATE KEY');
+}
+
+async function finish(cert: x509.X509Certificate, keys: Keys): Promise<Cert> {
+  const certPem = cert.toString('pem');
+  return {
+    certPem: `${certPem}\n`,
+    keyPem: await keyPem(keys),
+    serial: new X509Certificate(certPem).serialNumber,
+    subject: cert.subject,
+    cert,
+    keys,
+  };
+}
+
+function authority(self: Cert): Authority {
+  return {
+    ...self,
+    async issue(options = {}) {
+      const keys =
+        options.keys ?? ((await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as Keys);
+      const eku =
+        options.extKeyUsage === undefined
+          ? [x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]
+          : options.extKeyUsage;
+      const extensions: x509.Extension[] = [
+        new x509.BasicConstraintsExtension(false),
+        new x509.SubjectAlternativeNameExtension([
+          { type: 'dns', value: 'localhost' },
+          { type: 'ip', value: '127.0.0.1' },
+        ]),
+        await x509.AuthorityKeyIdentifierExtension.create(self.cert),
+      ];
+      if (eku) extensions.push(new x509.ExtendedKeyUsageExtension([...eku]));
+      if (options.keyUsage !== undefined)
+        extensions.push(new x509.KeyUsagesExtension(options.keyUsage, true));
+      const cert = await x509.X509CertificateGenerator.create({
+        serialNumber: serial(),
+        subject: `CN=${options.commonName ?? 'localhost'}`,
+        issuer: self.cert.subject,
+        notBefore: options.notBefore ?? new Date(Date.now() - 60_000),
+        notAfter: options.notAfter ?? new Date(Date.now() + 30 * DAY),
+        publicKey: keys.publicKey,
+        signingKey: self.keys.privateKey,
+        signingAlgorithm: SIGN,
+        extensions,
+      });
+      return finish(cert, keys);
+    },
+    async intermediate(options = {}) {
+      const keys = (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as Keys;
+      const extensions: x509.Extension[] = [
+        new x509.BasicConstraintsExtension(true, 0, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+        await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+        await x509.AuthorityKeyIdentifierExtension.create(self.cert),
+      ];
+      if (options.extKeyUsage) extensions.push(new x509.ExtendedKeyUsageExtension([...options.extKeyUsage]));
+      const cert = await x509.X509CertificateGenerator.create({
+        serialNumber: serial(),
+        subject: `CN=${options.commonName ?? 'gate test intermediate'}`,
+        issuer: self.cert.subject,
+        notBefore: options.notBefore ?? new Date(Date.now() - DAY),
+        notAfter: options.notAfter ?? new Date(Date.now() + 180 * DAY),
+        publicKey: keys.publicKey,
+        signingKey: self.keys.privateKey,
+        signingAlgorithm: SIGN,
+        extensions,
+      });
+      return authority(await finish(cert, keys));
+    },
+    async crl(options = {}) {
+      const crl = await x509.X509CrlGenerator.create({
+        issuer: self.cert.subject,
+        thisUpdate: options.thisUpdate ?? new Date(Date.now() - 60_000),
+        nextUpdate: options.nextUpdate ?? new Date(Date.now() + 7 * DAY),
+        entries: (options.revoked ?? []).map((serialNumber) => ({
+          serialNumber,
+          revocationDate: new Date(),
+        })),
+        signingKey: self.keys.privateKey,
+        signingAlgorithm: SIGN,
+      });
+      return `${x509.PemConverter.encode(crl.rawData, 'X509 CRL')}\n`;
+    },
+  };
+}
+
+export async function createRoot(commonName = 'gate test root'): Promise<Authority> {
+  const keys = (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as Keys;
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: serial(),
+    name: `CN=${commonName}`,
+    notBefore: new Date(Date.now() - 2 * DAY),
+    notAfter: new Date(Date.now() + 3650 * DAY),
+    keys,
+    signingAlgorithm: SIGN,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+    ],
+  });
+  return authority(await finish(cert, keys));
+}
+
+export { x509 };

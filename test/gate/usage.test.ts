@@ -1,0 +1,126 @@
+/**
+ * Class 4: key usage for the role. A certificate whose (extended) key usage does not allow the role it is
+ * used in passed the old gate, and every handshake then failed with INVALID_PURPOSE at the peer. The
+ * helpers declare the role (createServer/attach: server; connect/agents: client) and the gate checks it,
+ * once per generation. Real certificates with real extensions, real peers.
+ */
+import { once } from 'node:events';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { memory } from '../../providers/memory.js';
+import { connect, createServer, InvalidMaterialError } from '../../src/index.js';
+import { type Authority, type Cert, createRoot, x509 } from './pki.js';
+import { handshake, pastBackoff, resolverFor, serve } from './rig.js';
+
+const { serverAuth, clientAuth } = x509.ExtendedKeyUsage;
+let root: Authority;
+let both: Cert;
+let serverOnly: Cert;
+let clientOnly: Cert;
+
+beforeAll(async () => {
+  root = await createRoot();
+  both = await root.issue();
+  serverOnly = await root.issue({ extKeyUsage: [serverAuth] });
+  clientOnly = await root.issue({ extKeyUsage: [clientAuth] });
+});
+
+function keyPair(cert: Cert) {
+  return memory({ key: cert.keyPem, cert: cert.certPem });
+}
+
+describe('server role', () => {
+  it('a server certificate without serverAuth is refused: listen() reports it, no peer ever sees INVALID_PURPOSE', async () => {
+    const store = keyPair(clientOnly);
+    const resolver = resolverFor({ key: store.ref('key'), cert: store.ref('cert') });
+    const server = createServer(resolver, {}, (socket) => socket.end('hello'));
+    server.listen(0, '127.0.0.1');
+    const [error] = (await once(server, 'error')) as [InvalidMaterialError];
+    expect(error).toBeInstanceOf(InvalidMaterialError);
+    expect(error.field).toBe('cert');
+    expect(error.ref).toBe('memory:cert');
+    expect(error.message).toMatch(/used as a server but its extended key usage lacks serverAuth/);
+    expect(server.listening).toBe(false);
+    server.close();
+  });
+
+  it('a rotation to a certificate without serverAuth is refused; the served one keeps working', async () => {
+    const store = keyPair(both);
+    const resolver = resolverFor({ key: store.ref('key'), cert: store.ref('cert') });
+    const port = await serve(resolver);
+    store.set('key', clientOnly.keyPem);
+    store.set('cert', clientOnly.certPem);
+    const result = await resolver.refresh();
+    expect(result.rotated).toBe(false);
+    expect(result.errors[0]?.message).toMatch(/lacks serverAuth/);
+    expect((await handshake(port, { ca: root.certPem })).ok).toBe(true);
+  });
+
+  it('a key usage without digitalSignature or keyEncipherment is refused for a server', async () => {
+    const signOnly = await root.issue({ keyUsage: x509.KeyUsageFlags.nonRepudiation });
+    const store = keyPair(signOnly);
+    const resolver = resolverFor({ key: store.ref('key'), cert: store.ref('cert') });
+    resolver.declareRole('server');
+    const error = await resolver.resolve().catch((err: unknown) => err);
+    expect(error).toBeInstanceOf(InvalidMaterialError);
+    expect((error as Error).message).toMatch(
+      /key usage lacks digitalSignature, keyEncipherment or keyAgreement/,
+    );
+  });
+
+  it('an intermediate whose extended key usage excludes serverAuth is refused (OpenSSL checks the chain)', async () => {
+    const clientCa = await root.intermediate({ extKeyUsage: [clientAuth] });
+    const leaf = await clientCa.issue();
+    const store = memory({ key: leaf.keyPem, cert: `${leaf.certPem}\n${clientCa.certPem}` });
+    const resolver = resolverFor({ key: store.ref('key'), cert: store.ref('cert') });
+    resolver.declareRole('server');
+    const error = await resolver.resolve().catch((err: unknown) => err);
+    expect(error).toBeInstanceOf(InvalidMaterialError);
+    expect((error as Error).message).toMatch(/intermediate certificate [0-9A-F]+ is used as a server/);
+  });
+});
+
+describe('client role', () => {
+  /** An mTLS server that accepts any client certificate of the root (one per test: cleanups run after each). */
+  const mtlsServer = () => {
+    const store = memory({ key: both.keyPem, cert: both.certPem, ca: root.certPem });
+    return serve(resolverFor({ key: store.ref('key'), cert: store.ref('cert'), ca: store.ref('ca') }), {
+      requestCert: true,
+      rejectUnauthorized: true,
+    });
+  };
+
+  it('connect() with a client certificate without clientAuth fails with the gate error, not at the peer', async () => {
+    const port = await mtlsServer();
+    const store = memory({ key: serverOnly.keyPem, cert: serverOnly.certPem, ca: root.certPem });
+    const resolver = resolverFor({ key: store.ref('key'), cert: store.ref('cert'), ca: store.ref('ca') });
+    const error = await connect(resolver, { host: '127.0.0.1', port, servername: 'localhost' }).catch(
+      (err: unknown) => err,
+    );
+    expect(error).toBeInstanceOf(InvalidMaterialError);
+    expect((error as InvalidMaterialError).field).toBe('cert');
+    expect((error as Error).message).toMatch(/used as a client but its extended key usage lacks clientAuth/);
+  });
+
+  it('a resolver used for both roles needs both: serving works, connect() is refused', async () => {
+    const port = await mtlsServer();
+    const store = memory({ key: serverOnly.keyPem, cert: serverOnly.certPem, ca: root.certPem });
+    const resolver = resolverFor({ key: store.ref('key'), cert: store.ref('cert'), ca: store.ref('ca') });
+    const ownPort = await serve(resolver);
+    expect((await handshake(ownPort, { ca: root.certPem })).ok).toBe(true);
+    await expect(connect(resolver, { host: '127.0.0.1', port, servername: 'localhost' })).rejects.toThrow(
+      /lacks clientAuth/,
+    );
+    // Once declared, the client role binds every later generation too: a rotation must carry both.
+    store.set('key', clientOnly.keyPem);
+    store.set('cert', clientOnly.certPem);
+    const result = await resolver.refresh();
+    expect(result.rotated).toBe(false);
+    expect(result.errors[0]?.message).toMatch(/lacks serverAuth/);
+    store.set('key', both.keyPem);
+    store.set('cert', both.certPem);
+    pastBackoff();
+    expect((await resolver.refresh()).rotated).toBe(true);
+    const socket = await connect(resolver, { host: '127.0.0.1', port, servername: 'localhost' });
+    socket.destroy();
+  });
+});
