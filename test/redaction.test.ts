@@ -1,9 +1,13 @@
 /** Secret material never shows through util.inspect, JSON.stringify or String(). */
+import { once } from 'node:events';
+import * as https from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { inspect } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { memory } from '../providers/memory.js';
-import { createResolver, type TlsSecretsError } from '../src/index.js';
+import { attach, connect, createResolver, createServer, type TlsSecretsError } from '../src/index.js';
 import { createTestCA, encryptKey } from './fixtures/ca.js';
+import { closeServer, listen } from './helpers/tls.js';
 
 function bodyOf(pem: string): string {
   // A recognisable run of base64 from inside the PEM: what a leak would show.
@@ -55,6 +59,41 @@ describe('redaction', () => {
     }
     // Node still gets the real values.
     expect(options.passphrase).toBe(passphrase);
+    await resolver.close();
+  });
+});
+
+describe('servers', () => {
+  it('a server from createServer() or attach() shows no key after a swap (Node keeps its options as properties)', async () => {
+    const ca = await createTestCA();
+    const [first, second] = await Promise.all([ca.issue(), ca.issue()]);
+    const store = memory({ key: first.keyPem, cert: first.certPem });
+    const resolver = createResolver({ key: store.ref('key'), cert: store.ref('cert') });
+    // attach() on a server the application built itself, with a key of its own at construction.
+    const own = https.createServer({ key: second.keyPem, cert: second.certPem });
+    const detach = await attach(own, resolver);
+    const server = createServer(resolver, {});
+    await listen(server);
+    const rotated = once(resolver, 'rotate');
+    store.set('key', second.keyPem);
+    store.set('cert', second.certPem);
+    await resolver.refresh();
+    await rotated;
+    const socket = await connect(createResolver({ ca: ca.certPem }), {
+      host: '127.0.0.1',
+      port: (server.address() as AddressInfo).port,
+      servername: 'localhost',
+    });
+    // The swap took effect: the new certificate is what the server presents.
+    expect(socket.getPeerCertificate().serialNumber).toBe(second.serial);
+    socket.destroy();
+    for (const view of [server, own].map((s) => inspect(s, { showHidden: true, depth: 6 }))) {
+      expect(view).not.toContain('PRIVATE KEY');
+      expect(view).not.toContain(bodyOf(first.keyPem));
+      expect(view).not.toContain(bodyOf(second.keyPem));
+    }
+    detach();
+    await closeServer(server);
     await resolver.close();
   });
 });
