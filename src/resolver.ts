@@ -314,6 +314,8 @@ export class Resolver extends EventEmitter<ResolverEvents> {
   #watching = false;
   #closed = false;
   readonly #cycleAbort = new AbortController();
+  /** The running cycle's fetch deadline; cleared when the cycle ends and on close (see #cycleSignal). */
+  #cycleTimeout: NodeJS.Timeout | undefined;
 
   constructor(spec: TlsSecretsSpec, options: ResolverOptions = {}) {
     super();
@@ -441,7 +443,8 @@ export class Resolver extends EventEmitter<ResolverEvents> {
     if (this.#closed) return;
     this.#closed = true;
     this.#cycleAbort.abort(new ResolverClosedError());
-    for (const timer of [this.#timer, this.#expiryTimer, this.#debounceTimer]) clearTimeout(timer);
+    for (const timer of [this.#timer, this.#expiryTimer, this.#debounceTimer, this.#cycleTimeout])
+      clearTimeout(timer);
     for (const unwatch of this.#unwatch.splice(0)) unwatch();
     await this.#running?.catch(() => undefined);
   }
@@ -477,6 +480,8 @@ export class Resolver extends EventEmitter<ResolverEvents> {
 
   #start(request: RefreshRequest): Promise<RefreshResult> {
     const running = this.#cycle(request).finally(() => {
+      clearTimeout(this.#cycleTimeout);
+      this.#cycleTimeout = undefined;
       if (this.#running === running) this.#running = undefined;
       this.#schedule();
     });
@@ -484,15 +489,29 @@ export class Resolver extends EventEmitter<ResolverEvents> {
     return running;
   }
 
+  /**
+   * Aborted by close() or when the cycle outlives fetchTimeout. Not AbortSignal.timeout(): on Node 22+ its
+   * timer lives until it fires, so every finished cycle would leave one behind (up to fetchTimeout) after
+   * close(). This timer is cleared when the cycle ends (#start) and by close(). One cycle runs at a time.
+   */
+  #cycleSignal(): AbortSignal {
+    const deadline = new AbortController();
+    clearTimeout(this.#cycleTimeout);
+    this.#cycleTimeout = setTimeout(
+      () => deadline.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError')),
+      Math.min(this.#options.fetchTimeout, MAX_TIMER),
+    );
+    // Like AbortSignal.timeout's: a pending fetch deadline alone does not keep the process alive.
+    this.#cycleTimeout.unref();
+    return AbortSignal.any([this.#cycleAbort.signal, deadline.signal]);
+  }
+
   async #cycle(request: RefreshRequest): Promise<RefreshResult> {
     if (this.#closed) throw new ResolverClosedError();
     const now = Date.now();
     const targets = request.units === 'all' ? this.#units : [...request.units];
     const errors: TlsSecretsError[] = [];
-    const signal = AbortSignal.any([
-      this.#cycleAbort.signal,
-      AbortSignal.timeout(this.#options.fetchTimeout),
-    ]);
+    const signal = this.#cycleSignal();
     // One abort listener per reference in flight: many references are normal, not a leak.
     setMaxListeners(0, signal);
 
