@@ -314,8 +314,8 @@ export class Resolver extends EventEmitter<ResolverEvents> {
   #watching = false;
   #closed = false;
   readonly #cycleAbort = new AbortController();
-  /** The running cycle's fetch deadline; cleared when the cycle ends and on close (see #cycleSignal). */
-  #cycleTimeout: NodeJS.Timeout | undefined;
+  /** The fetch deadline of each cycle in flight; cleared when its cycle ends and on close (#fetchDeadline). */
+  readonly #cycleTimeouts = new Set<NodeJS.Timeout>();
 
   constructor(spec: TlsSecretsSpec, options: ResolverOptions = {}) {
     super();
@@ -443,8 +443,9 @@ export class Resolver extends EventEmitter<ResolverEvents> {
     if (this.#closed) return;
     this.#closed = true;
     this.#cycleAbort.abort(new ResolverClosedError());
-    for (const timer of [this.#timer, this.#expiryTimer, this.#debounceTimer, this.#cycleTimeout])
+    for (const timer of [this.#timer, this.#expiryTimer, this.#debounceTimer, ...this.#cycleTimeouts])
       clearTimeout(timer);
+    this.#cycleTimeouts.clear();
     for (const unwatch of this.#unwatch.splice(0)) unwatch();
     await this.#running?.catch(() => undefined);
   }
@@ -479,9 +480,9 @@ export class Resolver extends EventEmitter<ResolverEvents> {
   }
 
   #start(request: RefreshRequest): Promise<RefreshResult> {
-    const running = this.#cycle(request).finally(() => {
-      clearTimeout(this.#cycleTimeout);
-      this.#cycleTimeout = undefined;
+    const deadline = this.#fetchDeadline();
+    const running = this.#cycle(request, deadline.signal).finally(() => {
+      deadline.clear();
       if (this.#running === running) this.#running = undefined;
       this.#schedule();
     });
@@ -490,28 +491,33 @@ export class Resolver extends EventEmitter<ResolverEvents> {
   }
 
   /**
-   * Aborted by close() or when the cycle outlives fetchTimeout. Not AbortSignal.timeout(): on Node 22+ its
-   * timer lives until it fires, so every finished cycle would leave one behind (up to fetchTimeout) after
-   * close(). This timer is cleared when the cycle ends (#start) and by close(). One cycle runs at a time.
+   * A cycle's signal: aborted by close() or when the cycle outlives fetchTimeout. Not AbortSignal.timeout():
+   * on Node 22+ its timer lives until it fires, so every finished cycle would leave one behind (up to
+   * fetchTimeout) after close(). Each cycle has its own timer, cleared when it ends (#start) or by close().
    */
-  #cycleSignal(): AbortSignal {
+  #fetchDeadline(): { signal: AbortSignal; clear(): void } {
     const deadline = new AbortController();
-    clearTimeout(this.#cycleTimeout);
-    this.#cycleTimeout = setTimeout(
+    const timer = setTimeout(
       () => deadline.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError')),
       Math.min(this.#options.fetchTimeout, MAX_TIMER),
     );
     // Like AbortSignal.timeout's: a pending fetch deadline alone does not keep the process alive.
-    this.#cycleTimeout.unref();
-    return AbortSignal.any([this.#cycleAbort.signal, deadline.signal]);
+    timer.unref();
+    this.#cycleTimeouts.add(timer);
+    return {
+      signal: AbortSignal.any([this.#cycleAbort.signal, deadline.signal]),
+      clear: () => {
+        clearTimeout(timer);
+        this.#cycleTimeouts.delete(timer);
+      },
+    };
   }
 
-  async #cycle(request: RefreshRequest): Promise<RefreshResult> {
+  async #cycle(request: RefreshRequest, signal: AbortSignal): Promise<RefreshResult> {
     if (this.#closed) throw new ResolverClosedError();
     const now = Date.now();
     const targets = request.units === 'all' ? this.#units : [...request.units];
     const errors: TlsSecretsError[] = [];
-    const signal = this.#cycleSignal();
     // One abort listener per reference in flight: many references are normal, not a leak.
     setMaxListeners(0, signal);
 
