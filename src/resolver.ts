@@ -863,6 +863,10 @@ export class Resolver extends EventEmitter<ResolverEvents> {
       delay = this.#jittered(this.#options.refreshInterval);
       for (const point of this.#aheadPoints()) {
         if (point.at > now) delay = Math.min(delay, point.at - now);
+        // A lease point that passed while its cycle ran (a slow store, a busy loop) is due now, not at the
+        // next interval: the refetch it triggers draws a new point. A lease with no time left after its
+        // fetch (point at or before fetchedAt) is not retried in a loop.
+        else if (point.unit?.fetchedAt !== undefined && point.at > point.unit.fetchedAt) delay = 0;
       }
     }
     this.#timer = setTimeout(() => this.#onTimer(), Math.min(delay, MAX_TIMER));

@@ -188,14 +188,16 @@ describe('refresh', () => {
   });
 
   it('refreshes ahead of the certificate notAfter (refreshAhead fraction of its lifetime)', async () => {
+    const issuedAt = Date.now();
     const shortLived = await ca.issue({
-      notBefore: new Date(Date.now() - 1_000),
-      notAfter: new Date(Date.now() + 3_000),
+      notBefore: new Date(issuedAt - 1_000),
+      notAfter: new Date(issuedAt + 3_000),
     });
     const renewed = await ca.issue();
-    // A fake clock: on a busy machine the real one can pass the refresh-ahead point before the renewed
-    // certificate is in the store, or fire the timer late; this test is about where the point lies.
-    vi.useFakeTimers({ now: Date.now(), toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+    // A fake clock from the moment the certificate was made: on a busy machine the real one can pass the
+    // refresh-ahead point while the certificates are being made, or fire the timer late; this test is about
+    // where the point lies.
+    vi.useFakeTimers({ now: issuedAt, toFake: ['setTimeout', 'clearTimeout', 'Date'] });
     try {
       const { store, ref } = pollOnlyStore({ key: shortLived.keyPem, cert: shortLived.certPem });
       const resolver = track(
@@ -242,30 +244,70 @@ describe('refresh', () => {
   });
 
   it('refresh-ahead points are jittered per resolver, never later than the refreshAhead fraction', async () => {
-    const firstRefetch: number[] = [];
-    const started = Date.now();
-    const resolvers = Array.from({ length: 6 }, () => {
-      let fetches = 0;
-      const lease: Provider = {
-        name: 'lease',
+    // A fake clock: the points are what is measured, not how late a busy machine runs the timers.
+    vi.useFakeTimers({ now: Date.now(), toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+    try {
+      const firstRefetch: number[] = [];
+      const started = Date.now();
+      const resolvers = Array.from({ length: 6 }, () => {
+        let fetches = 0;
+        const lease: Provider = {
+          name: 'lease',
+          async fetch() {
+            fetches += 1;
+            if (fetches === 2) firstRefetch.push(Date.now() - started);
+            return { value: ca.certPem, version: 'same', expiresAt: new Date(Date.now() + 1_000) };
+          },
+        };
+        return track(
+          createResolver(
+            { ca: createRef(lease, 'x') },
+            { refreshInterval: 3_600_000, refreshAhead: 0.6, jitter: 0.9 },
+          ),
+        );
+      });
+      await Promise.all(resolvers.map((resolver) => resolver.resolve()));
+      await vi.advanceTimersByTimeAsync(600 + 10);
+      expect(firstRefetch).toHaveLength(6);
+      // Fractions fall in 0.6 x (1 - 0.9 u): between 60 and 600 ms of a 1 s lease, spread out.
+      expect(Math.max(...firstRefetch)).toBeLessThanOrEqual(600 + 5);
+      expect(Math.min(...firstRefetch)).toBeGreaterThanOrEqual(60 - 5);
+      expect(Math.max(...firstRefetch) - Math.min(...firstRefetch)).toBeGreaterThan(30);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('a lease point that passes while its fetch is still running is acted on at once, not at the interval', async () => {
+    vi.useFakeTimers({ now: Date.now(), toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+    try {
+      const fetchedAt: number[] = [];
+      const slowLease: Provider = {
+        name: 'slow-lease',
         async fetch() {
-          fetches += 1;
-          if (fetches === 2) firstRefetch.push(Date.now() - started);
-          return { value: ca.certPem, version: 'same', expiresAt: new Date(Date.now() + 1_000) };
+          const lease = { value: ca.certPem, version: 'same', expiresAt: new Date(Date.now() + 1_000) };
+          fetchedAt.push(Date.now());
+          // The first answer comes back after its own refresh-ahead point (at most 500 ms into the lease).
+          if (fetchedAt.length === 1) await new Promise((resolve) => setTimeout(resolve, 700));
+          return lease;
         },
       };
-      return track(
+      const resolver = track(
         createResolver(
-          { ca: createRef(lease, 'x') },
-          { refreshInterval: 3_600_000, refreshAhead: 0.6, jitter: 0.9 },
+          { ca: createRef(slowLease, 'x') },
+          { refreshInterval: 3_600_000, refreshAhead: 0.5, fetchTimeout: 5_000 },
         ),
       );
-    });
-    await Promise.all(resolvers.map((resolver) => resolver.resolve()));
-    await eventually(() => expect(firstRefetch).toHaveLength(6), 3_000);
-    // Fractions fall in 0.6 x (1 - 0.9 u): between 60 and 600 ms of a 1 s lease, spread out.
-    expect(Math.max(...firstRefetch)).toBeLessThan(600 + 150);
-    expect(Math.max(...firstRefetch) - Math.min(...firstRefetch)).toBeGreaterThan(30);
+      const first = resolver.resolve();
+      await vi.advanceTimersByTimeAsync(700);
+      await first;
+      await vi.advanceTimersByTimeAsync(50);
+      // Refetched at once, well before the lease runs out at 1 s (the interval is an hour).
+      expect(fetchedAt).toHaveLength(2);
+      expect((fetchedAt[1] ?? 0) - (fetchedAt[0] ?? 0)).toBeLessThan(1_000);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('probes again just after a store-scheduled change (a rotation date), without waiting for the interval', async () => {
