@@ -58,7 +58,8 @@ async function awsStore(): Promise<DemoStore> {
     process.env.AWS_ENDPOINT_URL_SECRETS_MANAGER ?? process.env.AWS_ENDPOINT_URL ?? 'http://127.0.0.1:5000';
   const config = {
     endpoint,
-    region: process.env.AWS_REGION ?? 'eu-west-1',
+    // The region scripts/seed-stores.mjs seeds by default, and from the same variables.
+    region: process.env.AWS_REGION || process.env.AWS_DEFAULT_REGION || 'eu-west-1',
     credentials: {
       accessKeyId: process.env.AWS_ACCESS_KEY_ID ?? 'demo',
       secretAccessKey: process.env.AWS_SECRET_ACCESS_KEY ?? 'demo',

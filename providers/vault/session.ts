@@ -4,6 +4,8 @@
  * it once after a fresh login when Vault answers 403, and maps every failure to the library's errors.
  */
 import { readFile } from 'node:fs/promises';
+import http from 'node:http';
+import https from 'node:https';
 import { ConfigurationError, FetchError, safeCause } from '../../src/errors.js';
 import { type ErrorWhere, isPermissionDenied, mapVaultError, scrubWireText, timeoutError } from './errors.js';
 import type { ResolvedOptions, VaultClient, VaultRequestOptions } from './options.js';
@@ -44,6 +46,11 @@ export class VaultSession {
   /** Aborts background renewals and logins at close. */
   private readonly background = new AbortController();
   private closed = false;
+  /**
+   * The created client's own connection pools, destroyed at close(). Node's global agents would keep an idle
+   * keep-alive socket to Vault, and its idle timer, alive after the provider is closed.
+   */
+  private agents: { http: http.Agent; https: https.Agent } | undefined;
 
   constructor(private readonly options: ResolvedOptions) {}
 
@@ -78,6 +85,8 @@ export class VaultSession {
     this.state = undefined;
     this.recentTokens.length = 0;
     this.jwt = undefined;
+    this.agents?.http.destroy();
+    this.agents?.https.destroy();
   }
 
   private where(call: Pick<VaultCall, 'method' | 'path' | 'ref'>): ErrorWhere {
@@ -139,14 +148,29 @@ export class VaultSession {
         cause: safeCause(err),
       });
     }
+    const tlsOptions = {
+      ...(tls?.ca !== undefined ? { ca: tls.ca as string | Buffer | (string | Buffer)[] } : {}),
+      ...(tls?.cert !== undefined ? { cert: tls.cert } : {}),
+      ...(tls?.key !== undefined ? { key: tls.key } : {}),
+    };
+    // The same settings as Node's global agents (keep-alive, 5 s idle timeout), but owned by this provider.
+    const agents = {
+      http: new http.Agent({ keepAlive: true, timeout: 5_000 }),
+      https: new https.Agent({ keepAlive: true, timeout: 5_000, ...tlsOptions }),
+    };
+    if (this.closed) {
+      agents.http.destroy();
+      agents.https.destroy();
+    }
+    this.agents = agents;
     const created = factory({
       endpoint,
       ...(namespace ? { namespace } : {}),
       requestOptions: {
         timeout: requestTimeoutMs,
-        ...(tls?.ca !== undefined ? { ca: tls.ca as string | Buffer | (string | Buffer)[] } : {}),
-        ...(tls?.cert !== undefined ? { cert: tls.cert } : {}),
-        ...(tls?.key !== undefined ? { key: tls.key } : {}),
+        ...tlsOptions,
+        httpAgent: agents.http,
+        httpsAgent: agents.https,
       },
     });
     // node-vault falls back to VAULT_TOKEN; the token travels per request instead, so login calls go out
@@ -201,7 +225,15 @@ export class VaultSession {
     timed: boolean,
   ): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      const onAbort = () =>
+      let timer: NodeJS.Timeout | undefined;
+      // Whichever ends first (answer, abort, timeout) clears the others: the request itself cannot be
+      // cancelled, and a hung one must not keep a timer alive after an abort or a close().
+      const done = () => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', onAbort);
+      };
+      const onAbort = () => {
+        done();
         reject(
           new FetchError(`Vault request aborted (${where.action})`, {
             provider: where.provider,
@@ -210,16 +242,19 @@ export class VaultSession {
             cause: signal.reason,
           }),
         );
+      };
       if (signal.aborted) {
         onAbort();
         return;
       }
-      const timer = timed ? setTimeout(() => reject(timeoutError(where)), where.requestTimeoutMs) : undefined;
+      if (timed) {
+        timer = setTimeout(() => {
+          done();
+          reject(timeoutError(where));
+        }, where.requestTimeoutMs);
+      }
       signal.addEventListener('abort', onAbort, { once: true });
-      promise.then(resolve, reject).finally(() => {
-        if (timer) clearTimeout(timer);
-        signal.removeEventListener('abort', onAbort);
-      });
+      promise.then(resolve, reject).finally(done);
     });
   }
 
