@@ -8,8 +8,7 @@
  * events, status(), logger lines, metric attributes, the CLI's stdout and stderr (check and watch, with and
  * without --json), and this process's own stderr and warnings.
  *
- * This supersedes test/reliability/canary.test.ts, which ran Vault against the in-process stand-in and
- * looked for raw values only.
+ * It replaced an older canary test that ran Vault against an in-process stand-in and looked for raw values only.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
