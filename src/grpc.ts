@@ -45,8 +45,9 @@ export interface GrpcServerCredentialsOptions {
 export interface GrpcChannelCredentialsOptions {
   /**
    * The name the server's certificate must carry, when the target does not (an IP address, a load balancer
-   * name). Default: the host of the channel's target. Set the channel option `grpc.default_authority` too
-   * if the server routes on `:authority`.
+   * name). Default: the host of the channel's target. It is also the TLS server name (SNI) sent: grpc-js
+   * sends the target's host otherwise, and Node 26 refuses an IP address there, so an IP target needs it.
+   * Set the channel option `grpc.default_authority` too if the server routes on `:authority`.
    */
   servername?: string;
   /** Called after the usual hostname check with the name checked and the server's certificate. */
@@ -317,12 +318,32 @@ export async function grpcChannelCredentials(
     verify.checkServerIdentity = (host, cert) =>
       checkServerIdentity(servername ?? host, cert) ?? extraCheck?.(servername ?? host, cert);
   }
+  const credentials = grpc.experimental.createCertificateProviderChannelCredentials(
+    provider,
+    first.identity ? provider : null,
+    verify,
+  );
+  if (servername !== undefined) sendServername(credentials, servername);
   return hidden(
-    grpc.experimental.createCertificateProviderChannelCredentials(
-      provider,
-      first.identity ? provider : null,
-      verify,
-    ),
+    credentials,
     `ResolverChannelCredentials { clientCertificate: ${first.identity !== undefined} }`,
   );
+}
+
+/**
+ * grpc-js sends the target's host as the TLS server name unless the channel has
+ * `grpc.ssl_target_name_override`; Node 26 throws for an IP address there (ERR_INVALID_ARG_VALUE), so an IP
+ * target could not connect at all. The override is given for the channels these credentials serve, through
+ * the hook grpc-js calls per subchannel (`_createSecureConnector`, in 1.13 and 1.14); a channel's own
+ * override still wins. The identity check stays ours (`verify.checkServerIdentity`, on `servername`).
+ */
+function sendServername(credentials: ChannelCredentials, servername: string): void {
+  type Connectable = {
+    _createSecureConnector?: (target: unknown, options: object, ...rest: unknown[]) => unknown;
+  };
+  const connectable = credentials as unknown as Connectable;
+  const create = connectable._createSecureConnector?.bind(credentials);
+  if (!create) return;
+  connectable._createSecureConnector = (target, options, ...rest) =>
+    create(target, { 'grpc.ssl_target_name_override': servername, ...options }, ...rest);
 }
