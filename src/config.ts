@@ -298,13 +298,23 @@ export async function loadConfigFile(
   } else {
     try {
       parsed = JSON.parse(text);
-    } catch {
-      // JSON.parse quotes the text it failed on.
-      throw new ConfigurationError(`config ${path} is not valid JSON`);
+    } catch (err) {
+      // JSON.parse quotes the text it failed on: only the position is taken from its message.
+      throw new ConfigurationError(`config ${path} is not valid JSON (${jsonErrorPlace(err, text)})`);
     }
   }
   if (!isObject(parsed)) throw new ConfigurationError(`config ${path} must hold an object`);
   return parsed as unknown as TlsSecretsConfig;
+}
+
+/** `line L, column C` of a JSON.parse failure, from the position in its message (the end when it has none). */
+function jsonErrorPlace(err: unknown, text: string): string {
+  const position = /\bposition (\d+)/.exec(err instanceof Error ? err.message : '');
+  const offset = Math.min(position ? Number(position[1]) : text.length, text.length);
+  const before = text.slice(0, offset).split('\n');
+  const line = before.length;
+  const column = (before[line - 1]?.length ?? 0) + 1;
+  return position ? `line ${line}, column ${column}` : `unexpected end at line ${line}, column ${column}`;
 }
 
 interface Built {
@@ -633,7 +643,11 @@ export async function createResolverFromConfig(
   const raw: unknown = path === undefined ? config : await loadConfigFile(path, { warnings });
   const baseDir = path === undefined ? resolvePath(options.baseDir ?? '.') : dirname(path);
   if (!isObject(raw)) throw new ConfigurationError('config must be an object');
-  checkKeys(raw, ['$schema', 'providers', 'tls', 'options'], 'top level');
+  checkKeys(
+    raw,
+    ['$schema', 'providers', 'tls', 'options'],
+    path === undefined ? 'top level' : `${path}, top level`,
+  );
   if (!isObject(raw.providers) || Object.keys(raw.providers).length === 0) {
     throw fail('providers', 'must name at least one provider');
   }

@@ -148,6 +148,19 @@ describe('createResolverFromConfig', () => {
     }
   });
 
+  it('names the line and column of a JSON syntax error, on every Node line (20 gives only a position)', async () => {
+    const path = join(dir, 'syntax.json');
+    // Line 3, column 5: a value with no quotes; the text around it is a secret-looking literal.
+    await writeFile(path, '{\n  "tls": {\n    secret-text: 1\n  }\n}\n');
+    const error = (await createResolverFromConfig(path).catch((e: unknown) => e)) as Error;
+    expect(error).toBeInstanceOf(ConfigurationError);
+    expect(error.message).toMatch(/line 3, column 5/);
+    expect(error.message).not.toContain('secret-text');
+    await writeFile(path, '{\n  "tls": {\n');
+    const truncated = (await createResolverFromConfig(path).catch((e: unknown) => e)) as Error;
+    expect(truncated.message).toMatch(/line 3, column 1/);
+  });
+
   const vaultAddr = inject('vaultAddr');
   const vaultToken = inject('vaultToken');
   it.skipIf(!vaultAddr)(

@@ -2,7 +2,10 @@
  * Vault provider options and their validation. Everything here runs at `vault()` time, so a bad option fails
  * when the application starts rather than at the first handshake.
  */
+import { X509Certificate } from 'node:crypto';
+import { createSecureContext } from 'node:tls';
 import { ConfigurationError } from '../../src/errors.js';
+import { PemSyntaxError, parsePem, pemBytes } from '../../src/pem.js';
 
 /** TLS settings for the connection to Vault itself (not the material fetched from it). */
 export interface VaultTlsOptions {
@@ -185,6 +188,29 @@ export function resolveOptions(options: VaultOptions): ResolvedOptions {
       if (url.protocol !== 'https:') throw fail('tls options need an https: endpoint');
       if ((tls.cert === undefined) !== (tls.key === undefined))
         throw fail('tls.cert and tls.key go together');
+      // Loaded now, as the connection will load them: a file that is not a key or a certificate, or a key
+      // that does not match its certificate, fails at creation rather than as the first request's error.
+      try {
+        // OpenSSL skips a `ca` that is not PEM without a word: every entry must be certificates only.
+        for (const entry of tls.ca === undefined ? [] : Array.isArray(tls.ca) ? tls.ca : [tls.ca]) {
+          for (const block of parsePem(pemBytes(entry as string | Buffer))) {
+            if (block.label !== 'CERTIFICATE') throw new PemSyntaxError(`a ${block.label} block in tls.ca`);
+            new X509Certificate(block.text);
+          }
+        }
+        createSecureContext({
+          ...(tls.ca !== undefined ? { ca: tls.ca as string | Buffer | (string | Buffer)[] } : {}),
+          ...(tls.cert !== undefined ? { cert: tls.cert, key: tls.key } : {}),
+        });
+      } catch (err) {
+        throw new ConfigurationError(
+          'tls: the CA, certificate or key for the connection to Vault does not load',
+          {
+            provider: name,
+            cause: err,
+          },
+        );
+      }
     }
   }
 

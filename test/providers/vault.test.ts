@@ -292,6 +292,34 @@ describe('vault provider: options', () => {
     ).toThrow(ConfigurationError);
   });
 
+  it('loads the TLS material for the connection to Vault at creation: a key that is not one fails there', async () => {
+    const ca = await createTestCA();
+    const [client, other] = await Promise.all([ca.issue(), ca.issue()]);
+    const endpoint = 'https://vault:8200';
+    const auth = { token: 't' };
+    const refusal = (tls: { ca?: string; cert?: string; key?: string }) => {
+      try {
+        vault({ endpoint, auth, tls });
+      } catch (err) {
+        return err as Error;
+      }
+      return undefined;
+    };
+    for (const tls of [
+      { cert: client.certPem, key: 'not a key' },
+      { cert: client.certPem, key: other.keyPem },
+      { ca: 'not a certificate' },
+    ]) {
+      const error = refusal(tls);
+      expect(error).toBeInstanceOf(ConfigurationError);
+      expect(error?.message).toMatch(/does not load/);
+      expect(inspect(error, { showHidden: true, depth: Number.POSITIVE_INFINITY })).not.toContain(
+        'PRIVATE KEY',
+      );
+    }
+    expect(refusal({ ca: ca.certPem, cert: client.certPem, key: client.keyPem })).toBeUndefined();
+  });
+
   it('the auth union refuses two methods at once, in types and at run time', () => {
     expect(() =>
       vault({
