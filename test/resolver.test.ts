@@ -312,6 +312,48 @@ describe('refresh', () => {
     }
   });
 
+  it('a store answering with the same lease end again is looked at on the late-check steps, not at ever shorter gaps', async () => {
+    vi.useFakeTimers({ now: Date.now(), toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+    try {
+      const fetchedAt: number[] = [];
+      const end = Date.now() + 20_000;
+      // The store never extends the lease: every answer carries the same expiresAt.
+      const stuck: Provider = {
+        name: 'stuck-lease',
+        async fetch() {
+          fetchedAt.push(Date.now());
+          return { value: ca.certPem, version: 'same', expiresAt: new Date(end) };
+        },
+      };
+      const resolver = track(
+        createResolver(
+          { ca: createRef(stuck, 'x') },
+          { refreshInterval: 3_600_000, retryInitialDelay: 3_000, jitter: 0 },
+        ),
+      );
+      await resolver.resolve();
+      await vi.advanceTimersByTimeAsync(end - Date.now() + 100);
+      const gaps = fetchedAt.slice(1).map((at, i) => at - (fetchedAt[i] ?? 0));
+      // Before: 13.3 s, then 4.4, 1.5, 0.5, 0.2 s... down to a few ms before notAfter.
+      expect(gaps.length).toBeGreaterThanOrEqual(2);
+      for (const gap of gaps.slice(0, -1)) expect(gap).toBeGreaterThanOrEqual(3_000 - 5);
+      expect(fetchedAt.length).toBeLessThanOrEqual(6);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('a cold resolver whose first bundle is refused says so in status(): refused, and lastError on the field', async () => {
+    const other = await ca.issue();
+    const store = memory({ key: other.keyPem, cert: leaf.certPem });
+    const resolver = track(createResolver({ key: store.ref('key'), cert: store.ref('cert') }));
+    await expect(resolver.resolve()).rejects.toBeInstanceOf(InvalidMaterialError);
+    const status = resolver.status();
+    expect(status.state).toBe('cold');
+    expect(status.refused?.code).toBe('INVALID_MATERIAL');
+    expect(status.fields.some((field) => field.lastError?.code === 'INVALID_MATERIAL')).toBe(true);
+  });
+
   it('probes again just after a store-scheduled change (a rotation date), without waiting for the interval', async () => {
     let version = 'v1';
     const probes: number[] = [];

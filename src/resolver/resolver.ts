@@ -111,6 +111,8 @@ export class Resolver extends EventEmitter<ResolverEvents> {
   #caCache: ReadonlyMap<string, CertificateInfo> = new Map();
   /** The jittered refresh-ahead fraction of each lifetime in use, drawn once per lifetime. */
   #fractions = new Map<string, number>();
+  /** When each lifetime in use (by what, field and end) was first obtained: see #deadlines. */
+  #origins = new Map<string, number>();
   /** The last candidate refused by validation, while no good generation has been swapped in since. */
   #refused: { field: string; error: TlsSecretsError; at: number; version: string | undefined } | undefined;
   /** The one backoff: failed cycles in a row, when the store may be asked again, and what it said last. */
@@ -437,12 +439,12 @@ export class Resolver extends EventEmitter<ResolverEvents> {
           this.#afterCycle([], now);
           this.#startWatching();
           return { rotated: true, generation: generation.number, errors };
-        } catch (error) {
-          errors.push(
-            error instanceof TlsSecretsError
-              ? error
-              : new FetchError('bundle build failed', { cause: error }),
-          );
+        } catch (err) {
+          const error =
+            err instanceof TlsSecretsError ? err : new FetchError('bundle build failed', { cause: err });
+          errors.push(error);
+          // status() says why a cold resolver has nothing to serve, as it does for a refused rotation.
+          this.#noteRefusal(error, now);
         }
       }
       this.#afterCycle(errors, now);
@@ -462,16 +464,20 @@ export class Resolver extends EventEmitter<ResolverEvents> {
         const error =
           err instanceof TlsSecretsError ? err : new FetchError('bundle build failed', { cause: err });
         errors.push(error);
-        if (error.field) {
-          const field = error.field.replace(/#\d+$/, '');
-          const slot = this.#slots.find((s) => s.path === field);
-          const unit = slot && this.#unitBySlot.get(slot);
-          this.#refused = { field, error, at: now, version: unit?.result?.version };
-        }
+        this.#noteRefusal(error, now);
       }
     }
     this.#afterCycle(errors, now);
     return { rotated, generation: this.generation, errors };
+  }
+
+  /** A refused candidate is reported on the field it names (status().refused) until one is swapped in. */
+  #noteRefusal(error: TlsSecretsError, now: number): void {
+    if (!error.field) return;
+    const field = error.field.replace(/#\d+$/, '');
+    const slot = this.#slots.find((s) => s.path === field);
+    const unit = slot && this.#unitBySlot.get(slot);
+    this.#refused = { field, error, at: now, version: unit?.result?.version };
   }
 
   #build(number: number, previous: Generation | undefined): Generation {
@@ -630,14 +636,23 @@ export class Resolver extends EventEmitter<ResolverEvents> {
       fetchedAt: generation.fetchedAt,
     };
     const fractions = new Map<string, number>();
+    const origins = new Map<string, number>();
     const timed = deadlinesOf(served, units).map((deadline) => {
+      // A lifetime that ends where one already in use ends is that lifetime: a store that answers with the
+      // same end again (a lease it did not extend, PKI capped at its CA's notAfter) must not restart the
+      // count at each fetch, or the refresh points would close in on notAfter at ever shorter gaps. Its
+      // start and jitter draw are kept, its point stays done, and the late-check rule takes over.
+      const end = `${deadline.what}|${deadline.field}|${deadline.notAfter}`;
+      const start = Math.min(deadline.start, this.#origins.get(end) ?? deadline.start);
+      origins.set(end, start);
       const fraction =
-        this.#fractions.get(deadline.key) ??
-        this.#options.refreshAhead * (1 - this.#options.jitter * Math.random());
-      fractions.set(deadline.key, fraction);
-      return { ...deadline, aheadAt: aheadPoint(deadline, fraction) };
+        this.#fractions.get(end) ?? this.#options.refreshAhead * (1 - this.#options.jitter * Math.random());
+      fractions.set(end, fraction);
+      const lifetime = start === deadline.start ? deadline : { ...deadline, start };
+      return { ...lifetime, aheadAt: aheadPoint(lifetime, fraction) };
     });
     this.#fractions = fractions;
+    this.#origins = origins;
     return timed;
   }
 
