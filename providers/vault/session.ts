@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
 import { ConfigurationError, FetchError, safeCause } from '../../src/errors.js';
-import { type ErrorWhere, isPermissionDenied, mapVaultError, scrubWireText, timeoutError } from './errors.js';
+import { type ErrorWhere, isPermissionDenied, mapVaultError, timeoutError } from './errors.js';
 import type { ResolvedOptions, VaultClient, VaultRequestOptions } from './options.js';
 
 export interface VaultCall {
@@ -95,7 +95,7 @@ export class VaultSession {
       ref: call.ref,
       action: `${call.method} ${call.path.split('?')[0]}`,
       requestTimeoutMs: this.options.requestTimeoutMs,
-      scrub: (text) => scrubWireText(text, this.credentials()),
+      credentials: () => this.credentials(),
     };
   }
 

@@ -1,6 +1,6 @@
 /** The two text scrubbers the views rely on, on the shapes they must catch and the text they must keep. */
 import { describe, expect, it } from 'vitest';
-import { scrubWireText } from '../../providers/vault/errors.js';
+import { scrubWireText, wireErrors } from '../../providers/vault/errors.js';
 import { safeCause, withoutUrlCredentials } from '../../src/errors.js';
 
 describe('withoutUrlCredentials', () => {
@@ -41,6 +41,26 @@ describe('scrubWireText (Vault error strings)', () => {
     const long = scrubWireText('x'.repeat(1_000), [own]);
     expect(long.length).toBeLessThanOrEqual(201);
     expect(scrubWireText('line\nbreak\u0007', [])).toBe('line break ');
+  });
+});
+
+describe('wireErrors (Vault error strings as a whole)', () => {
+  const token = 'CANARYtoken0123456789abcdef';
+  it.each([
+    ['a token split over two strings', [`token prefix ${token.slice(0, 14)}`, `${token.slice(14)} suffix`]],
+    ['base64', [`auth ${Buffer.from(token).toString('base64')}`]],
+    ['hex', [`auth ${Buffer.from(token).toString('hex')}`]],
+    ['spaced out', [token.split('').join(' ')]],
+    ['a 12-character piece', [`bad ${token.slice(3, 15)}`]],
+  ])('drops the whole text for %s', (_what, errors) => {
+    expect(wireErrors(errors, [token])).toEqual({ errors: [], withheld: true });
+  });
+
+  it("keeps Vault's own words, scrubbed and bounded", () => {
+    expect(wireErrors(['permission denied', 'x'.repeat(500), 'c', 'd'], [token])).toEqual({
+      errors: ['permission denied', `${'x'.repeat(200)}…`, 'c'],
+      withheld: false,
+    });
   });
 });
 
