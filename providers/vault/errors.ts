@@ -178,8 +178,33 @@ export function timeoutError(where: ErrorWhere, cause?: unknown): FetchError {
   });
 }
 
+/**
+ * A 200 answer whose body does not parse, or lacks what Vault documents for the call: a body cut off by a
+ * proxy, a load balancer's page, a server that is not Vault. It says nothing about the secret (only Vault's
+ * explicit 404 means not found), so it is transient; `what` names the field, never the body.
+ */
+export function malformedAnswer(
+  where: Pick<ErrorWhere, 'provider' | 'ref' | 'action'>,
+  what: string,
+): FetchError {
+  return new FetchError(`Vault sent a malformed answer (${where.action}): ${what}`, {
+    provider: where.provider,
+    ref: where.ref,
+    transient: true,
+  });
+}
+
+/** What node-vault resolves with for a 200 with an empty body (a 204 resolves with '' too): see session.ts. */
+export class EmptyAnswer extends Error {
+  constructor() {
+    super('Vault answered 200 with an empty body');
+    this.name = 'EmptyAnswer';
+  }
+}
+
 export function mapVaultError(err: unknown, where: ErrorWhere): TlsSecretsError {
   if (err instanceof TlsSecretsError) return err;
+  if (err instanceof EmptyAnswer) return malformedAnswer(where, 'the body is empty');
   const context = { provider: where.provider, ref: where.ref };
   const http = httpFailure(err);
   if (http) {
