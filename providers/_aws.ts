@@ -3,7 +3,7 @@
  * client, the transient/permanent split of SDK errors, and small concurrency helpers. Not a provider (the
  * leading underscore keeps it out of the package's provider list); each service keeps its own error names.
  */
-import { ConfigurationError, FetchError, type ForeignCause, safeCause } from '../src/errors.js';
+import { ConfigurationError, FetchError, safeCause } from '../src/errors.js';
 import { describeRef, type SecretRef } from '../src/provider.js';
 
 /** Options every AWS provider takes when it builds its own client. */
@@ -304,8 +304,8 @@ export interface AwsErrorParts {
   /** The SDK's message, from the server: for mapping only (`/kms/i`), never kept. */
   message: string;
   status: number | undefined;
-  /** What is kept as the cause: closed-set name, HTTP status, a UUID request id, no credential. */
-  cause: ForeignCause | unknown;
+  /** What is kept as the cause (a ForeignCause): closed-set name, HTTP status, a UUID request id, no credential. */
+  cause: unknown;
   e: AwsLikeError;
 }
 
