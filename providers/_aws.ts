@@ -187,6 +187,107 @@ const NETWORK_CODES = new Set([
   'EAI_AGAIN',
 ]);
 
+/**
+ * Names every AWS service may answer with, and the SDK's own: with a service's own names (see `awsErrorNames`)
+ * the closed set an AWS provider shows. The AWS common errors are listed in the API reference of each service.
+ */
+const COMMON_NAMES = [
+  ...TRANSIENT_NAMES,
+  'AccessDeniedException',
+  'ValidationException',
+  'UnrecognizedClientException',
+  'InvalidSignatureException',
+  'IncompleteSignature',
+  'InvalidClientTokenId',
+  'MissingAuthenticationToken',
+  'MissingAuthenticationTokenException',
+  'SignatureDoesNotMatch',
+  'RequestExpired',
+  'NotAuthorized',
+  'OptInRequired',
+  'InvalidAction',
+  'UnknownOperationException',
+  'MalformedQueryString',
+  'CredentialsProviderError',
+  'AbortError',
+  'Error',
+  'TypeError',
+  'RangeError',
+];
+
+/** What the messages say for a name outside the closed set: the server wrote it, so it is not shown. */
+export const UNRECOGNISED = 'an unrecognised error';
+
+/** The closed set of names an AWS provider shows: the common ones and the service's own. */
+export function awsErrorNames(serviceNames: Iterable<string>): ReadonlySet<string> {
+  return new Set([...COMMON_NAMES, ...serviceNames]);
+}
+
+/**
+ * The provider's own credentials, for removal from whatever is kept of an error: those given as the
+ * `credentials` option, and those its signed requests carried (the access key id in `Authorization`, the
+ * session token in `x-amz-security-token`), read from the request after signing. That covers credentials from
+ * the SDK's default chain too, without asking the chain again (which may be I/O). The secret key never travels.
+ */
+export class AwsCredentialTrail {
+  private readonly given: string[] = [];
+  private readonly sent: string[] = [];
+
+  constructor(credentials: unknown) {
+    if (typeof credentials === 'object' && credentials !== null) {
+      const c = credentials as Record<string, unknown>;
+      for (const value of [c.accessKeyId, c.secretAccessKey, c.sessionToken]) {
+        if (typeof value === 'string' && value !== '') this.given.push(value);
+      }
+    }
+  }
+
+  get values(): readonly string[] {
+    return [...this.given, ...this.sent];
+  }
+
+  /** `command` with a step that notes the credentials its signed request carries; returns `command`. */
+  watch<C>(command: C): C {
+    const stack = (command as { middlewareStack?: MiddlewareStackLike } | null)?.middlewareStack;
+    stack?.add(
+      (next) => async (args) => {
+        this.note(args.request);
+        return next(args);
+      },
+      // The deserialize step runs inside finalizeRequest, where each attempt is signed.
+      { step: 'deserialize', name: 'tlsSecretsCredentialTrail', override: true },
+    );
+    return command;
+  }
+
+  private note(request: unknown): void {
+    const headers = (request as { headers?: Record<string, unknown> } | null)?.headers ?? {};
+    const found: string[] = [];
+    for (const [name, value] of Object.entries(headers)) {
+      if (typeof value !== 'string') continue;
+      const lower = name.toLowerCase();
+      if (lower === 'x-amz-security-token') found.push(value);
+      if (lower === 'authorization') {
+        const id = /Credential=([^/,\s]+)\//.exec(value)?.[1];
+        if (id) found.push(id);
+      }
+    }
+    for (const value of found) {
+      if (this.given.includes(value) || this.sent.includes(value)) continue;
+      // The last few: a late answer may echo credentials that were replaced since.
+      if (this.sent.push(value) > 8) this.sent.shift();
+    }
+  }
+}
+
+type Handler = (args: { request?: unknown }) => Promise<unknown>;
+interface MiddlewareStackLike {
+  add(
+    middleware: (next: Handler) => Handler,
+    options: { step: 'deserialize'; name: string; override: boolean },
+  ): void;
+}
+
 export interface AwsLikeError {
   name?: unknown;
   code?: unknown;
@@ -195,28 +296,57 @@ export interface AwsLikeError {
   $metadata?: { httpStatusCode?: unknown };
 }
 
-/** The error's name and its message (AWS messages name resources and actions, never values). */
-export function awsErrorParts(err: unknown): { name: string; message: string; e: AwsLikeError } {
+export interface AwsErrorParts {
+  /** The name as the SDK set it, from the server's answer: for mapping only, never for a message. */
+  name: string;
+  /** The name to put in a message: `name` if in the closed set, else `an unrecognised error`. */
+  shown: string;
+  /** The SDK's message, from the server: for mapping only (`/kms/i`), never kept. */
+  message: string;
+  status: number | undefined;
+  /** What is kept as the cause (a ForeignCause): closed-set name, HTTP status, a UUID request id, no credential. */
+  cause: unknown;
+  e: AwsLikeError;
+}
+
+/**
+ * An SDK error taken apart. A server (or a proxy in front of it) writes the error's name (`__type`,
+ * `x-amzn-errortype`), its request id (`x-amzn-requestid`) and the fields the SDK copies onto the error
+ * (`code`, `message`): what is shown is limited to the closed set of names, a UUID request id, no code from
+ * the answer, and no text holding the provider's own credentials.
+ */
+export function awsErrorParts(
+  err: unknown,
+  names: ReadonlySet<string>,
+  credentials: readonly string[],
+): AwsErrorParts {
   const e = (typeof err === 'object' && err !== null ? err : {}) as AwsLikeError;
+  const name = typeof e.name === 'string' ? e.name : 'Error';
+  const status = typeof e.$metadata?.httpStatusCode === 'number' ? e.$metadata.httpStatusCode : undefined;
+  const answered = status !== undefined || e.$fault !== undefined;
+  const cause = safeCause(err, { names, secrets: credentials, codeFromServer: answered });
+  const shown = (cause as { name?: unknown } | undefined)?.name;
   return {
     e,
-    name: typeof e.name === 'string' ? e.name : 'Error',
+    name,
+    shown: typeof shown === 'string' && names.has(shown) ? shown : UNRECOGNISED,
     message: typeof e.message === 'string' ? e.message : '',
+    status,
+    cause,
   };
 }
 
 /**
  * What every AWS service means alike: aborts, missing credentials or region, throttling, 5xx, network
  * failures. `fetchError(reason, transient)` builds the provider's own FetchError. Service-specific names are
- * mapped by the caller first.
+ * mapped by the caller first. Mapping reads the real name; messages show `parts.shown` only.
  */
 export function genericAwsError(
-  err: unknown,
+  parts: AwsErrorParts,
   signal: AbortSignal | undefined,
   fetchError: (reason: string, transient: boolean) => FetchError,
 ): FetchError {
-  const { e, name, message } = awsErrorParts(err);
-  const status = typeof e.$metadata?.httpStatusCode === 'number' ? e.$metadata.httpStatusCode : undefined;
+  const { e, name, shown, message, status } = parts;
   if (signal?.aborted || name === 'AbortError') return fetchError('request aborted', true);
   if (name === 'CredentialsProviderError') {
     return fetchError('no AWS credentials found by the SDK default chain (CredentialsProviderError)', false);
@@ -226,14 +356,17 @@ export function genericAwsError(
     return fetchError('no region configured: set the region option or AWS_REGION', false);
   }
   if (TRANSIENT_NAMES.has(name)) return fetchError(`service unavailable or throttling (${name})`, true);
+  const withStatus = status === undefined ? shown : `${shown}, HTTP ${status}`;
   if (e.$fault === 'server' || (status !== undefined && status >= 500)) {
-    return fetchError(`server error (${name}${status ? `, HTTP ${status}` : ''})`, true);
+    return fetchError(`server error (${withStatus})`, true);
   }
   if (typeof e.code === 'string' && NETWORK_CODES.has(e.code))
     return fetchError(`network error (${e.code})`, true);
-  if (e.$fault === 'client') return fetchError(`request refused (${name})`, false);
+  if (e.$fault === 'client') {
+    return fetchError(`request refused (${shown === UNRECOGNISED ? withStatus : shown})`, false);
+  }
   // No AWS fault and no known code: a connection or runtime failure, worth another try.
-  return fetchError(`request failed (${name})`, true);
+  return fetchError(`request failed (${shown})`, true);
 }
 
 /** Runs `fn` over `items` with at most `limit` in flight. */

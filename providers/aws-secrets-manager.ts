@@ -26,7 +26,9 @@ import {
   type VersionProbe,
 } from '../src/provider.js';
 import {
+  AwsCredentialTrail,
   awsClientConfig,
+  awsErrorNames,
   awsErrorParts,
   chunk,
   eachLimit,
@@ -153,11 +155,25 @@ function validateTarget(secretId: unknown, options: AwsSecretOptions, provider: 
   return { secretId, versionStage: stage, versionId };
 }
 
-/** Turns an SDK error (or a batch `Errors[]` entry made into one) into the library's errors, keeping the cause. */
-function toError(err: unknown, ref: SecretRef, signal?: AbortSignal): Error {
+/** The names this provider shows (with the common AWS ones): what it maps, and what the API documents. */
+const SHOWN_NAMES = awsErrorNames([
+  'ResourceNotFoundException',
+  'DecryptionFailure',
+  'InvalidRequestException',
+  'InvalidParameterException',
+  'InvalidNextTokenException',
+  'InternalServiceError',
+]);
+
+/**
+ * Turns an SDK error (or a batch `Errors[]` entry made into one) into the library's errors, keeping what is
+ * safe of it as the cause; `credentials` are the provider's own, removed from whatever is kept.
+ */
+function toError(err: unknown, ref: SecretRef, credentials: readonly string[], signal?: AbortSignal): Error {
   if (err instanceof TlsSecretsError) return err;
-  const context = { ref: describeRef(ref), provider: ref.provider.name, cause: err };
-  const { name, message } = awsErrorParts(err);
+  const parts = awsErrorParts(err, SHOWN_NAMES, credentials);
+  const { name, message } = parts;
+  const context = { ref: describeRef(ref), provider: ref.provider.name, cause: parts.cause };
   const fetchError = (reason: string, transient: boolean) =>
     new FetchError(`AWS Secrets Manager: ${reason}`, { ...context, transient });
 
@@ -193,7 +209,7 @@ function toError(err: unknown, ref: SecretRef, signal?: AbortSignal): Error {
         false,
       );
   }
-  return genericAwsError(err, signal, fetchError);
+  return genericAwsError(parts, signal, fetchError);
 }
 
 function batchEntryError(entry: APIErrorType): Error {
@@ -218,6 +234,9 @@ export function awsSecretsManager(options: AwsSecretsManagerOptions = {}): AwsSe
   const region = options.client === undefined ? options.region : undefined;
   // Learned once per provider: an identity without BatchGetSecretValue keeps being denied.
   let batchDenied = false;
+  const trail = new AwsCredentialTrail(options.client === undefined ? options.credentials : undefined);
+  const fail = (err: unknown, ref: SecretRef, signal?: AbortSignal): Error =>
+    toError(err, ref, trail.values, signal);
 
   const { load, close } = lazyAwsClient<Sdk, SecretsManagerClient>({
     name,
@@ -246,24 +265,26 @@ export function awsSecretsManager(options: AwsSecretsManagerOptions = {}): AwsSe
     try {
       const { sdk, client } = await load(ref);
       const out = await client.send(
-        new sdk.GetSecretValueCommand({
-          SecretId: target.secretId,
-          ...(target.versionId === undefined ? {} : { VersionId: target.versionId }),
-          // AWSCURRENT is the service default, but moto moves it without updating its default: name it.
-          ...(target.versionStage === undefined && target.versionId !== undefined
-            ? {}
-            : { VersionStage: target.versionStage ?? CURRENT }),
-        }),
+        trail.watch(
+          new sdk.GetSecretValueCommand({
+            SecretId: target.secretId,
+            ...(target.versionId === undefined ? {} : { VersionId: target.versionId }),
+            // AWSCURRENT is the service default, but moto moves it without updating its default: name it.
+            ...(target.versionStage === undefined && target.versionId !== undefined
+              ? {}
+              : { VersionStage: target.versionStage ?? CURRENT }),
+          }),
+        ),
         { abortSignal: signal },
       );
       return toResult(ref, out);
     } catch (err) {
-      throw toError(err, ref, signal);
+      throw fail(err, ref, signal);
     }
   };
 
   const settle = async (ref: SecretRef, signal: AbortSignal): Promise<FetchResult | Error> =>
-    fetchOne(ref, signal).catch((err: unknown) => toError(err, ref, signal));
+    fetchOne(ref, signal).catch((err: unknown) => fail(err, ref, signal));
 
   /** One BatchGetSecretValue call for up to 20 secret ids; `refsById` lists the references asking for each. */
   const fetchBatch = async (
@@ -283,10 +304,12 @@ export function awsSecretsManager(options: AwsSecretsManagerOptions = {}): AwsSe
       // With SecretIdList the service answers at most 20 in one page; the loop is for a service that pages anyway.
       for (let page = 0; page < 5; page++) {
         const out = await client.send(
-          new sdk.BatchGetSecretValueCommand({
-            SecretIdList: [...ids],
-            ...(token ? { NextToken: token } : {}),
-          }),
+          trail.watch(
+            new sdk.BatchGetSecretValueCommand({
+              SecretIdList: [...ids],
+              ...(token ? { NextToken: token } : {}),
+            }),
+          ),
           { abortSignal: signal },
         );
         entries.push(...(out.SecretValues ?? []));
@@ -300,7 +323,7 @@ export function awsSecretsManager(options: AwsSecretsManagerOptions = {}): AwsSe
         await eachLimit(all, CONCURRENCY, async (ref) => put(ref, await settle(ref, signal)));
         return;
       }
-      for (const ref of all) put(ref, toError(err, ref, signal));
+      for (const ref of all) put(ref, fail(err, ref, signal));
       return;
     }
     const unanswered: SecretRef[] = [];
@@ -313,9 +336,9 @@ export function awsSecretsManager(options: AwsSecretsManagerOptions = {}): AwsSe
           try {
             put(ref, toResult(ref, entry));
           } catch (err) {
-            put(ref, toError(err, ref));
+            put(ref, fail(err, ref));
           }
-        } else if (failure) put(ref, toError(batchEntryError(failure), ref));
+        } else if (failure) put(ref, fail(batchEntryError(failure), ref));
         else unanswered.push(ref);
       }
     }
@@ -366,16 +389,19 @@ export function awsSecretsManager(options: AwsSecretsManagerOptions = {}): AwsSe
         ...singles.map((ref) => async () => put(ref, await settle(ref, signal))),
       ];
       await eachLimit(tasks, CONCURRENCY, (task) => task());
-      return refs.map((ref) => results.get(ref) ?? toError(new Error('no result'), ref, signal));
+      return refs.map((ref) => results.get(ref) ?? fail(new Error('no result'), ref, signal));
     },
 
     async currentVersion(ref, signal) {
       const target = parseTarget(ref.id);
       try {
         const { sdk, client } = await load(ref);
-        const out = await client.send(new sdk.DescribeSecretCommand({ SecretId: target.secretId }), {
-          abortSignal: signal,
-        });
+        const out = await client.send(
+          trail.watch(new sdk.DescribeSecretCommand({ SecretId: target.secretId })),
+          {
+            abortSignal: signal,
+          },
+        );
         if (out.DeletedDate) {
           throw new FetchError(
             'AWS Secrets Manager: secret is scheduled for deletion (DeletedDate set): restore it with RestoreSecret or point the reference elsewhere',
@@ -396,7 +422,7 @@ export function awsSecretsManager(options: AwsSecretsManagerOptions = {}): AwsSe
         }
         return changesAt ? { version, changesAt } : version;
       } catch (err) {
-        throw toError(err, ref, signal);
+        throw fail(err, ref, signal);
       }
     },
 

@@ -22,7 +22,9 @@ import {
   type SecretRef,
 } from '../src/provider.js';
 import {
+  AwsCredentialTrail,
   awsClientConfig,
+  awsErrorNames,
   awsErrorParts,
   eachLimit,
   genericAwsError,
@@ -151,11 +153,25 @@ const KMS_ERRORS = new Set([
   'IncorrectKeyException',
 ]);
 
-/** Turns an SDK error into the library's errors, keeping the cause. */
-function toError(err: unknown, ref: SecretRef, signal?: AbortSignal): Error {
+/** The names this provider shows (with the common AWS ones): what it maps, and what the API documents. */
+const SHOWN_NAMES = awsErrorNames([
+  'ParameterNotFound',
+  'ParameterVersionNotFound',
+  'InvalidKeyId',
+  'InvalidParameters',
+  'InternalServerError',
+  ...KMS_ERRORS,
+]);
+
+/**
+ * Turns an SDK error into the library's errors, keeping what is safe of it as the cause; `credentials` are the
+ * provider's own, removed from whatever is kept.
+ */
+function toError(err: unknown, ref: SecretRef, credentials: readonly string[], signal?: AbortSignal): Error {
   if (err instanceof TlsSecretsError) return err;
-  const context = { ref: describeRef(ref), provider: ref.provider.name, cause: err };
-  const { name, message } = awsErrorParts(err);
+  const parts = awsErrorParts(err, SHOWN_NAMES, credentials);
+  const { name, message } = parts;
+  const context = { ref: describeRef(ref), provider: ref.provider.name, cause: parts.cause };
   const fetchError = (reason: string, transient: boolean) =>
     new FetchError(`AWS SSM Parameter Store: ${reason}`, { ...context, transient });
 
@@ -199,7 +215,7 @@ function toError(err: unknown, ref: SecretRef, signal?: AbortSignal): Error {
       false,
     );
   }
-  return genericAwsError(err, signal, fetchError);
+  return genericAwsError(parts, signal, fetchError);
 }
 
 /** Whether a GetParameters entry answers the requested name (a name or an ARN) and selector. */
@@ -253,6 +269,9 @@ export function ssmParameterStore(options: SsmParameterStoreOptions = {}): SsmPa
   const withDecryption = options.withDecryption ?? true;
   // Learned once per provider: an identity allowed ssm:GetParameter but not ssm:GetParameters stays denied.
   let batchDenied = false;
+  const trail = new AwsCredentialTrail(options.client === undefined ? options.credentials : undefined);
+  const fail = (err: unknown, ref: SecretRef, signal?: AbortSignal): Error =>
+    toError(err, ref, trail.values, signal);
   const { load, close } = lazyAwsClient<Sdk, SSMClient>({
     name,
     packageName: '@aws-sdk/client-ssm',
@@ -275,9 +294,12 @@ export function ssmParameterStore(options: SsmParameterStoreOptions = {}): SsmPa
 
   const getOne = async (ref: SecretRef, signal: AbortSignal, decrypt: boolean): Promise<Parameter> => {
     const { sdk, client } = await load(ref);
-    const out = await client.send(new sdk.GetParameterCommand({ Name: ref.id, WithDecryption: decrypt }), {
-      abortSignal: signal,
-    });
+    const out = await client.send(
+      trail.watch(new sdk.GetParameterCommand({ Name: ref.id, WithDecryption: decrypt })),
+      {
+        abortSignal: signal,
+      },
+    );
     return out.Parameter ?? {};
   };
 
@@ -285,12 +307,12 @@ export function ssmParameterStore(options: SsmParameterStoreOptions = {}): SsmPa
     try {
       return toResult(ref, await getOne(ref, signal, withDecryption));
     } catch (err) {
-      throw toError(err, ref, signal);
+      throw fail(err, ref, signal);
     }
   };
 
   const settle = (ref: SecretRef, signal: AbortSignal): Promise<FetchResult | Error> =>
-    fetchOne(ref, signal).catch((err: unknown) => toError(err, ref, signal));
+    fetchOne(ref, signal).catch((err: unknown) => fail(err, ref, signal));
 
   /** One GetParameters call; `refsById` lists the references asking for each id. */
   const fetchBatch = async (
@@ -307,13 +329,13 @@ export function ssmParameterStore(options: SsmParameterStoreOptions = {}): SsmPa
     try {
       const { sdk, client } = await load(first);
       const out = await client.send(
-        new sdk.GetParametersCommand({ Names: [...ids], WithDecryption: withDecryption }),
+        trail.watch(new sdk.GetParametersCommand({ Names: [...ids], WithDecryption: withDecryption })),
         { abortSignal: signal },
       );
       found = out.Parameters ?? [];
       invalid = out.InvalidParameters ?? [];
     } catch (err) {
-      const error = toError(err, first, signal);
+      const error = fail(err, first, signal);
       const denied = (err as { name?: unknown } | null)?.name === 'AccessDeniedException';
       const kms = error instanceof FetchError && /KMS/.test(error.message);
       if (denied && !kms && !signal.aborted) batchDenied = true;
@@ -322,7 +344,7 @@ export function ssmParameterStore(options: SsmParameterStoreOptions = {}): SsmPa
         await eachLimit(all, CONCURRENCY, async (ref) => put(ref, await settle(ref, signal)));
         return;
       }
-      for (const ref of all) put(ref, toError(err, ref, signal));
+      for (const ref of all) put(ref, fail(err, ref, signal));
       return;
     }
     const unanswered: SecretRef[] = [];
@@ -334,12 +356,12 @@ export function ssmParameterStore(options: SsmParameterStoreOptions = {}): SsmPa
           try {
             put(ref, toResult(ref, entry));
           } catch (err) {
-            put(ref, toError(err, ref));
+            put(ref, fail(err, ref));
           }
         } else if (invalid.includes(id)) {
           const missing = new Error(`${id} is in InvalidParameters`);
           missing.name = target.version === undefined ? 'ParameterNotFound' : 'ParameterVersionNotFound';
-          put(ref, toError(missing, ref));
+          put(ref, fail(missing, ref));
         } else unanswered.push(ref);
       }
     }
@@ -383,7 +405,7 @@ export function ssmParameterStore(options: SsmParameterStoreOptions = {}): SsmPa
           : () => fetchBatch(ids, refsById, put, signal),
       );
       await eachLimit(tasks, CONCURRENCY, (task) => task());
-      return refs.map((ref) => results.get(ref) ?? toError(new Error('no result'), ref, signal));
+      return refs.map((ref) => results.get(ref) ?? fail(new Error('no result'), ref, signal));
     },
 
     async currentVersion(ref, signal) {
@@ -395,7 +417,7 @@ export function ssmParameterStore(options: SsmParameterStoreOptions = {}): SsmPa
         const parameter = await getOne(ref, signal, false);
         return parameter.Version === undefined ? undefined : String(parameter.Version);
       } catch (err) {
-        throw toError(err, ref, signal);
+        throw fail(err, ref, signal);
       }
     },
 

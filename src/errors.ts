@@ -164,11 +164,57 @@ export class ForeignCause extends Error {
   }
 }
 
-const IDENTIFIER = /^[A-Za-z][A-Za-z0-9_.:-]{0,79}$/;
-const REQUEST_ID = /^[A-Za-z0-9][A-Za-z0-9_.:/=+-]{0,127}$/;
+/**
+ * What a foreign error may show, by shape: shapes that cannot carry a token, a key or their hex/base64. An
+ * error's name is letters only (`InternalFailure`, `AxiosError`); a code is an errno (`ECONNREFUSED`) or an
+ * upper-case code in short segments (`ERR_OSSL_EVP_BAD_DECRYPT`, `UNABLE_TO_VERIFY_LEAF_SIGNATURE`); a
+ * request id is a UUID, which is what AWS JSON services send. A server or a proxy that echoes the request
+ * into a name, a code or a request id gets nothing of it shown.
+ */
+const NAME = /^[A-Z][A-Za-z]{1,63}$/;
+const CODE = /^(?=.{2,64}$)(?:E[A-Z]{2,20}|[A-Z][A-Z0-9]{0,11}(?:_[A-Z0-9]{1,12}){1,10})$/;
+const REQUEST_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** A name outside the closed set a caller shows: `ForeignCause.name` says only that. */
+export const UNRECOGNISED_NAME = 'UnrecognisedError';
+/** The shortest piece of a credential looked for in kept text. */
+const FRAGMENT = 12;
 
 const pick = (value: unknown, shape: RegExp): string | undefined =>
   typeof value === 'string' && shape.test(value) ? value : undefined;
+
+/**
+ * Whether `text` holds one of `secrets`, or a piece of one at least 12 characters long, compared without
+ * case. Secrets shorter than 8 characters are not looked for: they would match ordinary words.
+ */
+export function holdsSecret(text: string, secrets: Iterable<string>): boolean {
+  const haystack = text.toLowerCase();
+  let pieces: Set<string> | undefined;
+  for (const secret of secrets) {
+    if (typeof secret !== 'string' || secret.length < 8) continue;
+    const needle = secret.toLowerCase();
+    if (haystack.includes(needle)) return true;
+    if (needle.length < FRAGMENT) continue;
+    // Every 12-character piece of the text, once: each piece of a secret is then one lookup.
+    if (pieces === undefined) {
+      pieces = new Set();
+      for (let at = 0; at + FRAGMENT <= haystack.length; at++) pieces.add(haystack.slice(at, at + FRAGMENT));
+    }
+    for (let at = 0; at + FRAGMENT <= needle.length; at++) {
+      if (pieces.has(needle.slice(at, at + FRAGMENT))) return true;
+    }
+  }
+  return false;
+}
+
+/** How a caller narrows what safeCause keeps of an error from its own kind of server. */
+export interface CauseFilter {
+  /** The caller's own credentials: a name, code, request id or message holding one (or a piece) is not kept. */
+  readonly secrets?: Iterable<string>;
+  /** The closed set of names the caller shows: any other name becomes `UnrecognisedError`. */
+  readonly names?: ReadonlySet<string>;
+  /** The error's `code` was copied from a server's answer (the AWS SDK copies body fields): not kept. */
+  readonly codeFromServer?: boolean;
+}
 
 function statusOf(err: Record<string, unknown>): number | undefined {
   const metadata = err.$metadata as { httpStatusCode?: unknown } | undefined;
@@ -202,23 +248,44 @@ function describesFailureOnly(err: Record<string, unknown>): boolean {
  * HTTP client errors carry the request they failed on (the AWS SDK's hidden `$response` holds the signed
  * request with its `x-amz-security-token`; axios's `config` holds the Vault token header and login bodies),
  * and a 5xx body that echoes the request puts it in the message. So a foreign error keeps only its name,
- * code, HTTP status and request id, and its message only when its kind is known not to quote input;
- * everything else (properties, nested causes, the stack) is dropped. JSON.parse's SyntaxError quotes the text
+ * code, HTTP status and request id, each only in a shape that cannot carry a credential (see NAME, CODE,
+ * REQUEST_ID), and its message only when its kind is known not to quote input; everything else (properties,
+ * nested causes, the stack) is dropped. A provider narrows it further with `filter`: its closed set of names,
+ * its own credentials, and whether the code came from the server. JSON.parse's SyntaxError quotes the text
  * it failed on and keeps only its name. The library's own errors (TlsSecretsError, CleanCause) pass as they are.
  */
-export function safeCause(err: unknown): unknown {
+export function safeCause(err: unknown, filter: CauseFilter = {}): unknown {
   if (err === undefined || err instanceof TlsSecretsError || err instanceof CleanCause) return err;
   if (err instanceof ForeignCause) return err;
   if (err instanceof SyntaxError) return new ForeignCause('SyntaxError', 'input is not valid JSON', {});
   const e = (typeof err === 'object' && err !== null ? err : {}) as Record<string, unknown>;
-  const name = pick(e.name, IDENTIFIER) ?? (err instanceof Error ? 'Error' : typeof err);
-  const code = typeof e.code === 'number' && Number.isInteger(e.code) ? e.code : pick(e.code, IDENTIFIER);
+  const secrets = [...(filter.secrets ?? [])];
+  const clean = (text: string | undefined) =>
+    text !== undefined && secrets.length > 0 && holdsSecret(text, secrets) ? undefined : text;
+  const shaped = clean(pick(e.name, NAME));
+  const name =
+    shaped === undefined
+      ? err instanceof Error
+        ? filter.names
+          ? UNRECOGNISED_NAME
+          : 'Error'
+        : typeof err
+      : filter.names && !filter.names.has(shaped)
+        ? UNRECOGNISED_NAME
+        : shaped;
+  const code = filter.codeFromServer
+    ? undefined
+    : typeof e.code === 'number' && Number.isInteger(e.code)
+      ? e.code
+      : clean(pick(e.code, CODE));
   const statusCode = statusOf(e);
   const metadata = e.$metadata as { requestId?: unknown } | undefined;
-  const requestId = pick(metadata?.requestId, REQUEST_ID) ?? pick(e.requestId, REQUEST_ID);
+  const requestId = clean(pick(metadata?.requestId, REQUEST_ID) ?? pick(e.requestId, REQUEST_ID));
+  const described =
+    describesFailureOnly(e) && typeof e.message === 'string' ? clean(e.message.slice(0, 300)) : undefined;
   const message =
-    describesFailureOnly(e) && typeof e.message === 'string'
-      ? e.message.slice(0, 300)
+    described !== undefined
+      ? described
       : [
           name,
           code !== undefined && code !== name ? `code ${code}` : undefined,

@@ -32,6 +32,7 @@ export {
 export { type ConnectOptions, connect } from './connect.js';
 export { contentVersion } from './content-version.js';
 export {
+  type CauseFilter,
   CertificateExpiredError,
   CleanCause,
   ConfigurationError,

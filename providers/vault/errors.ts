@@ -4,7 +4,14 @@
  * failures. The AxiosError carries the request config, so the token header and login bodies: it never
  * becomes a cause as it is.
  */
-import { CleanCause, FetchError, SecretNotFoundError, safeCause, TlsSecretsError } from '../../src/errors.js';
+import {
+  CleanCause,
+  FetchError,
+  holdsSecret,
+  SecretNotFoundError,
+  safeCause,
+  TlsSecretsError,
+} from '../../src/errors.js';
 
 export interface ErrorWhere {
   provider: string;
@@ -13,8 +20,8 @@ export interface ErrorWhere {
   /** What was being done, e.g. `read secret/data/app`. Paths only, never values. */
   action: string;
   requestTimeoutMs: number;
-  /** Removes the provider's own credentials from text that came from the wire (see scrubWireText). */
-  scrub: (text: string) => string;
+  /** The provider's own credentials (tokens, AppRole ids, the Kubernetes JWT), kept out of wire text. */
+  credentials: () => readonly string[];
 }
 
 /** Tokens as Vault and OpenBao mint them: service (`hvs.`, `s.`), batch (`hvb.`, `b.`), recovery (`hvr.`, `r.`). */
@@ -31,18 +38,32 @@ const CONTROL = /\p{Cc}+/gu;
 const MAX_ERROR_CHARS = 200;
 const MAX_ERRORS = 3;
 
+/** How a credential may come back in an echo: as sent, URL-encoded, base64 (standard and URL-safe), hex. */
+function echoForms(credential: string): string[] {
+  const bytes = Buffer.from(credential);
+  return [
+    credential,
+    encodeURIComponent(credential),
+    bytes.toString('base64').replace(/=+$/, ''),
+    bytes.toString('base64url'),
+    bytes.toString('hex'),
+  ];
+}
+
+/** Letters and digits only: what is left of an echo once a proxy's separators, quotes and spaces go. */
+const squeeze = (text: string) => text.replace(/[^A-Za-z0-9]/g, '');
+
 /**
- * Text that came from the wire, made safe to show. A server or a proxy in front of it may echo the request,
- * and the request carries the token header and login bodies: the provider's own credentials (and their URL
- * encoding) are removed wherever they appear, then anything shaped like a Vault token, a UUID (a secret_id),
- * a JWT or the value after a credential's name; control characters go and the rest is bounded.
+ * Text that came from the wire, made safe to show, one string at a time. The provider's own credentials
+ * (in every echo form) are removed wherever they appear, then anything shaped like a Vault token, a UUID (a
+ * secret_id), a JWT or the value after a credential's name; control characters go and the rest is bounded.
  */
 export function scrubWireText(text: string, credentials: Iterable<string>): string {
   let clean = text;
   for (const credential of credentials) {
     if (credential.length < 4) continue;
-    for (const form of new Set([credential, encodeURIComponent(credential)])) {
-      clean = clean.split(form).join('[redacted]');
+    for (const form of new Set(echoForms(credential))) {
+      if (form.length >= 4) clean = clean.split(form).join('[redacted]');
     }
   }
   clean = clean
@@ -54,11 +75,38 @@ export function scrubWireText(text: string, credentials: Iterable<string>): stri
   return clean.length > MAX_ERROR_CHARS ? `${clean.slice(0, MAX_ERROR_CHARS)}…` : clean;
 }
 
-/** The Vault answer as a cause: status and Vault's own error strings, scrubbed by the session and bounded. */
+/** Vault's error strings as they may be shown, or `withheld` when they echoed a credential. */
+export interface WireErrors {
+  readonly errors: readonly string[];
+  readonly withheld: boolean;
+}
+
+/**
+ * Vault's `errors` strings, made safe to show as a whole. Scrubbing each string alone is not enough: a token
+ * echoed over two strings (`["… <first half>", "<second half> …"]`) survives it and is whole again in the
+ * joined message, and an echo may be encoded or spaced out. So the strings that would be shown are checked
+ * together, joined and with every separator removed, for every echo form of every credential and for any
+ * piece of one of 12 characters or more; if one is there, the text is dropped entirely (Vault's status still
+ * says what happened) rather than patched. Otherwise each string is scrubbed of token-shaped text and bounded.
+ */
+export function wireErrors(errors: readonly string[], credentials: readonly string[]): WireErrors {
+  // What could be shown: the first strings, each up to its bound plus a margin for a credential across the cut.
+  const shown = errors.slice(0, MAX_ERRORS).map((e) => e.slice(0, MAX_ERROR_CHARS + 100));
+  const forms = credentials.filter((c) => c.length >= 8).flatMap(echoForms);
+  const joined = shown.join('\n');
+  if (holdsSecret(joined, forms) || holdsSecret(squeeze(joined), forms.map(squeeze))) {
+    return { errors: [], withheld: true };
+  }
+  return { errors: shown.map((e) => scrubWireText(e, credentials)), withheld: false };
+}
+
+/** The Vault answer as a cause: status and Vault's own error strings, scrubbed (see wireErrors) and bounded. */
 export class VaultResponseError extends CleanCause {
   readonly statusCode: number;
-  constructor(statusCode: number, errors: readonly string[]) {
-    const detail = errors.slice(0, MAX_ERRORS).join('; ');
+  constructor(statusCode: number, wire: WireErrors) {
+    const detail = wire.withheld
+      ? 'error text withheld: it echoed a credential'
+      : wire.errors.slice(0, MAX_ERRORS).join('; ');
     super(detail ? `Vault HTTP ${statusCode}: ${detail}` : `Vault HTTP ${statusCode}`);
     this.name = 'VaultResponseError';
     this.statusCode = statusCode;
@@ -130,14 +178,40 @@ export function timeoutError(where: ErrorWhere, cause?: unknown): FetchError {
   });
 }
 
+/**
+ * A 200 answer whose body does not parse, or lacks what Vault documents for the call: a body cut off by a
+ * proxy, a load balancer's page, a server that is not Vault. It says nothing about the secret (only Vault's
+ * explicit 404 means not found), so it is transient; `what` names the field, never the body.
+ */
+export function malformedAnswer(
+  where: Pick<ErrorWhere, 'provider' | 'ref' | 'action'>,
+  what: string,
+): FetchError {
+  return new FetchError(`Vault sent a malformed answer (${where.action}): ${what}`, {
+    provider: where.provider,
+    ref: where.ref,
+    transient: true,
+  });
+}
+
+/** What node-vault resolves with for a 200 with an empty body (a 204 resolves with '' too): see session.ts. */
+export class EmptyAnswer extends Error {
+  constructor() {
+    super('Vault answered 200 with an empty body');
+    this.name = 'EmptyAnswer';
+  }
+}
+
 export function mapVaultError(err: unknown, where: ErrorWhere): TlsSecretsError {
   if (err instanceof TlsSecretsError) return err;
+  if (err instanceof EmptyAnswer) return malformedAnswer(where, 'the body is empty');
   const context = { provider: where.provider, ref: where.ref };
   const http = httpFailure(err);
   if (http) {
     const { statusCode, body } = http;
-    const errors = vaultErrors(body).map(where.scrub);
-    const cause = new VaultResponseError(statusCode, errors);
+    // Vault's own words decide the mapping (sealed or not); only what wireErrors lets through is shown.
+    const errors = vaultErrors(body);
+    const cause = new VaultResponseError(statusCode, wireErrors(errors, where.credentials()));
     const fetchError = (reason: string, transient: boolean) =>
       new FetchError(`${reason} (${where.action})`, { ...context, transient, cause });
     if (statusCode === 404) return new SecretNotFoundError(notFoundReason(body), { ...context, cause });
@@ -153,18 +227,19 @@ export function mapVaultError(err: unknown, where: ErrorWhere): TlsSecretsError 
     return fetchError(`Vault rejected the request (${statusCode})`, false);
   }
   const code = (err as { code?: unknown } | null)?.code;
-  if (typeof code === 'string' && TIMEOUT_CODES.has(code)) return timeoutError(where, safeCause(err));
+  const cause = safeCause(err, { secrets: where.credentials() });
+  if (typeof code === 'string' && TIMEOUT_CODES.has(code)) return timeoutError(where, cause);
   if (typeof code === 'string' && NETWORK_CODES.has(code)) {
     return new FetchError(`cannot reach Vault (${code}; ${where.action})`, {
       ...context,
       transient: true,
-      cause: safeCause(err),
+      cause,
     });
   }
   // TLS verification failures and anything unknown: name and code survive, the message may not.
   const tlsProblem = typeof code === 'string' && /CERT|SELF_SIGNED|UNABLE_TO|ERR_TLS|ERR_SSL/.test(code);
   return new FetchError(
     tlsProblem ? `TLS to Vault failed (${code}; ${where.action})` : `Vault request failed (${where.action})`,
-    { ...context, transient: !tlsProblem, cause: safeCause(err) },
+    { ...context, transient: !tlsProblem, cause },
   );
 }

@@ -5,7 +5,7 @@
 import { contentVersion as keyedVersion } from '../../src/content-version.js';
 import { FetchError, SecretNotFoundError } from '../../src/errors.js';
 import type { FetchResult } from '../../src/provider.js';
-import { statusOf } from './errors.js';
+import { malformedAnswer, statusOf } from './errors.js';
 import type { VaultSession } from './session.js';
 
 export interface KvSpec {
@@ -80,31 +80,52 @@ export class KvEngine {
       if (spec.version !== undefined) {
         throw this.fail(`version pinning needs KV v2, but ${mount} is KV v1`, ref);
       }
-      const response = await this.session.call(
-        { method: 'read', path: encodePath(mount + rest), ref },
-        signal,
-      );
+      const path = encodePath(mount + rest);
+      const response = await this.session.call({ method: 'read', path, ref }, signal);
+      // Vault answers a missing secret with 404 (SecretNotFoundError, errors.ts); a 200 without the map
+      // is an answer that did not arrive whole.
       const data = (response as { data?: unknown } | null)?.data;
-      if (!isMap(data))
-        throw new SecretNotFoundError('secret not found', { provider: this.providerName, ref });
+      if (!isMap(data)) throw this.malformed(`read ${path}`, ref, 'data is missing or not a map');
       return { value: data, version: contentVersion(data) };
     }
     const query = spec.version === undefined ? '' : `?version=${spec.version}`;
-    const response = await this.session.call(
-      { method: 'read', path: `${encodePath(mount)}data/${encodePath(rest)}${query}`, ref },
-      signal,
-    );
+    const path = `${encodePath(mount)}data/${encodePath(rest)}`;
+    const response = await this.session.call({ method: 'read', path: `${path}${query}`, ref }, signal);
     const body = (
       response as {
-        data?: { data?: unknown; metadata?: { version?: unknown; created_time?: unknown } };
+        data?: {
+          data?: unknown;
+          metadata?: {
+            version?: unknown;
+            created_time?: unknown;
+            deletion_time?: unknown;
+            destroyed?: unknown;
+          };
+        };
       } | null
     )?.data;
-    if (!isMap(body?.data)) {
-      // A version deleted in the future still reads; a null map here means it is gone.
-      throw new SecretNotFoundError('secret version deleted', { provider: this.providerName, ref });
+    const action = `read ${path}`;
+    if (!isMap(body)) throw this.malformed(action, ref, 'data is missing or not an object');
+    const metadata = isMap(body.metadata) ? body.metadata : undefined;
+    if (!isMap(body.data)) {
+      // Vault answers a deleted or destroyed version with 404 (errors.ts); a server that answers 200 says so
+      // in the metadata. Only then is it gone: a null map without that is a malformed answer.
+      if (body.data === null && metadata?.destroyed === true) {
+        throw new SecretNotFoundError('secret version destroyed', { provider: this.providerName, ref });
+      }
+      if (
+        body.data === null &&
+        typeof metadata?.deletion_time === 'string' &&
+        metadata.deletion_time !== ''
+      ) {
+        throw new SecretNotFoundError('secret version deleted', { provider: this.providerName, ref });
+      }
+      throw this.malformed(action, ref, 'data.data is missing or not a map');
     }
-    const version = body.metadata?.version;
-    if (typeof version !== 'number') throw this.fail('KV v2 response carries no metadata.version', ref);
+    const version = metadata?.version;
+    if (typeof version !== 'number') {
+      throw this.malformed(action, ref, 'data.metadata.version is missing or not a number');
+    }
     if (this.metadataRefused.delete(spec.path)) this.metadataDenied.add(spec.path);
     const identity = versionIdentity(version, body.metadata?.created_time);
     if (spec.version !== undefined) this.pinnedIdentity.set(kvId(spec), identity);
@@ -123,11 +144,9 @@ export class KvEngine {
     const { mount, kvVersion, rest } = await this.locate(spec, ref, signal);
     if (kvVersion === 1 || this.metadataDenied.has(spec.path)) return undefined;
     let response: unknown;
+    const path = `${encodePath(mount)}metadata/${encodePath(rest)}`;
     try {
-      response = await this.session.call(
-        { method: 'read', path: `${encodePath(mount)}metadata/${encodePath(rest)}`, ref },
-        signal,
-      );
+      response = await this.session.call({ method: 'read', path, ref }, signal);
     } catch (err) {
       if (statusOf(err) !== 403) throw err;
       this.metadataRefused.add(spec.path);
@@ -141,9 +160,16 @@ export class KvEngine {
         };
       } | null
     )?.data;
-    const current = metadata?.current_version;
-    if (typeof current !== 'number' || current <= 0) return undefined;
-    const entry = metadata?.versions?.[String(current)];
+    const action = `read ${path}`;
+    if (!isMap(metadata)) throw this.malformed(action, ref, 'data is missing or not an object');
+    const current = metadata.current_version;
+    if (typeof current !== 'number' || !Number.isInteger(current) || current < 0) {
+      throw this.malformed(action, ref, 'data.current_version is missing or not a version number');
+    }
+    // Metadata written before any data: nothing to compare, the data read will answer 404.
+    if (current === 0) return undefined;
+    const entry = isMap(metadata.versions) ? metadata.versions[String(current)] : undefined;
+    if (!isMap(entry)) throw this.malformed(action, ref, `data.versions["${current}"] is missing`);
     if (entry?.destroyed === true) {
       throw new SecretNotFoundError(`current version ${current} destroyed`, {
         provider: this.providerName,
@@ -232,7 +258,11 @@ export class KvEngine {
     )?.data;
     const mount = data?.path;
     if (typeof mount !== 'string' || !`${spec.path}/`.startsWith(mount)) {
-      throw this.fail(`unexpected answer detecting the mount of ${spec.path}`, ref);
+      throw this.malformed(
+        `read sys/internal/ui/mounts/${encodePath(spec.path)}`,
+        ref,
+        'data.path is missing or not a mount of this path',
+      );
     }
     // `generic` is the pre-0.8 name of KV v1.
     if (data?.type !== 'kv' && data?.type !== 'generic') {
@@ -241,6 +271,10 @@ export class KvEngine {
     const info: MountInfo = { mount, kvVersion: data.options?.version === '2' ? 2 : 1 };
     this.mounts.set(mount, info);
     return info;
+  }
+
+  private malformed(action: string, ref: string, what: string): FetchError {
+    return malformedAnswer({ provider: this.providerName, ref, action }, what);
   }
 
   private fail(reason: string, ref: string): FetchError {

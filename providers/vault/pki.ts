@@ -3,8 +3,9 @@
  * Every issue call makes a new certificate and key, so an issued bundle has no cheap version probe: the
  * resolver re-fetches ahead of `expiresAt` instead.
  */
-import { FetchError, SecretNotFoundError } from '../../src/errors.js';
+import { SecretNotFoundError } from '../../src/errors.js';
 import type { FetchResult } from '../../src/provider.js';
+import { malformedAnswer } from './errors.js';
 import { contentVersion, encodePath } from './kv.js';
 import type { VaultSession } from './session.js';
 
@@ -62,28 +63,27 @@ export async function issueCertificate(
   ref: string,
   signal: AbortSignal,
 ): Promise<FetchResult> {
-  const response = await session.call(
-    {
-      method: 'write',
-      path: `${encodePath(spec.mount)}/issue/${encodeURIComponent(spec.role)}`,
-      body: spec.body,
-      ref,
-    },
-    signal,
-  );
-  const data = (response as { data?: Record<string, unknown> } | null)?.data ?? {};
-  const { private_key: privateKey, certificate, issuing_ca: issuingCa, ca_chain: caChain } = data;
+  const path = `${encodePath(spec.mount)}/issue/${encodeURIComponent(spec.role)}`;
+  const response = await session.call({ method: 'write', path, body: spec.body, ref }, signal);
+  const malformed = (what: string) =>
+    malformedAnswer({ provider: providerName, ref, action: `write ${path}` }, what);
+  const data = (response as { data?: unknown } | null)?.data;
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) {
+    throw malformed('data is missing or not an object');
+  }
+  const {
+    private_key: privateKey,
+    certificate,
+    issuing_ca: issuingCa,
+    ca_chain: caChain,
+  } = data as Record<string, unknown>;
   // With format=pem_bundle, `certificate` also holds the key and chain: the cert value keeps certificates only.
   const cert = certificateBundle([certificate]);
-  if (typeof privateKey !== 'string' || privateKey === '' || cert === '') {
-    throw new FetchError('Vault PKI issue response carries no certificate or private key', {
-      provider: providerName,
-      ref,
-      transient: false,
-    });
-  }
-  const serial = data.serial_number;
-  const expiration = data.expiration;
+  // The format is always PEM (pki() refuses others): no key or certificate means the answer is not whole.
+  if (typeof privateKey !== 'string' || privateKey === '') throw malformed('data.private_key is missing');
+  if (cert === '') throw malformed('data.certificate holds no certificate');
+  const serial = (data as Record<string, unknown>).serial_number;
+  const expiration = (data as Record<string, unknown>).expiration;
   return {
     value: {
       private_key: privateKey,
@@ -102,11 +102,10 @@ export async function fetchRaw(
   ref: string,
   signal: AbortSignal,
 ): Promise<FetchResult> {
-  const response = await session.call(
-    { method: 'read', path: `${encodePath(spec.mount)}/${spec.what}/pem`, ref },
-    signal,
-  );
-  // These endpoints answer raw PEM, or 204 with an empty body when the mount has no CA (or CRL) yet.
+  const path = `${encodePath(spec.mount)}/${spec.what}/pem`;
+  const response = await session.call({ method: 'read', path, ref, answer: 'text' }, signal);
+  // These endpoints answer raw PEM, or 204 with an empty body when the mount has no CA (or CRL) yet (an empty
+  // 200 is refused in session.ts).
   if (response === '' || response === undefined || response === null) {
     throw new SecretNotFoundError(
       `PKI mount ${spec.mount} has no ${spec.what === 'ca' ? 'CA certificate' : 'CRL'}`,
@@ -116,12 +115,21 @@ export async function fetchRaw(
       },
     );
   }
-  if (typeof response !== 'string') {
-    throw new FetchError(`Vault ${spec.what}/pem answered something other than PEM`, {
-      provider: providerName,
-      ref,
-      transient: false,
-    });
+  // A body cut off on the way ends inside a block: only whole blocks of the documented type are an answer.
+  const block = spec.what === 'ca' ? 'CERTIFICATE' : 'X509 CRL';
+  if (typeof response !== 'string' || !wholePem(response, block)) {
+    throw malformedAnswer(
+      { provider: providerName, ref, action: `read ${path}` },
+      `the body is not whole ${block} PEM blocks`,
+    );
   }
   return { value: response, version: contentVersion(response) };
+}
+
+/** `text` is one or more complete `label` PEM blocks and whitespace, nothing else. */
+function wholePem(text: string, label: string): boolean {
+  const rest = text.split(
+    new RegExp(`-----BEGIN ${label}-----\\r?\\n[A-Za-z0-9+/=\\r\\n]+-----END ${label}-----`, 'g'),
+  );
+  return rest.length > 1 && rest.every((between) => between.trim() === '');
 }

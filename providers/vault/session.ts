@@ -7,7 +7,14 @@ import { readFile } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
 import { ConfigurationError, FetchError, safeCause } from '../../src/errors.js';
-import { type ErrorWhere, isPermissionDenied, mapVaultError, scrubWireText, timeoutError } from './errors.js';
+import {
+  EmptyAnswer,
+  type ErrorWhere,
+  isPermissionDenied,
+  malformedAnswer,
+  mapVaultError,
+  timeoutError,
+} from './errors.js';
 import type { ResolvedOptions, VaultClient, VaultRequestOptions } from './options.js';
 
 export interface VaultCall {
@@ -17,6 +24,11 @@ export interface VaultCall {
   body?: object;
   /** Reference description for errors. */
   ref?: string;
+  /**
+   * What a 200 answer must be: a JSON object (the default; anything else is a malformed answer, see
+   * malformedAnswer) or text (the raw PKI CA and CRL endpoints, which the caller checks).
+   */
+  answer?: 'json' | 'text';
 }
 
 /** Below this remaining lifetime a login token is treated as gone: a request would race its expiry. */
@@ -95,7 +107,7 @@ export class VaultSession {
       ref: call.ref,
       action: `${call.method} ${call.path.split('?')[0]}`,
       requestTimeoutMs: this.options.requestTimeoutMs,
-      scrub: (text) => scrubWireText(text, this.credentials()),
+      credentials: () => this.credentials(),
     };
   }
 
@@ -176,6 +188,13 @@ export class VaultSession {
     // node-vault falls back to VAULT_TOKEN; the token travels per request instead, so login calls go out
     // without one and the client object never holds a secret.
     created.token = '';
+    // node-vault resolves a 204 and a 200 with an empty body alike, with ''. Only the 204 is Vault's answer
+    // (the raw PKI endpoints' "no CA yet"); an empty 200 is a body lost on the way.
+    const handle = created.handleVaultResponse.bind(created);
+    created.handleVaultResponse = (response) =>
+      response?.statusCode === 200 && (response.body === '' || response.body === undefined)
+        ? Promise.reject(new EmptyAnswer())
+        : handle(response);
     return created;
   }
 
@@ -189,8 +208,11 @@ export class VaultSession {
     return { timeout: this.options.requestTimeoutMs, headers };
   }
 
-  /** One HTTP request; `token` undefined sends none (login endpoints must not see a stale token). */
-  private send(
+  /**
+   * One HTTP request; `token` undefined sends none (login endpoints must not see a stale token). axios hands
+   * node-vault a body that does not parse as JSON as a string: for a JSON call that is a malformed answer.
+   */
+  private async send(
     client: VaultClient,
     call: VaultCall,
     token: string | undefined,
@@ -211,7 +233,14 @@ export class VaultSession {
     } finally {
       if (token === undefined) client.token = saved;
     }
-    return this.bounded(pending, signal, where, true);
+    const answer = await this.bounded(pending, signal, where, true);
+    if (call.answer !== 'text' && !isJsonObject(answer)) {
+      throw malformedAnswer(
+        where,
+        typeof answer === 'string' ? 'the body is not JSON' : 'the body is not a JSON object',
+      );
+    }
+    return answer;
   }
 
   /**
@@ -318,7 +347,7 @@ export class VaultSession {
           cause: mapped,
         });
       }
-      state = this.fromAuth(response, 'login');
+      state = this.fromAuth(response, this.where(call));
     }
     if (this.closed)
       throw new FetchError('vault provider is closed', { provider: this.options.name, transient: false });
@@ -368,15 +397,13 @@ export class VaultSession {
     };
   }
 
-  private fromAuth(response: unknown, what: string): TokenState {
+  /** The token of a login or renewal answer; an answer without one did not arrive whole (Vault always sends it). */
+  private fromAuth(response: unknown, where: ErrorWhere): TokenState {
     const auth = (
       response as { auth?: { client_token?: unknown; lease_duration?: unknown; renewable?: unknown } }
     )?.auth;
     if (typeof auth?.client_token !== 'string' || auth.client_token === '') {
-      throw new FetchError(`Vault ${what} returned no client token`, {
-        provider: this.options.name,
-        transient: false,
-      });
+      throw malformedAnswer(where, 'auth.client_token is missing');
     }
     const ttl =
       typeof auth.lease_duration === 'number' && auth.lease_duration > 0 ? auth.lease_duration * 1000 : 0;
@@ -449,9 +476,13 @@ export class VaultSession {
     const client = await this.client();
     const call: VaultCall = { method: 'write', path: 'auth/token/renew-self', body: {} };
     const response = await this.send(client, call, state.token, this.background.signal, this.where(call));
-    const renewed = this.fromAuth(response, 'renew-self');
+    const renewed = this.fromAuth(response, this.where(call));
     // Here a lease of 0 means the token is at its end, not that it never expires.
     if (renewed.ttlMs === 0) return { token: state.token, expiresAt: Date.now(), ttlMs: 0, renewable: false };
     return { ...renewed, token: state.token };
   }
+}
+
+function isJsonObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }

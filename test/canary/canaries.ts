@@ -16,6 +16,7 @@ export type CanaryKind =
   | 'vault token'
   | 'approle secret_id'
   | 'kubernetes jwt'
+  | 'aws access key id'
   | 'aws secret key'
   | 'aws session token'
   | 'ticket keys';

@@ -1,6 +1,6 @@
 /** The two text scrubbers the views rely on, on the shapes they must catch and the text they must keep. */
 import { describe, expect, it } from 'vitest';
-import { scrubWireText } from '../../providers/vault/errors.js';
+import { scrubWireText, wireErrors } from '../../providers/vault/errors.js';
 import { safeCause, withoutUrlCredentials } from '../../src/errors.js';
 
 describe('withoutUrlCredentials', () => {
@@ -44,18 +44,42 @@ describe('scrubWireText (Vault error strings)', () => {
   });
 });
 
+describe('wireErrors (Vault error strings as a whole)', () => {
+  const token = 'CANARYtoken0123456789abcdef';
+  it.each([
+    ['a token split over two strings', [`token prefix ${token.slice(0, 14)}`, `${token.slice(14)} suffix`]],
+    ['base64', [`auth ${Buffer.from(token).toString('base64')}`]],
+    ['hex', [`auth ${Buffer.from(token).toString('hex')}`]],
+    ['spaced out', [token.split('').join(' ')]],
+    ['a 12-character piece', [`bad ${token.slice(3, 15)}`]],
+  ])('drops the whole text for %s', (_what, errors) => {
+    expect(wireErrors(errors, [token])).toEqual({ errors: [], withheld: true });
+  });
+
+  it("keeps Vault's own words, scrubbed and bounded", () => {
+    expect(wireErrors(['permission denied', 'x'.repeat(500), 'c', 'd'], [token])).toEqual({
+      errors: ['permission denied', `${'x'.repeat(200)}…`, 'c'],
+      withheld: false,
+    });
+  });
+});
+
 describe('safeCause', () => {
   it('keeps name, code, status and request id of an SDK-shaped error, nothing else', () => {
     const sdk = Object.assign(new Error('echo: x-amz-security-token: CANARYtoken'), {
       name: 'InternalFailure',
       $fault: 'server',
-      $metadata: { httpStatusCode: 500, requestId: 'a1b2-c3' },
+      $metadata: { httpStatusCode: 500, requestId: '7a62c49f-347e-4fc4-9331-6e8eca3f1b2d' },
       $response: { headers: { 'x-amz-security-token': 'CANARYtoken' } },
       cause: new Error('CANARYnested'),
     });
     const clean = safeCause(sdk) as Error & Record<string, unknown>;
-    expect(clean).toMatchObject({ name: 'InternalFailure', statusCode: 500, requestId: 'a1b2-c3' });
-    expect(clean.message).toBe('InternalFailure, HTTP 500, request id a1b2-c3');
+    expect(clean).toMatchObject({
+      name: 'InternalFailure',
+      statusCode: 500,
+      requestId: '7a62c49f-347e-4fc4-9331-6e8eca3f1b2d',
+    });
+    expect(clean.message).toBe('InternalFailure, HTTP 500, request id 7a62c49f-347e-4fc4-9331-6e8eca3f1b2d');
     expect(Object.keys(clean)).not.toContain('$response');
     expect(clean.cause).toBeUndefined();
   });
@@ -75,5 +99,55 @@ describe('safeCause', () => {
       code: 'ERR_INVALID_ARG_TYPE',
     });
     expect((safeCause(argument) as Error).message).toBe('TypeError, code ERR_INVALID_ARG_TYPE');
+  });
+
+  it('keeps names, codes and request ids only in shapes that cannot carry a credential', () => {
+    const token = 'IQoJb3JpZ2luX2VjEJr//////////wEaCXVzLWVhc3QtMSJHMEUCIQ';
+    const hostile = Object.assign(new Error('x'), {
+      name: `Denied_${token}`,
+      code: token,
+      $metadata: { httpStatusCode: 400, requestId: `req ${token}` },
+    });
+    const clean = safeCause(hostile) as Error & Record<string, unknown>;
+    expect(clean).toMatchObject({ name: 'Error', statusCode: 400 });
+    expect(clean.code).toBeUndefined();
+    expect(clean.requestId).toBeUndefined();
+    for (const [code, kept] of [
+      ['ECONNREFUSED', true],
+      ['ERR_OSSL_EVP_BAD_DECRYPT', true],
+      ['UNABLE_TO_VERIFY_LEAF_SIGNATURE', true],
+      ['ERR_TLS_CERT_ALTNAME_INVALID', true],
+      ['ASIAQWERTYUIOPASDFGH', false],
+      ['ERR_ASIAQWERTYUIOPASDFGH', false],
+      ['Denied_abc', false],
+    ] as const) {
+      const cause = safeCause(Object.assign(new Error('x'), { code })) as { code?: unknown };
+      expect(cause.code, code).toBe(kept ? code : undefined);
+    }
+  });
+
+  it('narrowed by a provider: a closed set of names, no server code, no own credential', () => {
+    const uuidToken = '1ffb6c3b-d424-48e0-9758-3dbd2677efa1';
+    const sdk = Object.assign(new Error('x'), {
+      name: 'SomethingNew',
+      code: 'ERR_FROM_BODY',
+      $fault: 'client',
+      $metadata: { httpStatusCode: 400, requestId: uuidToken },
+    });
+    const clean = safeCause(sdk, {
+      names: new Set(['InternalFailure']),
+      secrets: [uuidToken],
+      codeFromServer: true,
+    }) as Error & Record<string, unknown>;
+    expect(clean).toMatchObject({ name: 'UnrecognisedError', statusCode: 400 });
+    expect(clean.code).toBeUndefined();
+    expect(clean.requestId).toBeUndefined();
+    // A piece of a credential of 12 characters or more is enough to drop the text.
+    const system = Object.assign(new Error(`connect ECONNREFUSED ${uuidToken.slice(0, 13)}`), {
+      code: 'ECONNREFUSED',
+      errno: -111,
+      syscall: 'connect',
+    });
+    expect((safeCause(system, { secrets: [uuidToken] }) as Error).message).toBe('Error, code ECONNREFUSED');
   });
 });

@@ -27,13 +27,16 @@ export type ProxyFault =
     }
   /**
    * Answer every request with this status and a body built from the request as text (request line, headers,
-   * body): a misbehaving server or proxy that echoes what it was sent, credentials included.
+   * body): a misbehaving server or proxy that echoes what it was sent, credentials included. `headers` may be
+   * built from the request too: a server that echoes into a header (an AWS request id, an error type).
    */
   | {
       readonly kind: 'echo';
       readonly status: number;
       readonly body: (request: string) => string;
-      readonly headers?: Readonly<Record<string, string>>;
+      readonly headers?:
+        | Readonly<Record<string, string>>
+        | ((request: string) => Readonly<Record<string, string>>);
     };
 
 export interface ProxiedRequest {
@@ -191,10 +194,12 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
         req.on('data', (chunk: Buffer) => chunks.push(chunk));
         req.once('end', () => {
           const head = Object.entries(req.headers).map(([name, value]) => `${name}: ${String(value)}`);
-          const text = body(
-            [`${req.method} ${req.url}`, ...head, '', Buffer.concat(chunks).toString()].join('\n'),
+          const received = [`${req.method} ${req.url}`, ...head, '', Buffer.concat(chunks).toString()].join(
+            '\n',
           );
-          res.writeHead(status, { 'Content-Length': Buffer.byteLength(text), ...headers });
+          const text = body(received);
+          const extra = typeof headers === 'function' ? headers(received) : headers;
+          res.writeHead(status, { 'Content-Length': Buffer.byteLength(text), ...extra });
           res.end(text);
         });
         return;
