@@ -772,8 +772,10 @@ describe.skipIf(NO_VAULT)(`vault provider: authentication ${ON}`, () => {
       // which only renewals back to the full period can do.
       await until('four renewals', () => count('POST auth/token/renew-self') >= 4);
       expect(Date.now() - started).toBeGreaterThan(6_000);
+      // Vault reports whole seconds: just before a renewal a live token can read 0. That it is alive is what
+      // the read below shows; the TTL shows it was renewed to the period, never beyond.
       const ttl = await tokenTtl(token);
-      expect(ttl).toBeGreaterThan(0);
+      expect(ttl).toBeGreaterThanOrEqual(0);
       expect(ttl).toBeLessThanOrEqual(3);
       expect((await v.fetch(ref, signal())).value).toEqual({ value: 'periodic' });
       // Each renewal is of the period again, never capped: no lookup, no fallback.
