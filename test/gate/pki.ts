@@ -33,6 +33,8 @@ export interface CertOptions {
   keyUsage?: number;
   /** The key pair of another certificate: a renewal with the same key. */
   keys?: Keys;
+  /** An intermediate's path length constraint (default 0: it issues leaves only). */
+  pathLength?: number;
 }
 
 export interface CrlOptions {
@@ -105,9 +107,10 @@ function authority(self: Cert): Authority {
       return finish(cert, keys);
     },
     async intermediate(options = {}) {
-      const keys = (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as Keys;
+      const keys =
+        options.keys ?? ((await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as Keys);
       const extensions: x509.Extension[] = [
-        new x509.BasicConstraintsExtension(true, 0, true),
+        new x509.BasicConstraintsExtension(true, options.pathLength ?? 0, true),
         new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
         await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
         await x509.AuthorityKeyIdentifierExtension.create(self.cert),

@@ -76,6 +76,27 @@ describe('server role', () => {
       /intermediate certificate [0-9A-F]+ is used as a server/,
     );
   });
+
+  it('so is one OpenSSL takes from `ca` to complete a leaf-only chain: it reaches peers just the same', async () => {
+    const clientCa = await root.intermediate({ extKeyUsage: [clientAuth] });
+    const leaf = await clientCa.issue();
+    const store = memory({
+      key: leaf.keyPem,
+      cert: leaf.certPem,
+      ca: `${root.certPem}\n${clientCa.certPem}`,
+    });
+    const resolver = resolverFor({ key: store.ref('key'), cert: store.ref('cert'), ca: store.ref('ca') });
+    const server = createServer(resolver, {}, (socket) => socket.end('hello'));
+    server.listen(0, '127.0.0.1');
+    const [error] = (await Promise.race([once(server, 'error'), once(server, 'listening')])) as [
+      InvalidMaterialError | undefined,
+    ];
+    server.close();
+    expect(error).toBeInstanceOf(InvalidMaterialError);
+    expect(error?.field).toBe('ca#1');
+    expect(error?.ref).toBe('memory:ca');
+    expect(error?.message).toContain(`intermediate certificate ${clientCa.serial} is used as a server`);
+  });
 });
 
 describe('a role binds once it served', () => {
