@@ -17,6 +17,7 @@ import { EventEmitter } from 'node:events';
 import { inspect } from 'node:util';
 import {
   CertificateExpiredError,
+  ConfigurationError,
   FetchError,
   ListenerError,
   ResolverClosedError,
@@ -212,14 +213,18 @@ export class Resolver extends EventEmitter<ResolverEvents> {
    * it before each use): the generation being served is checked for the role, once per generation and role.
    * If it passes, the role is recorded and every later generation must allow it too, for the resolver's
    * life. If it fails, this throws InvalidMaterialError and records nothing: a use that never happened does
-   * not bind later rotations. On a cold resolver there is nothing to check and nothing is recorded: call it
-   * after `resolve()`.
+   * not bind later rotations. On a cold resolver there is nothing to check: it throws ConfigurationError
+   * (call it after `resolve()`), rather than let a role believed declared bind nothing.
    */
   declareRole(role: Role): void {
     // Recorded: every generation since was validated with it (the one current when it was recorded, here).
     if (this.#roles.has(role)) return;
     const bundle = this.#generation?.bundle;
-    if (!bundle) return;
+    if (!bundle) {
+      throw new ConfigurationError(
+        `declareRole('${role}') checks the generation being served and there is none yet: call it after resolve()`,
+      );
+    }
     let verdicts = this.#roleVerdicts.get(bundle);
     if (!verdicts) {
       verdicts = new Map();

@@ -8,7 +8,13 @@ import { once } from 'node:events';
 import https from 'node:https';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { memory } from '../../providers/memory.js';
-import { connect, createAgent, createServer, InvalidMaterialError } from '../../src/index.js';
+import {
+  ConfigurationError,
+  connect,
+  createAgent,
+  createServer,
+  InvalidMaterialError,
+} from '../../src/index.js';
 import { type Authority, type Cert, createRoot, x509 } from './pki.js';
 import { handshake, pastBackoff, resolverFor, serve } from './rig.js';
 
@@ -144,6 +150,16 @@ describe('a role binds once it served', () => {
     createAgent(resolver).destroy();
     expect((await rotate()).rotated).toBe(true);
     expect(await handshake(port, { ca: root.certPem })).toMatchObject({ ok: true, serial: next.serial });
+  });
+
+  it('declareRole() on a cold resolver has nothing to check: it says so instead of binding nothing', async () => {
+    const store = keyPair(serverOnly);
+    const resolver = resolverFor({ key: store.ref('key'), cert: store.ref('cert') });
+    expect(() => resolver.declareRole('client')).toThrow(ConfigurationError);
+    expect(() => resolver.declareRole('client')).toThrow(/call it after resolve\(\)/);
+    await resolver.resolve();
+    expect(() => resolver.declareRole('client')).toThrow(InvalidMaterialError);
+    resolver.declareRole('server');
   });
 
   it('a refused connect() records nothing: the next server-only rotation goes in', async () => {
