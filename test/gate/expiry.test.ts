@@ -148,6 +148,21 @@ describe('CA entries that OpenSSL presents in a chain (a leaf-only cert complete
     );
   });
 
+  it('a self-signed root it sends at the top is not enforced: peers anchor on their own copy', async () => {
+    const expiredRoot = await createRoot('renewed root', {
+      notBefore: new Date(Date.now() - 10 * DAY),
+      notAfter: new Date(Date.now() - DAY),
+    });
+    // The same anchor re-issued (same name, same key): what the peers trust.
+    const renewedRoot = await createRoot('renewed root', { keys: expiredRoot.keys });
+    const leaf = await renewedRoot.issue();
+    const store = memory({ key: leaf.keyPem, cert: leaf.certPem, ca: expiredRoot.certPem });
+    const resolver = resolverFor({ key: store.ref('key'), cert: store.ref('cert'), ca: store.ref('ca') });
+    const port = await serve(resolver);
+    expect((await handshake(port, { ca: renewedRoot.certPem })).ok).toBe(true);
+    expect(resolver.status().notAfter?.getTime()).toBe(leaf.cert.notAfter.getTime());
+  });
+
   it('one expiring while served: notAfter, status(), expiring and expired events (an intermediate, ca#1), state expired, resolve() refuses', async () => {
     const shortLived = await root.intermediate({
       notBefore: new Date(Date.now() - 2_000),

@@ -146,13 +146,17 @@ function authority(self: Cert): Authority {
   };
 }
 
-export async function createRoot(commonName = 'gate test root'): Promise<Authority> {
-  const keys = (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as Keys;
+/** A self-signed root; `options.keys` re-issues another root's (a renewal of the same trust anchor). */
+export async function createRoot(
+  commonName = 'gate test root',
+  options: Pick<CertOptions, 'keys' | 'notBefore' | 'notAfter'> = {},
+): Promise<Authority> {
+  const keys = options.keys ?? ((await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as Keys);
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: serial(),
     name: `CN=${commonName}`,
-    notBefore: new Date(Date.now() - 2 * DAY),
-    notAfter: new Date(Date.now() + 3650 * DAY),
+    notBefore: options.notBefore ?? new Date(Date.now() - 2 * DAY),
+    notAfter: options.notAfter ?? new Date(Date.now() + 3650 * DAY),
     keys,
     signingAlgorithm: SIGN,
     extensions: [
