@@ -33,18 +33,6 @@ function nonSecret(resolved: ResolvedOptions): Record<string, unknown> {
   return options;
 }
 
-/**
- * Declares the client role, so that every generation is checked for client-auth usage at the gate. A
- * generation already served that fails is reported at its first connection, not at construction.
- */
-function declareClient(resolver: Resolver): void {
-  try {
-    resolver.declareRole('client');
-  } catch {
-    // Thrown again, as the connection's error, by the declareRole call on the connection path.
-  }
-}
-
 function defined(options: object): Record<string, unknown> {
   return Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined));
 }
@@ -103,7 +91,6 @@ export class TlsSecretsAgent extends https.Agent {
   constructor(resolver: Resolver, options: TlsAgentOptions = {}) {
     super({ keepAlive: true, ...options });
     this.#resolver = resolver;
-    declareClient(resolver);
     this.#book = new ExpiryBook(resolver);
     this.#maxSessions = options.maxCachedSessions ?? 100;
     // Internal subscriptions, not 'rotate' listeners: an application listener that throws cannot stop
@@ -258,17 +245,18 @@ export async function createDispatcher(
   const undici = await loadUndici();
   const { connect: connectOptions = {}, ...agentOptions } = options;
   const connectors = new WeakMap<ResolvedOptions, buildConnector.connector>();
-  declareClient(resolver);
 
   const connect: buildConnector.connector = (target, callback) => {
     resolver.resolve().then(
-      (resolved) => {
+      (latest) => {
         try {
           resolver.declareRole('client');
         } catch (error) {
           callback(error instanceof Error ? error : new Error(String(error)), null);
           return;
         }
+        // The generation just checked for the client role (a rotation may have landed since resolve()).
+        const resolved = resolver.current()?.options ?? latest;
         let connector = connectors.get(resolved);
         if (!connector) {
           // One connector per generation: undici's TLS session cache goes with it.
@@ -415,7 +403,6 @@ export function createHttp2Client(
     readonly session: Promise<http2.ClientHttp2Session>;
   }
   const book = new ExpiryBook(resolver);
-  declareClient(resolver);
   const open = new Set<http2.ClientHttp2Session>();
   let current: Entry | undefined;
   let closed = false;

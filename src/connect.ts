@@ -77,12 +77,13 @@ export async function connect(resolver: Resolver, options: ConnectOptions): Prom
   /** The generation of the last handshake attempted, read with its options. */
   let used = 0;
   const attempt = async (offerSession: boolean): Promise<TLSSocket> => {
-    // The client certificate must allow client auth: checked at the gate, once per generation.
+    const latest = await resolver.resolve();
+    // The client certificate must allow client auth: the generation about to be used is checked (once per
+    // generation); the role binds later generations only once it passed.
     resolver.declareRole('client');
-    const resolved = await resolver.resolve();
-    resolver.declareRole('client');
+    // Options and generation read together, as checked: a rotation during the await is not mislabelled.
+    const { generation, options: resolved } = resolver.current() ?? { generation: 0, options: latest };
     const sessions = sessionsOf(resolver);
-    const generation = resolver.generation;
     used = generation;
     const session = offerSession && resumeSessions ? sessions.get(target) : undefined;
     const socket = tlsConnect({ ...resolved, ...connectOptions, ...(session ? { session } : {}) });

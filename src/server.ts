@@ -84,11 +84,11 @@ export async function attach(
     server.setSecureContext(options);
     forgetSecretOptions(server);
   };
-  // The certificate must allow server auth: checked at the gate, once per generation, never per handshake.
-  resolver.declareRole('server');
   const first = await resolver.resolve();
+  // The certificate must allow server auth: the generation about to be installed is checked (once per
+  // generation, never per handshake); the role binds later generations only once it passed.
   resolver.declareRole('server');
-  install(first);
+  install(resolver.current()?.options ?? first);
   // An internal subscription, not a 'rotate' listener: an application listener that throws cannot keep
   // the server on the old certificate.
   const unsubscribe = resolver[internal].onGeneration((_event, options) => install(options));

@@ -107,10 +107,14 @@ export interface RotateEvent {
   readonly versions: Readonly<Record<string, string | undefined>>;
   /**
    * Presented certificates (from `cert` and `pfx`): leaves (`cert`, `cert[1]`) and the intermediates of their
-   * chains (`cert#1`, kind `intermediate`). Their notAfter drives refresh-ahead and expiry.
+   * chains (`cert#1`, kind `intermediate`), CA entries OpenSSL sends to complete a leaf-only chain among them
+   * (`ca#1`, kind `intermediate`). Their notAfter drives refresh-ahead and expiry.
    */
   readonly certificates: readonly CertificateInfo[];
-  /** CA entries (`ca`, one per certificate, e.g. `ca#1`): reported for monitoring, not enforced. */
+  /**
+   * CA entries (`ca`, one per certificate, e.g. `ca#1`): reported for monitoring, not enforced unless also
+   * presented in a chain (then in `certificates` too).
+   */
   readonly authorities: readonly CertificateInfo[];
 }
 

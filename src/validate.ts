@@ -51,34 +51,54 @@ export interface PresentedUsage {
   readonly usage: UsageFields;
 }
 
+/** An intermediate a presented chain reached, and where it came from (`cert#1`, or a CA entry `ca#2`). */
+export interface ReachedIntermediate {
+  readonly cert: X509Certificate;
+  readonly field: string;
+  readonly ref: string;
+}
+
 /** What a presented chain reached, for the next generation to be compared with. */
 export interface ChainRecord {
-  /** Subjects of the intermediates the chain carried. */
-  readonly carried: readonly string[];
+  /**
+   * The intermediates (not the self-signed root: peers anchor on their own copy) of the chain OpenSSL
+   * presents for the leaf, each linked to the certificate below it by signature. A few per leaf.
+   */
+  readonly reached: readonly ReachedIntermediate[];
 }
 
 export interface ValidatedBundle {
   /** The secret fields in the form Node takes them (lists split per entry, PEM in canonical form). */
   readonly options: SecureContextOptions;
   readonly secureContext: SecureContext;
-  /** Presented certificates: leaves, and intermediates of their chains (kind `intermediate`, `cert#1`). */
+  /**
+   * Presented certificates: leaves, and intermediates of their chains (kind `intermediate`): from `cert`
+   * (`cert#1`), or CA entries OpenSSL presents in a leaf-only chain (`ca#1`).
+   */
   readonly certificates: readonly CertificateInfo[];
-  /** The CA entries; their expiry is reported, not enforced (bundles often carry expired roots). */
+  /**
+   * The CA entries; their expiry is reported, not enforced (bundles often carry expired roots), except for
+   * those OpenSSL presents in a chain, which are also in `certificates` as intermediates.
+   */
   readonly authorities: readonly CertificateInfo[];
   /** The CRLs (kind `crl`): notBefore/notAfter are thisUpdate/nextUpdate. */
   readonly crls: readonly CertificateInfo[];
   /**
-   * Everything dated that the resolver must watch, in one list: presented certificates, CRLs (their expiry
-   * breaks every handshake: enforced) and CA entries still valid at validation (reported only). Expiring and
-   * expired events, refresh-ahead points and status() dates come from here.
+   * Everything dated that the resolver must watch, in one list: presented certificates (CA entries in a
+   * presented chain among them, as intermediates), CRLs (their expiry breaks every handshake: enforced) and
+   * the other CA entries still valid at validation (reported only). Expiring and expired events,
+   * refresh-ahead points and status() dates come from here.
    */
   readonly deadlines: readonly CertificateInfo[];
-  /** Earliest notAfter of what is enforced: every presented certificate and every CRL's nextUpdate. */
+  /**
+   * Earliest notAfter of what is enforced: every presented certificate (CA entries presented in a chain
+   * too) and every CRL's nextUpdate.
+   */
   readonly notAfter: Date | undefined;
   readonly psk: ReadonlyMap<string, Buffer>;
   /** Usage extensions of the presented certificates, for `checkRoles`. */
   readonly usages: readonly PresentedUsage[];
-  /** Per `cert` field path, what its chain carried: the next validation refuses a chain that lost an intermediate. */
+  /** Per `cert` field path, what its chain reached: the next validation refuses a chain that lost an intermediate. */
   readonly chains: ReadonlyMap<string, ChainRecord>;
   /**
    * A digest of who may connect (the canonical `ca` and `crl` entries), not secret: a server whose trust
@@ -200,13 +220,16 @@ function certificateInfo(
   };
 }
 
-function checkValidityWindow(item: Item, info: CertificateInfo, now: number): void {
+function checkValidityWindow(item: Item, info: CertificateInfo, now: number, where = ''): void {
   const which = info.kind === 'intermediate' ? 'intermediate certificate' : 'certificate';
   if (now < info.notBefore.getTime()) {
-    throw invalid(item, `${which} ${info.serialNumber} is not valid before ${info.notBefore.toISOString()}`);
+    throw invalid(
+      item,
+      `${which} ${info.serialNumber}${where} is not valid before ${info.notBefore.toISOString()}`,
+    );
   }
   if (now > info.notAfter.getTime()) {
-    throw invalid(item, `${which} ${info.serialNumber} expired at ${info.notAfter.toISOString()}`);
+    throw invalid(item, `${which} ${info.serialNumber}${where} expired at ${info.notAfter.toISOString()}`);
   }
 }
 
@@ -454,19 +477,24 @@ export function validateMaterial(material: Material, options: ValidateOptions): 
   const ca = material.ca.flatMap((item) => splitEntries(item, ['CERTIFICATE', 'TRUSTED CERTIFICATE'], 'CA'));
   const authorities: CertificateInfo[] = [];
   const caValues: (string | Buffer)[] = [];
-  const caCerts: X509Certificate[] = [];
-  const caSubjects = new Set<string>();
+  const caEntries: CaEntry[] = [];
+  /** CA entries by normalised subject: the candidates to stand in for a leaf's issuer, found without parsing. */
+  const caBySubject = new Map<string, CaEntry[]>();
   for (const item of ca) {
     const key = typeof item.value === 'string' ? item.value : undefined;
     const known = key === undefined ? undefined : options.caCache?.previous.get(key);
-    // verifyChain needs the certificates themselves; otherwise a known entry needs no parsing.
+    // verifyChain needs the certificates themselves; otherwise a known entry needs no parsing (a stand-in
+    // candidate is parsed when a chain asks for it).
     const cert = known && !options.verifyChain ? undefined : parseCertificate(item, 'CA entry');
     const info: CertificateInfo = cert
       ? certificateInfo(item, cert, 'authority')
       : { ...(known as CertificateInfo), field: item.path, ref: item.ref };
     if (key !== undefined) options.caCache?.next.set(key, info);
-    if (cert) caCerts.push(cert);
-    caSubjects.add(info.subject);
+    const entry: CaEntry = { item, info, cert };
+    caEntries.push(entry);
+    const byName = caBySubject.get(nameKey(info.subject));
+    if (byName) byName.push(entry);
+    else caBySubject.set(nameKey(info.subject), [entry]);
     authorities.push(info);
     // Node's ca option takes PEM only: a DER entry goes on as PEM.
     caValues.push(looksLikePem(item.value) || !cert ? item.value : cert.toString());
@@ -489,6 +517,8 @@ export function validateMaterial(material: Material, options: ValidateOptions): 
   const leaves: { item: Item; cert: X509Certificate; chain: X509Certificate[] }[] = [];
   // DER certificates parse here but Node's cert and ca options take PEM only: pass them on as PEM.
   const certValues: (string | Buffer)[] = [];
+  /** CA entries OpenSSL presents in some leaf's chain: checked and dated as presented certificates. */
+  const presentedAuthorities = new Set<CertificateInfo>();
   for (const item of material.cert) {
     const pem = looksLikePem(item.value);
     const entries = pem ? splitEntries(item, ['CERTIFICATE'], 'certificate chain') : [item];
@@ -507,8 +537,30 @@ export function validateMaterial(material: Material, options: ValidateOptions): 
     const [leaf] = chain;
     if (!leaf) continue;
     leaves.push({ item, cert: leaf, chain });
-    checkChainKept(item, chain, options.previous?.chains.get(item.path), caSubjects);
-    chains.set(item.path, { carried: chain.slice(1).map((cert) => cert.subject) });
+    const extra = chain.slice(1).map((cert, index) => ({ cert, item: entries[index + 1] ?? item }));
+    const presented = presentedChain({ cert: leaf, item }, extra, caBySubject, now);
+    for (const link of presented) {
+      const standIn = link.standIn;
+      if (!standIn || link.selfSigned || presentedAuthorities.has(standIn.info)) continue;
+      // OpenSSL sends this CA entry to every peer as part of the chain: peers check it as they check the leaf.
+      presentedAuthorities.add(standIn.info);
+      const info = certificateInfo(standIn.item, link.cert, 'intermediate');
+      checkValidityWindow(
+        standIn.item,
+        info,
+        now,
+        ` (a CA entry OpenSSL presents in the chain of ${item.path})`,
+      );
+      certificates.push(info);
+      usages.push(presentedUsage(standIn.item, link.cert, false));
+    }
+    checkChainKept(item, presented, options.previous?.chains.get(item.path), { extra, caBySubject });
+    chains.set(item.path, {
+      reached: presented
+        .slice(1)
+        .filter((link) => !link.selfSigned)
+        .map((link) => ({ cert: link.cert, field: link.item.path, ref: link.item.ref })),
+    });
   }
 
   const [firstLeaf] = leaves;
@@ -538,6 +590,7 @@ export function validateMaterial(material: Material, options: ValidateOptions): 
   }
 
   if (options.verifyChain) {
+    const caCerts = caEntries.map(caCertificate);
     for (const leaf of leaves) {
       const issuers = [...leaf.chain.slice(1), ...caCerts];
       let current = leaf.cert;
@@ -634,7 +687,10 @@ export function validateMaterial(material: Material, options: ValidateOptions): 
     (earliest, info) => (!earliest || info.notAfter < earliest ? info.notAfter : earliest),
     undefined,
   );
-  const deadlines = [...enforced, ...authorities.filter((info) => info.notAfter.getTime() > now)];
+  const deadlines = [
+    ...enforced,
+    ...authorities.filter((info) => info.notAfter.getTime() > now && !presentedAuthorities.has(info)),
+  ];
   return {
     options: secretOptions,
     secureContext,
@@ -650,26 +706,119 @@ export function validateMaterial(material: Material, options: ValidateOptions): 
   };
 }
 
+/** A CA entry, parsed only when needed: a rotation of a large bundle parses the entries that changed. */
+interface CaEntry {
+  readonly item: Item;
+  readonly info: CertificateInfo;
+  cert: X509Certificate | undefined;
+}
+
+function caCertificate(entry: CaEntry): X509Certificate {
+  entry.cert ??= parseCertificate(entry.item, 'CA entry');
+  return entry.cert;
+}
+
 /**
- * A chain that no longer carries an intermediate it carried before, while still needing it (its top
- * certificate is issued by that intermediate, and no CA entry stands in), is a write caught halfway (the
- * leaf written first, the chain a moment later) or a mistake: peers that trust only the root would fail
- * every handshake. A chain moving to a new issuer is a rotation and passes.
+ * A distinguished name compared loosely (case, runs of spaces): only to find candidates, each of which is
+ * then linked by signature. OpenSSL compares names in a canonical form that folds the same way.
+ */
+function nameKey(name: string): string {
+  return name.toLowerCase().replace(/\s+/g, ' ').trim();
+}
+
+/** `issuer` issued `cert`: names and key usage agree (OpenSSL's check) AND its key verifies the signature. */
+function issuedBy(cert: X509Certificate, issuer: X509Certificate): boolean {
+  return cert.checkIssued(issuer) && cert.verify(issuer.publicKey);
+}
+
+const validAt = (cert: X509Certificate, now: number) =>
+  new Date(cert.validFrom).getTime() <= now && now <= new Date(cert.validTo).getTime();
+
+/** One certificate of a presented chain, and where it came from. */
+interface Link {
+  readonly cert: X509Certificate;
+  readonly item: Item;
+  /** The CA entry it is, when OpenSSL takes it from `ca` (a leaf-only `cert`). */
+  readonly standIn?: CaEntry;
+  /** Signed by its own key: the chain's root, which peers take from their own trust store. */
+  selfSigned?: boolean;
+}
+
+/**
+ * The chain OpenSSL presents for `leaf`, each certificate linked to the one below it by signature (a name is
+ * not enough: an intermediate of the same name with another key signs nothing here). A `cert` value with
+ * chain entries is sent as given (OpenSSL does not add CA entries to it); a leaf alone is completed from
+ * the CA entries, as OpenSSL's auto-chaining does, choosing among equal candidates one valid now.
+ */
+function presentedChain(
+  leaf: Link,
+  extra: readonly Link[],
+  caBySubject: ReadonlyMap<string, readonly CaEntry[]>,
+  now: number,
+): Link[] {
+  const chain: Link[] = [leaf];
+  const used = new Set<X509Certificate>([leaf.cert]);
+  for (let current = leaf; ; ) {
+    current.selfSigned = issuedBy(current.cert, current.cert);
+    if (current.selfSigned) break;
+    let next: Link | undefined;
+    if (extra.length > 0) {
+      next = extra.find((link) => !used.has(link.cert) && issuedBy(current.cert, link.cert));
+    } else {
+      const issuers = (caBySubject.get(nameKey(current.cert.issuer)) ?? [])
+        .map((entry) => ({ entry, cert: caCertificate(entry) }))
+        .filter(({ cert }) => !used.has(cert) && issuedBy(current.cert, cert));
+      const chosen = issuers.find(({ cert }) => validAt(cert, now)) ?? issuers[0];
+      next = chosen && { cert: chosen.cert, item: chosen.entry.item, standIn: chosen.entry };
+    }
+    if (!next) break;
+    chain.push(next);
+    used.add(next.cert);
+    current = next;
+  }
+  return chain;
+}
+
+/**
+ * A presented chain that stops short of an intermediate the served chain reached, while still needing it
+ * (its top certificate is signed by that intermediate's key), is a write caught halfway (the leaf written
+ * first, the chain a moment later), a CA entry removed that stood in for it, a same-named impostor, or a
+ * mistake: peers that trust only the root would fail every handshake. A chain moving to a new issuer is a
+ * rotation and passes.
  */
 function checkChainKept(
   item: Item,
-  chain: readonly X509Certificate[],
+  chain: readonly Link[],
   previous: ChainRecord | undefined,
-  caSubjects: ReadonlySet<string>,
+  given: { readonly extra: readonly Link[]; readonly caBySubject: ReadonlyMap<string, readonly CaEntry[]> },
 ): void {
   const top = chain[chain.length - 1];
-  if (!top || !previous) return;
-  const needed = top.issuer;
-  if (needed === top.subject || caSubjects.has(needed)) return;
-  if (previous.carried.includes(needed) && !chain.some((cert) => cert.subject === needed)) {
-    throw invalid(
-      item,
-      `certificate chain ends at certificate ${top.serialNumber}, issued by ${JSON.stringify(needed)} whose certificate the served chain carried and this one lacks (incomplete write?)`,
-    );
-  }
+  if (!top || !previous || top.selfSigned) return;
+  const lost = previous.reached.find(
+    (reached) =>
+      !chain.some((link) => link.cert.fingerprint256 === reached.cert.fingerprint256) &&
+      issuedBy(top.cert, reached.cert),
+  );
+  if (!lost) return;
+  // Whom to name: the CA entry that supplied it, if it is gone; else the chain that no longer presents it.
+  const candidates = given.caBySubject.get(nameKey(top.cert.issuer)) ?? [];
+  const stillGiven = candidates.some((entry) => entry.info.fingerprint256 === lost.cert.fingerprint256);
+  const blamed =
+    lost.field.startsWith('ca') && !stillGiven
+      ? { path: lost.field, ref: lost.ref }
+      : { path: item.path, ref: item.ref };
+  // A certificate of the issuer's name that did not sign: an impostor, or an intermediate re-keyed.
+  const namesake =
+    given.extra.length > 0
+      ? given.extra.find((link) => nameKey(link.cert.subject) === nameKey(top.cert.issuer))?.cert.serialNumber
+      : candidates[0]?.info.serialNumber;
+  const hint = namesake
+    ? `; the certificate of that name it holds (${namesake}) has another key`
+    : stillGiven
+      ? '; it is a CA entry, but OpenSSL sends a `cert` value with chain entries as given, adding no CA entry'
+      : '';
+  throw invalid(
+    { path: blamed.path.replace(/#\d+$/, ''), ref: blamed.ref },
+    `certificate chain of ${item.path} ends at certificate ${top.cert.serialNumber}, issued by intermediate ${lost.cert.serialNumber} ${JSON.stringify(lost.cert.subject)} (from ${lost.field}), which the served chain carried and this one lacks${hint} (incomplete write, or a CA entry removed?)`,
+  );
 }

@@ -17,6 +17,7 @@ import { EventEmitter } from 'node:events';
 import { inspect } from 'node:util';
 import {
   CertificateExpiredError,
+  ConfigurationError,
   FetchError,
   ListenerError,
   ResolverClosedError,
@@ -96,7 +97,10 @@ export interface InternalAccess {
 export class Resolver extends EventEmitter<ResolverEvents> {
   readonly #options: Required<ResolverOptions>;
   readonly #clock: Clock;
-  /** Roles the helpers declared (server, client): the gate checks key usage for each. */
+  /**
+   * Roles in use (server, client): each was declared while a generation that allows it was served; the gate
+   * checks every later generation for each.
+   */
   readonly #roles = new Set<Role>();
   /** Each bundle's verdict per role, so that a role declared late is checked once per generation. */
   readonly #roleVerdicts = new WeakMap<ValidatedBundle, Map<Role, TlsSecretsError | undefined>>();
@@ -207,14 +211,22 @@ export class Resolver extends EventEmitter<ResolverEvents> {
   }
 
   /**
-   * Declares that this resolver's material is used as a `server` or a `client` (the helpers do it):
-   * every later generation must have certificates whose (extended) key usage allows the role, and the one
-   * being served is checked now, once per generation and role, throwing InvalidMaterialError if it does not.
+   * Declares that this resolver's material is about to be used as a `server` or a `client` (the helpers do
+   * it before each use): the generation being served is checked for the role, once per generation and role.
+   * If it passes, the role is recorded and every later generation must allow it too, for the resolver's
+   * life. If it fails, this throws InvalidMaterialError and records nothing: a use that never happened does
+   * not bind later rotations. On a cold resolver there is nothing to check: it throws ConfigurationError
+   * (call it after `resolve()`), rather than let a role believed declared bind nothing.
    */
   declareRole(role: Role): void {
-    this.#roles.add(role);
+    // Recorded: every generation since was validated with it (the one current when it was recorded, here).
+    if (this.#roles.has(role)) return;
     const bundle = this.#generation?.bundle;
-    if (!bundle) return;
+    if (!bundle) {
+      throw new ConfigurationError(
+        `declareRole('${role}') checks the generation being served and there is none yet: call it after resolve()`,
+      );
+    }
     let verdicts = this.#roleVerdicts.get(bundle);
     if (!verdicts) {
       verdicts = new Map();
@@ -233,6 +245,7 @@ export class Resolver extends EventEmitter<ResolverEvents> {
     }
     const verdict = verdicts.get(role);
     if (verdict) throw verdict;
+    this.#roles.add(role);
   }
 
   /**

@@ -11,10 +11,10 @@ import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { file } from '../../providers/file.js';
 import { memory } from '../../providers/memory.js';
-import { InvalidMaterialError } from '../../src/index.js';
+import { InvalidMaterialError, type TlsSecretsError } from '../../src/index.js';
 import type { RotateEvent } from '../../src/types.js';
 import { type Authority, type Cert, createRoot } from './pki.js';
-import { handshake, pastBackoff, resolverFor, serve, track } from './rig.js';
+import { handshake, pastBackoff, resolverFor, serve, servePlain, track } from './rig.js';
 
 let root: Authority;
 let intermediate: Authority;
@@ -56,6 +56,142 @@ describe('the gate keeps a chain whole', () => {
     store.set('key', direct.keyPem);
     store.set('cert', direct.certPem);
     expect((await resolver.refresh()).rotated).toBe(true);
+  });
+});
+
+/** The serial number of the leaf the server presents, undefined when the handshake fails. */
+async function servedSerial(port: number, ca: string): Promise<string | undefined> {
+  const outcome = await handshake(port, { ca });
+  return outcome.ok ? outcome.serial : undefined;
+}
+
+describe('the chain OpenSSL presents, linked by signature', () => {
+  it('an intermediate that reaches peers only as a CA entry (leaf-only cert): a `ca` rotation dropping it is refused, naming ca', async () => {
+    const store = memory({
+      key: leaf.keyPem,
+      cert: leaf.certPem,
+      ca: `${root.certPem}\n${intermediate.certPem}`,
+    });
+    const resolver = resolverFor({ key: store.ref('key'), cert: store.ref('cert'), ca: store.ref('ca') });
+    const port = await serve(resolver);
+    // OpenSSL completes a leaf-only chain from the CA entries: the intermediate reaches the peer.
+    expect((await handshake(port, { ca: root.certPem })).ok).toBe(true);
+    // What the peers would get if the rotation went in.
+    const without = await servePlain({ key: leaf.keyPem, cert: leaf.certPem, ca: root.certPem });
+    expect(await handshake(without, { ca: root.certPem })).toEqual({
+      ok: false,
+      code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+    });
+
+    store.set('ca', root.certPem);
+    const result = await resolver.refresh();
+    expect(result.rotated).toBe(false);
+    const [error] = result.errors as TlsSecretsError[];
+    expect(error).toBeInstanceOf(InvalidMaterialError);
+    expect(error?.field).toBe('ca');
+    expect(error?.ref).toBe('memory:ca');
+    expect(error?.message).toContain(`issued by intermediate ${intermediate.serial}`);
+    expect(error?.message).toMatch(/\(from ca#1\), which the served chain carried and this one lacks/);
+    expect(resolver.status().refused?.field).toBe('ca');
+    expect((await handshake(port, { ca: root.certPem })).ok).toBe(true);
+
+    // A `ca` rotation that keeps it (another root added) goes in.
+    const other = await createRoot('another root');
+    store.set('ca', `${root.certPem}\n${other.certPem}\n${intermediate.certPem}`);
+    pastBackoff();
+    expect((await resolver.refresh()).rotated).toBe(true);
+    expect((await handshake(port, { ca: root.certPem })).ok).toBe(true);
+  });
+
+  it('an intermediate of the same name but another key in place of the real one is refused (`cert` chain)', async () => {
+    const impostor = await root.intermediate();
+    expect(impostor.subject).toBe(intermediate.subject);
+    const store = memory({ key: leaf.keyPem, cert: `${leaf.certPem}\n${intermediate.certPem}` });
+    const resolver = resolverFor({ key: store.ref('key'), cert: store.ref('cert') });
+    const port = await serve(resolver);
+    const broken = await servePlain({ key: leaf.keyPem, cert: `${leaf.certPem}\n${impostor.certPem}` });
+    expect(await handshake(broken, { ca: root.certPem })).toEqual({
+      ok: false,
+      code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+    });
+
+    store.set('cert', `${leaf.certPem}\n${impostor.certPem}`);
+    const result = await resolver.refresh();
+    expect(result.rotated).toBe(false);
+    const [error] = result.errors as TlsSecretsError[];
+    expect(error).toBeInstanceOf(InvalidMaterialError);
+    expect(error?.field).toBe('cert');
+    expect(error?.ref).toBe('memory:cert');
+    expect(error?.message).toContain(`issued by intermediate ${intermediate.serial}`);
+    expect(error?.message).toContain(
+      `the certificate of that name it holds (${impostor.serial}) has another key`,
+    );
+    expect(await servedSerial(port, root.certPem)).toBe(leaf.serial);
+  });
+
+  it('the same through a CA entry: ca [root, intermediate] rotating to [root, impostor] is refused', async () => {
+    const impostor = await root.intermediate();
+    const store = memory({
+      key: leaf.keyPem,
+      cert: leaf.certPem,
+      ca: `${root.certPem}\n${intermediate.certPem}`,
+    });
+    const resolver = resolverFor({ key: store.ref('key'), cert: store.ref('cert'), ca: store.ref('ca') });
+    const port = await serve(resolver);
+    store.set('ca', `${root.certPem}\n${impostor.certPem}`);
+    const result = await resolver.refresh();
+    expect(result.rotated).toBe(false);
+    expect(result.errors[0]?.field).toBe('ca');
+    expect(result.errors[0]?.message).toContain(`(${impostor.serial}) has another key`);
+    expect((await handshake(port, { ca: root.certPem })).ok).toBe(true);
+  });
+
+  it('an intermediate renewed with the same key (same name, new serial) is linked by its key: the rotation goes in', async () => {
+    const renewedIntermediate = await root.intermediate({ keys: intermediate.keys });
+    const store = memory({ key: leaf.keyPem, cert: `${leaf.certPem}\n${intermediate.certPem}` });
+    const resolver = resolverFor({ key: store.ref('key'), cert: store.ref('cert') });
+    const port = await serve(resolver);
+    store.set('cert', `${leaf.certPem}\n${renewedIntermediate.certPem}`);
+    expect((await resolver.refresh()).rotated).toBe(true);
+    expect(
+      resolver
+        .status()
+        .fields.find((field) => field.field === 'cert')
+        ?.notAfter?.getTime(),
+    ).toBe(Math.min(leaf.cert.notAfter.getTime(), renewedIntermediate.cert.notAfter.getTime()));
+    expect((await handshake(port, { ca: root.certPem })).ok).toBe(true);
+  });
+
+  it('a `cert` chain is sent as given: a CA entry does not stand in for an intermediate it lost', async () => {
+    const upper = await root.intermediate({ commonName: 'upper intermediate', pathLength: 1 });
+    const lower = await upper.intermediate({ commonName: 'lower intermediate' });
+    const deep = await lower.issue();
+    const ca = `${root.certPem}\n${upper.certPem}`;
+    const store = memory({
+      key: deep.keyPem,
+      cert: `${deep.certPem}\n${lower.certPem}\n${upper.certPem}`,
+      ca,
+    });
+    const resolver = resolverFor({ key: store.ref('key'), cert: store.ref('cert'), ca: store.ref('ca') });
+    const port = await serve(resolver);
+    expect((await handshake(port, { ca: root.certPem })).ok).toBe(true);
+    // With chain entries, OpenSSL sends them and nothing from `ca`: peers never get the upper intermediate.
+    const partial = await servePlain({ key: deep.keyPem, cert: `${deep.certPem}\n${lower.certPem}`, ca });
+    expect(await handshake(partial, { ca: root.certPem })).toEqual({
+      ok: false,
+      code: 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+    });
+
+    store.set('cert', `${deep.certPem}\n${lower.certPem}`);
+    const result = await resolver.refresh();
+    expect(result.rotated).toBe(false);
+    // The CA entry is still there: it is the chain that no longer presents it.
+    expect(result.errors[0]?.field).toBe('cert');
+    expect(result.errors[0]?.message).toContain(`issued by intermediate ${upper.serial}`);
+    expect(result.errors[0]?.message).toMatch(
+      /it is a CA entry, but OpenSSL sends a `cert` value with chain entries as given/,
+    );
+    expect((await handshake(port, { ca: root.certPem })).ok).toBe(true);
   });
 });
 

@@ -10,7 +10,7 @@ import { memory } from '../../providers/memory.js';
 import { CertificateExpiredError, InvalidMaterialError } from '../../src/index.js';
 import type { ExpiringEvent } from '../../src/types.js';
 import { type Authority, type Cert, createRoot, DAY } from './pki.js';
-import { handshake, resolverFor, serve } from './rig.js';
+import { handshake, resolverFor, serve, servePlain } from './rig.js';
 
 let root: Authority;
 
@@ -110,6 +110,129 @@ describe('intermediates of the presented chain', () => {
     expect(warned).toEqual([soon.serial]);
     // Reported, not enforced: a CA entry's expiry does not bound the bundle.
     expect(resolver.status().notAfter).toBeUndefined();
+  }, 15_000);
+});
+
+describe('CA entries that OpenSSL presents in a chain (a leaf-only cert completed from `ca`)', () => {
+  it('an expired one is refused cold, naming the CA entry; a valid copy of it beside the expired one is chosen, as OpenSSL does', async () => {
+    const dead = await root.intermediate({
+      notBefore: new Date(Date.now() - 10 * DAY),
+      notAfter: new Date(Date.now() - DAY),
+    });
+    const leaf = await dead.issue();
+    const ca = `${root.certPem}\n${dead.certPem}`;
+    // What peers get if it is served: OpenSSL sends the CA entry, the peer refuses it.
+    const plain = await servePlain({ key: leaf.keyPem, cert: leaf.certPem, ca });
+    expect(await handshake(plain, { ca: root.certPem })).toEqual({ ok: false, code: 'CERT_HAS_EXPIRED' });
+
+    const store = memory({ key: leaf.keyPem, cert: leaf.certPem, ca });
+    const spec = { key: store.ref('key'), cert: store.ref('cert'), ca: store.ref('ca') };
+    const error = await resolverFor(spec)
+      .resolve()
+      .catch((err: unknown) => err);
+    expect(error).toBeInstanceOf(InvalidMaterialError);
+    expect((error as InvalidMaterialError).field).toBe('ca#1');
+    expect((error as InvalidMaterialError).ref).toBe('memory:ca');
+    expect((error as Error).message).toContain(
+      `intermediate certificate ${dead.serial} (a CA entry OpenSSL presents in the chain of cert) expired at`,
+    );
+
+    // The same intermediate renewed with its key, listed after the expired one: OpenSSL picks the valid one.
+    const renewed = await root.intermediate({ keys: dead.keys });
+    store.set('ca', `${ca}\n${renewed.certPem}`);
+    const resolver = resolverFor(spec);
+    const port = await serve(resolver);
+    expect((await handshake(port, { ca: root.certPem })).ok).toBe(true);
+    expect(resolver.status().notAfter?.getTime()).toBe(
+      Math.min(leaf.cert.notAfter.getTime(), renewed.cert.notAfter.getTime()),
+    );
+  });
+
+  it('a self-signed root it sends at the top is not enforced: peers anchor on their own copy', async () => {
+    const expiredRoot = await createRoot('renewed root', {
+      notBefore: new Date(Date.now() - 10 * DAY),
+      notAfter: new Date(Date.now() - DAY),
+    });
+    // The same anchor re-issued (same name, same key): what the peers trust.
+    const renewedRoot = await createRoot('renewed root', { keys: expiredRoot.keys });
+    const leaf = await renewedRoot.issue();
+    const store = memory({ key: leaf.keyPem, cert: leaf.certPem, ca: expiredRoot.certPem });
+    const resolver = resolverFor({ key: store.ref('key'), cert: store.ref('cert'), ca: store.ref('ca') });
+    const port = await serve(resolver);
+    expect((await handshake(port, { ca: renewedRoot.certPem })).ok).toBe(true);
+    expect(resolver.status().notAfter?.getTime()).toBe(leaf.cert.notAfter.getTime());
+  });
+
+  it('one expiring while served: notAfter, status(), expiring and expired events (an intermediate, ca#1), state expired, resolve() refuses', async () => {
+    const shortLived = await root.intermediate({
+      notBefore: new Date(Date.now() - 2_000),
+      notAfter: new Date(Date.now() + 4_000),
+    });
+    const leaf = await shortLived.issue({ notAfter: new Date(Date.now() + 30 * DAY) });
+    const store = memory({
+      key: leaf.keyPem,
+      cert: leaf.certPem,
+      ca: `${root.certPem}\n${shortLived.certPem}`,
+    });
+    const resolver = resolverFor(
+      { key: store.ref('key'), cert: store.ref('cert'), ca: store.ref('ca') },
+      { refreshAhead: 0.5 },
+    );
+    const expiring = firstOf(resolver, 'expiring', 'intermediate');
+    const expired = firstOf(resolver, 'expired', 'intermediate');
+    const announced: string[] = [];
+    for (const kind of ['expiring', 'expired'] as const)
+      resolver.on(kind, (event) => announced.push(`${kind}:${event.certificate.kind}`));
+    const port = await serve(resolver);
+    const standInNotAfter = shortLived.cert.notAfter.getTime();
+    expect(resolver.status().notAfter?.getTime()).toBe(standInNotAfter);
+    expect(
+      resolver
+        .status()
+        .fields.find((field) => field.field === 'ca')
+        ?.notAfter?.getTime(),
+    ).toBe(standInNotAfter);
+    expect((await handshake(port, { ca: root.certPem })).ok).toBe(true);
+
+    const warned = await expiring;
+    expect(warned.certificate.field).toBe('ca#1');
+    expect(warned.certificate.serialNumber).toBe(shortLived.serial);
+    const ended = await expired;
+    expect(ended.certificate.serialNumber).toBe(shortLived.serial);
+    // Announced once, as the intermediate it is, not a second time as a CA entry.
+    expect(announced).toEqual(['expiring:intermediate', 'expired:intermediate']);
+    await untilPast(standInNotAfter + 1_000);
+    expect(await handshake(port, { ca: root.certPem })).toEqual({ ok: false, code: 'CERT_HAS_EXPIRED' });
+    expect(resolver.state).toBe('expired');
+    await expect(resolver.resolve()).rejects.toBeInstanceOf(CertificateExpiredError);
+    const error = await resolver.resolve().catch((err: unknown) => err);
+    expect((error as CertificateExpiredError).field).toBe('ca#1');
+  }, 15_000);
+
+  it('one is refreshed ahead of its notAfter, with no push and an hour-long refresh interval', async () => {
+    const shortLived = await root.intermediate({
+      notBefore: new Date(Date.now() - 1_000),
+      notAfter: new Date(Date.now() + 3_000),
+    });
+    const leaf = await shortLived.issue({ notAfter: new Date(Date.now() + 30 * DAY) });
+    const store = memory({
+      key: leaf.keyPem,
+      cert: leaf.certPem,
+      ca: `${root.certPem}\n${shortLived.certPem}`,
+    });
+    const polled = { ...store, name: 'poll', watch: undefined };
+    const ref = (id: string) => ({ provider: polled, id, options: {} });
+    const resolver = resolverFor(
+      { key: ref('key'), cert: ref('cert'), ca: ref('ca') },
+      { refreshAhead: 0.5 },
+    );
+    const port = await serve(resolver);
+    const renewed = await root.intermediate({ keys: shortLived.keys });
+    store.set('ca', `${root.certPem}\n${renewed.certPem}`);
+    const [event] = (await once(resolver, 'rotate')) as [{ changed: string[] }];
+    expect(event.changed).toEqual(['ca']);
+    expect(resolver.status().notAfter?.getTime()).toBeGreaterThan(Date.now() + DAY);
+    expect((await handshake(port, { ca: root.certPem })).ok).toBe(true);
   }, 15_000);
 });
 

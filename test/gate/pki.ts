@@ -33,6 +33,8 @@ export interface CertOptions {
   keyUsage?: number;
   /** The key pair of another certificate: a renewal with the same key. */
   keys?: Keys;
+  /** An intermediate's path length constraint (default 0: it issues leaves only). */
+  pathLength?: number;
 }
 
 export interface CrlOptions {
@@ -105,9 +107,10 @@ function authority(self: Cert): Authority {
       return finish(cert, keys);
     },
     async intermediate(options = {}) {
-      const keys = (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as Keys;
+      const keys =
+        options.keys ?? ((await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as Keys);
       const extensions: x509.Extension[] = [
-        new x509.BasicConstraintsExtension(true, 0, true),
+        new x509.BasicConstraintsExtension(true, options.pathLength ?? 0, true),
         new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
         await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
         await x509.AuthorityKeyIdentifierExtension.create(self.cert),
@@ -143,13 +146,17 @@ function authority(self: Cert): Authority {
   };
 }
 
-export async function createRoot(commonName = 'gate test root'): Promise<Authority> {
-  const keys = (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as Keys;
+/** A self-signed root; `options.keys` re-issues another root's (a renewal of the same trust anchor). */
+export async function createRoot(
+  commonName = 'gate test root',
+  options: Pick<CertOptions, 'keys' | 'notBefore' | 'notAfter'> = {},
+): Promise<Authority> {
+  const keys = options.keys ?? ((await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as Keys);
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: serial(),
     name: `CN=${commonName}`,
-    notBefore: new Date(Date.now() - 2 * DAY),
-    notAfter: new Date(Date.now() + 3650 * DAY),
+    notBefore: options.notBefore ?? new Date(Date.now() - 2 * DAY),
+    notAfter: options.notAfter ?? new Date(Date.now() + 3650 * DAY),
     keys,
     signingAlgorithm: SIGN,
     extensions: [

@@ -1,5 +1,11 @@
 /** Real servers and real peers for the gate's tests. */
-import { type ConnectionOptions, type TLSSocket, connect as tlsConnect } from 'node:tls';
+import {
+  type ConnectionOptions,
+  type TLSSocket,
+  type TlsOptions,
+  connect as tlsConnect,
+  createServer as tlsCreateServer,
+} from 'node:tls';
 import { afterEach } from 'vitest';
 import { createServer, Resolver } from '../../src/index.js';
 import type { ResolverOptions, TlsSecretsSpec } from '../../src/types.js';
@@ -50,8 +56,27 @@ export async function serve(
   return port;
 }
 
+/**
+ * A plain Node tls server given `options` as they are, no gate in front: what peers would see if a refused
+ * candidate had been served. Proves a refusal is not a false alarm.
+ */
+export async function servePlain(options: TlsOptions): Promise<number> {
+  const server = tlsCreateServer(options, (socket) => socket.end('hello'));
+  server.on('tlsClientError', () => undefined);
+  const port = await listen(server);
+  cleanups.push(() => closeServer(server));
+  return port;
+}
+
 export type Outcome =
-  | { ok: true; socket: TLSSocket; session: Buffer | undefined; reused: boolean }
+  | {
+      ok: true;
+      socket: TLSSocket;
+      session: Buffer | undefined;
+      reused: boolean;
+      /** The serial number of the certificate the server presented. */
+      serial: string | undefined;
+    }
   | { ok: false; code: string };
 
 /** One handshake; resolves with the result whatever it is. Waits for the server's close (TLS 1.3 tickets). */
@@ -60,12 +85,14 @@ export function handshake(port: number, options: ConnectionOptions): Promise<Out
     let session: Buffer | undefined;
     let greeted = false;
     let reused = false;
+    let serial: string | undefined;
     const socket = tlsConnect({ host: '127.0.0.1', port, servername: 'localhost', ...options });
     socket.on('session', (next: Buffer) => {
       session = next;
     });
     socket.once('secureConnect', () => {
       reused = socket.isSessionReused();
+      serial = socket.getPeerX509Certificate()?.serialNumber;
     });
     socket.on('data', () => {
       greeted = true;
@@ -77,7 +104,9 @@ export function handshake(port: number, options: ConnectionOptions): Promise<Out
       // A TLS 1.3 server refuses a client certificate after the client saw "connected": only the server's
       // greeting proves it accepted the peer.
       resolve(
-        greeted ? { ok: true, socket, session, reused } : { ok: false, code: 'CLOSED_WITHOUT_GREETING' },
+        greeted
+          ? { ok: true, socket, session, reused, serial }
+          : { ok: false, code: 'CLOSED_WITHOUT_GREETING' },
       );
     });
     socket.once('end', () => socket.end());

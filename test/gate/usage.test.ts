@@ -5,9 +5,16 @@
  * once per generation. Real certificates with real extensions, real peers.
  */
 import { once } from 'node:events';
+import https from 'node:https';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { memory } from '../../providers/memory.js';
-import { connect, createServer, InvalidMaterialError } from '../../src/index.js';
+import {
+  ConfigurationError,
+  connect,
+  createAgent,
+  createServer,
+  InvalidMaterialError,
+} from '../../src/index.js';
 import { type Authority, type Cert, createRoot, x509 } from './pki.js';
 import { handshake, pastBackoff, resolverFor, serve } from './rig.js';
 
@@ -59,10 +66,8 @@ describe('server role', () => {
     const signOnly = await root.issue({ keyUsage: x509.KeyUsageFlags.nonRepudiation });
     const store = keyPair(signOnly);
     const resolver = resolverFor({ key: store.ref('key'), cert: store.ref('cert') });
-    resolver.declareRole('server');
-    const error = await resolver.resolve().catch((err: unknown) => err);
-    expect(error).toBeInstanceOf(InvalidMaterialError);
-    expect((error as Error).message).toMatch(
+    await resolver.resolve();
+    expect(() => resolver.declareRole('server')).toThrow(
       /key usage lacks digitalSignature, keyEncipherment or keyAgreement/,
     );
   });
@@ -72,10 +77,122 @@ describe('server role', () => {
     const leaf = await clientCa.issue();
     const store = memory({ key: leaf.keyPem, cert: `${leaf.certPem}\n${clientCa.certPem}` });
     const resolver = resolverFor({ key: store.ref('key'), cert: store.ref('cert') });
-    resolver.declareRole('server');
-    const error = await resolver.resolve().catch((err: unknown) => err);
+    await resolver.resolve();
+    expect(() => resolver.declareRole('server')).toThrow(
+      /intermediate certificate [0-9A-F]+ is used as a server/,
+    );
+  });
+
+  it('so is one OpenSSL takes from `ca` to complete a leaf-only chain: it reaches peers just the same', async () => {
+    const clientCa = await root.intermediate({ extKeyUsage: [clientAuth] });
+    const leaf = await clientCa.issue();
+    const store = memory({
+      key: leaf.keyPem,
+      cert: leaf.certPem,
+      ca: `${root.certPem}\n${clientCa.certPem}`,
+    });
+    const resolver = resolverFor({ key: store.ref('key'), cert: store.ref('cert'), ca: store.ref('ca') });
+    const server = createServer(resolver, {}, (socket) => socket.end('hello'));
+    server.listen(0, '127.0.0.1');
+    const [error] = (await Promise.race([once(server, 'error'), once(server, 'listening')])) as [
+      InvalidMaterialError | undefined,
+    ];
+    server.close();
     expect(error).toBeInstanceOf(InvalidMaterialError);
-    expect((error as Error).message).toMatch(/intermediate certificate [0-9A-F]+ is used as a server/);
+    expect(error?.field).toBe('ca#1');
+    expect(error?.ref).toBe('memory:ca');
+    expect(error?.message).toContain(`intermediate certificate ${clientCa.serial} is used as a server`);
+  });
+});
+
+describe('a role binds once it served', () => {
+  /** A server-only certificate served, and the next one ready in the store. */
+  async function serverOnlyServer() {
+    const next = await root.issue({ extKeyUsage: [serverAuth] });
+    const store = memory({ key: serverOnly.keyPem, cert: serverOnly.certPem, ca: root.certPem });
+    const resolver = resolverFor({ key: store.ref('key'), cert: store.ref('cert'), ca: store.ref('ca') });
+    const port = await serve(resolver);
+    expect(await handshake(port, { ca: root.certPem })).toMatchObject({
+      ok: true,
+      serial: serverOnly.serial,
+    });
+    const rotate = async () => {
+      store.set('key', next.keyPem);
+      store.set('cert', next.certPem);
+      pastBackoff();
+      return resolver.refresh();
+    };
+    return { resolver, port, next, rotate };
+  }
+
+  it('an https agent on a server resolver whose certificate lacks clientAuth: its refused request does not bind the server', async () => {
+    const { resolver, port, next, rotate } = await serverOnlyServer();
+    const agent = createAgent(resolver);
+    const refused = await new Promise<unknown>((resolve) => {
+      https
+        .get({ host: '127.0.0.1', port, servername: 'localhost', agent }, () => resolve(undefined))
+        .on('error', resolve);
+    });
+    expect(refused).toBeInstanceOf(InvalidMaterialError);
+    expect((refused as Error).message).toMatch(
+      /used as a client but its extended key usage lacks clientAuth/,
+    );
+    agent.destroy();
+    const result = await rotate();
+    expect(result.errors).toEqual([]);
+    expect(result.rotated).toBe(true);
+    expect(resolver.state).toBe('serving');
+    expect(await handshake(port, { ca: root.certPem })).toMatchObject({ ok: true, serial: next.serial });
+  });
+
+  it('an agent merely created (then destroyed) binds nothing', async () => {
+    const { resolver, port, next, rotate } = await serverOnlyServer();
+    createAgent(resolver).destroy();
+    expect((await rotate()).rotated).toBe(true);
+    expect(await handshake(port, { ca: root.certPem })).toMatchObject({ ok: true, serial: next.serial });
+  });
+
+  it('declareRole() on a cold resolver has nothing to check: it says so instead of binding nothing', async () => {
+    const store = keyPair(serverOnly);
+    const resolver = resolverFor({ key: store.ref('key'), cert: store.ref('cert') });
+    expect(() => resolver.declareRole('client')).toThrow(ConfigurationError);
+    expect(() => resolver.declareRole('client')).toThrow(/call it after resolve\(\)/);
+    await resolver.resolve();
+    expect(() => resolver.declareRole('client')).toThrow(InvalidMaterialError);
+    resolver.declareRole('server');
+  });
+
+  it('a refused connect() records nothing: the next server-only rotation goes in', async () => {
+    const peer = await serve(
+      resolverFor({ key: memory({ k: both.keyPem }).ref('k'), cert: memory({ c: both.certPem }).ref('c') }),
+    );
+    const { resolver, port, next, rotate } = await serverOnlyServer();
+    await expect(
+      connect(resolver, { host: '127.0.0.1', port: peer, servername: 'localhost' }),
+    ).rejects.toThrow(/lacks clientAuth/);
+    // Asked again, the same generation gives the same verdict, without recording anything.
+    expect(() => resolver.declareRole('client')).toThrow(/lacks clientAuth/);
+    const result = await rotate();
+    expect(result.errors).toEqual([]);
+    expect(result.rotated).toBe(true);
+    expect(await handshake(port, { ca: root.certPem })).toMatchObject({ ok: true, serial: next.serial });
+  });
+
+  it("a role that served binds for the resolver's life: after a connect() with it, a server-only rotation is refused", async () => {
+    const peer = await serve(
+      resolverFor({ key: memory({ k: both.keyPem }).ref('k'), cert: memory({ c: both.certPem }).ref('c') }),
+    );
+    const store = memory({ key: both.keyPem, cert: both.certPem, ca: root.certPem });
+    const resolver = resolverFor({ key: store.ref('key'), cert: store.ref('cert'), ca: store.ref('ca') });
+    const port = await serve(resolver);
+    const socket = await connect(resolver, { host: '127.0.0.1', port: peer, servername: 'localhost' });
+    socket.destroy();
+    store.set('key', serverOnly.keyPem);
+    store.set('cert', serverOnly.certPem);
+    const result = await resolver.refresh();
+    expect(result.rotated).toBe(false);
+    expect(result.errors[0]?.message).toMatch(/used as a client but its extended key usage lacks clientAuth/);
+    expect(await handshake(port, { ca: root.certPem })).toMatchObject({ ok: true, serial: both.serial });
   });
 });
 
@@ -110,7 +227,7 @@ describe('client role', () => {
     await expect(connect(resolver, { host: '127.0.0.1', port, servername: 'localhost' })).rejects.toThrow(
       /lacks clientAuth/,
     );
-    // Once declared, the client role binds every later generation too: a rotation must carry both.
+    // The refused connect() recorded no client role; the server role binds: a rotation must allow serving.
     store.set('key', clientOnly.keyPem);
     store.set('cert', clientOnly.certPem);
     const result = await resolver.refresh();
