@@ -46,21 +46,36 @@ async function vault(method, path, body, { missingOk = false } = {}) {
   return text ? JSON.parse(text) : undefined;
 }
 
-// moto takes the region from the SigV4 credential scope and accepts any signature.
-async function secretsManager(operation, body) {
+// moto takes the region from the SigV4 credential scope and accepts any signature. One JSON-1.1 call to
+// `service` (its signing name) with the target prefix the API uses (`secretsmanager.`, `AmazonSSM.`).
+async function awsCall(service, targetPrefix, operation, body) {
   const day = new Date().toISOString().slice(0, 10).replaceAll('-', '');
   const response = await fetch(motoEndpoint, {
     method: 'POST',
     headers: {
       'Content-Type': 'application/x-amz-json-1.1',
-      'X-Amz-Target': `secretsmanager.${operation}`,
-      Authorization: `AWS4-HMAC-SHA256 Credential=seed/${day}/${region}/secretsmanager/aws4_request, SignedHeaders=host, Signature=0`,
+      'X-Amz-Target': `${targetPrefix}${operation}`,
+      Authorization: `AWS4-HMAC-SHA256 Credential=seed/${day}/${region}/${service}/aws4_request, SignedHeaders=host, Signature=0`,
     },
     body: JSON.stringify(body),
   });
   const json = await response.json();
   if (!response.ok) return { error: json.__type ?? String(response.status) };
   return json;
+}
+
+const secretsManager = (operation, body) => awsCall('secretsmanager', 'secretsmanager.', operation, body);
+const ssm = (operation, body) => awsCall('ssm', 'AmazonSSM.', operation, body);
+
+/** Writes a Parameter Store parameter only when its current value differs (no new version otherwise). */
+async function putParameter(name, value, type) {
+  const got = await ssm('GetParameter', { Name: name, WithDecryption: true });
+  if (got.error && !got.error.includes('ParameterNotFound'))
+    throw new Error(`GetParameter ${name}: ${got.error}`);
+  if (got.Parameter?.Value === value && got.Parameter?.Type === type) return 0;
+  const put = await ssm('PutParameter', { Name: name, Value: value, Type: type, Overwrite: true });
+  if (put.error) throw new Error(`PutParameter ${name}: ${put.error}`);
+  return 1;
 }
 
 /** The secret's current value as a Buffer (binary) or string, or undefined when it does not exist. */
@@ -287,6 +302,12 @@ if (!pfxMatches) {
   smWrites += 2;
 }
 
+// --- Parameter Store (the same moto): the key as a SecureString, certificate and CA as plain Strings.
+let ssmWrites = 0;
+ssmWrites += await putParameter('/app/tls/key', tls.key, 'SecureString');
+ssmWrites += await putParameter('/app/tls/cert', tls.cert, 'String');
+ssmWrites += await putParameter('/app/ca', tls.ca, 'String');
+
 console.log(`seeded Vault ${vaultAddr} (${kvWrites} KV writes)`);
 console.log('  PKI pki/ role web; KV secret/app/tls {key, cert, ca}, secret/app/tickets {keys}');
 console.log(`  policy tls-secrets; AppRole tls-secrets (token_policies tls-secrets): role_id ${roleId}`);
@@ -294,4 +315,8 @@ console.log('  a secret_id, with the root token: POST auth/approle/role/tls-secr
 console.log(
   `seeded Secrets Manager ${motoEndpoint} in ${region} (${smWrites} writes): app/tls (JSON), app/ca-bundle (PEM), ` +
     'app/pfx (binary PKCS#12), app/pfx-passphrase',
+);
+console.log(
+  `seeded Parameter Store ${motoEndpoint} in ${region} (${ssmWrites} writes): /app/tls/key (SecureString), ` +
+    '/app/tls/cert, /app/ca',
 );

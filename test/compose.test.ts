@@ -3,7 +3,8 @@
  * (the pinned binary from scripts/setup-compose.sh; REQUIRE_COMPOSE=1 in CI makes a missing one a failure),
  * and scripts/seed-stores.mjs run as a child process against the suite's real OpenBao and moto, then used
  * through the library with what it seeded: the AppRole `tls-secrets` (KV v2 and PKI, under its own
- * least-privilege policy) and the Secrets Manager secrets in the demo's region, in real mTLS handshakes.
+ * least-privilege policy) and the Secrets Manager secrets and Parameter Store parameters in the demo's region,
+ * in real mTLS handshakes.
  * Seeded twice: the second run must change nothing.
  */
 import { execFile, execFileSync } from 'node:child_process';
@@ -21,6 +22,7 @@ import {
 } from '@aws-sdk/client-secrets-manager';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { awsSecretsManager } from '../providers/aws-secrets-manager.js';
+import { ssmParameterStore } from '../providers/aws-ssm.js';
 import { vault } from '../providers/vault/index.js';
 import { connect, createResolver, createServer, type Resolver } from '../src/index.js';
 import { closeServer, listen, readAll } from './helpers/tls.js';
@@ -248,22 +250,34 @@ describe.skipIf(Boolean(seedSkip))(
         cert: aws.secret('app/tls', { jsonKey: 'cert' }),
         ca: store.kv('secret/app/tls', { field: 'ca' }),
       });
-      const all = [server, pkiClient, pfxClient, jsonClient];
+      const parameters = ssmParameterStore({
+        region: DEMO_REGION,
+        endpoint: motoEndpoint,
+        credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+      });
+      const ssmClient = createResolver({
+        key: parameters.ref('/app/tls/key'),
+        cert: parameters.ref('/app/tls/cert'),
+        ca: parameters.ref('/app/ca'),
+      });
+      const all = [server, pkiClient, pfxClient, jsonClient, ssmClient];
       closers.push(
         () => Promise.all(all.map((r) => r.close())),
         () => store.close(),
         () => aws.close(),
+        () => parameters.close(),
       );
-      return { server, pkiClient, pfxClient, jsonClient };
+      return { server, pkiClient, pfxClient, jsonClient, ssmClient };
     }
 
     async function mutualTls(): Promise<void> {
-      const { server, pkiClient, pfxClient, jsonClient } = resolvers();
+      const { server, pkiClient, pfxClient, jsonClient, ssmClient } = resolvers();
       const viaPki = await handshake(server, pkiClient);
       expect(viaPki.client.authorized).toBe(true);
       expect(viaPki.client.getPeerCertificate().subject.CN).toBe('localhost');
       expect(viaPki.peerOfServer).toBe('pki-client');
-      for (const client of [pfxClient, jsonClient]) {
+      // Secrets Manager (PKCS#12, JSON) and Parameter Store (a SecureString key) hold the same client bundle.
+      for (const client of [pfxClient, jsonClient, ssmClient]) {
         const viaSecretsManager = await handshake(server, client);
         expect(viaSecretsManager.client.authorized).toBe(true);
         expect(viaSecretsManager.peerOfServer).toBe('localhost');
@@ -335,7 +349,8 @@ describe.skipIf(Boolean(seedSkip))(
       const before = { kv: await kvVersion(), sm: await smVersions() };
       const stdout = await seed();
       expect(stdout).toContain('(0 KV writes)');
-      expect(stdout).toContain('(0 writes)');
+      expect(stdout).toMatch(/Secrets Manager .* \(0 writes\)/);
+      expect(stdout).toMatch(/Parameter Store .* \(0 writes\)/);
       expect({ kv: await kvVersion(), sm: await smVersions() }).toEqual(before);
       await mutualTls();
     });
