@@ -66,3 +66,5 @@ export {
 export { createResolver, type RefreshResult, Resolver } from './resolver/index.js';
 export { attach, createServer } from './server.js';
 export type * from './types.js';
+// The one value in types.ts: `export type *` declares it too, so it must exist at run time as well.
+export { SECRET_FIELDS } from './types.js';

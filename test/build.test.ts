@@ -4,6 +4,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
+import ts from 'typescript';
 import { beforeAll, describe, expect, it } from 'vitest';
 
 const root = new URL('..', import.meta.url).pathname;
@@ -11,6 +12,23 @@ const pkg = JSON.parse(readFileSync(`${root}package.json`, 'utf8')) as { exports
 const subpaths = Object.keys(pkg.exports)
   .filter((key) => key !== './package.json')
   .map((key) => key.replace(/^\./, 'tls-secrets'));
+
+/** The names a declaration file exports as values (what a consumer may use at run time), by the compiler. */
+function declaredValues(file: string): string[] {
+  const program = ts.createProgram([file], { noEmit: true, skipLibCheck: true });
+  const checker = program.getTypeChecker();
+  const source = program.getSourceFile(file);
+  const module = source && checker.getSymbolAtLocation(source);
+  if (!module) throw new Error(`no module symbol for ${file}`);
+  return checker
+    .getExportsOfModule(module)
+    .filter((symbol) => {
+      const target = symbol.flags & ts.SymbolFlags.Alias ? checker.getAliasedSymbol(symbol) : symbol;
+      return (target.flags & ts.SymbolFlags.Value) !== 0;
+    })
+    .map((symbol) => symbol.name)
+    .sort();
+}
 
 function node(args: string[]): string {
   return execFileSync(process.execPath, args, { cwd: root, encoding: 'utf8', timeout: 30_000 });
@@ -48,6 +66,29 @@ describe('build', () => {
     expect(result.loaded.every((count) => count > 0)).toBe(true);
     expect(result.sdks).toEqual([]);
     expect(result.sameClass).toBe(true);
+  });
+
+  it('every value the declarations export exists at run time, for ESM and CommonJS, on every entry point', () => {
+    const entries = Object.values(pkg.exports).filter((entry) => typeof entry !== 'string') as Record<
+      string,
+      { types: string; default: string }
+    >[];
+    for (const { import: esm, require: cjs } of entries) {
+      for (const [flavour, files] of [
+        ['esm', esm],
+        ['cjs', cjs],
+      ] as const) {
+        if (!files) continue;
+        const declared = declaredValues(`${root}${files.types}`);
+        const load =
+          flavour === 'esm'
+            ? `import(${JSON.stringify(`${root}${files.default}`)}).then((m) => console.log(JSON.stringify(Object.keys(m))))`
+            : `console.log(JSON.stringify(Object.keys(require(${JSON.stringify(`${root}${files.default}`)}))))`;
+        const present = new Set(JSON.parse(node(['-e', load])) as string[]);
+        const missing = declared.filter((name) => !present.has(name));
+        expect(missing, `${files.types} declares values that ${files.default} does not export`).toEqual([]);
+      }
+    }
   });
 
   it('every subpath loads as ESM', () => {
