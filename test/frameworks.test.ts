@@ -8,6 +8,7 @@ import { request } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { PeerCertificate, TLSSocket } from 'node:tls';
 import { afterEach, describe, expect, it } from 'vitest';
+import { expressServer, koaServer } from '../examples/frameworks/express.js';
 import { http2App, httpsApp } from '../examples/frameworks/fastify.js';
 import { memory } from '../providers/memory.js';
 import { SecretNotFoundError } from '../src/errors.js';
@@ -22,7 +23,7 @@ afterEach(async () => {
 interface Seen {
   readonly status: number;
   readonly serverCN: string;
-  readonly body: { hello: string; http: string };
+  readonly body: { hello: string; http?: string };
 }
 
 const commonName = (cert: PeerCertificate) => String(cert.subject.CN);
@@ -143,5 +144,43 @@ describe.each([
     const error = await build(tls).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(SecretNotFoundError);
     expect((error as Error).message).toMatch(/absent-(key|cert)/);
+  });
+});
+
+describe.each([
+  ['Express 5', expressServer, 'express'],
+  ['Koa 3', koaServer, 'koa'],
+] as const)('%s on an https server of your own', (_label, build, hello) => {
+  it('serves the first bundle from the first request and follows a rotation of cert, key and CA', async () => {
+    const [oldCa, newCa] = await Promise.all([
+      createTestCA({ commonName: 'old CA' }),
+      createTestCA({ commonName: 'new CA' }),
+    ]);
+    const [s1, s2, client, newClient] = await Promise.all([
+      oldCa.issue({ commonName: 'server-1', dnsNames: ['localhost'] }),
+      newCa.issue({ commonName: 'server-2', dnsNames: ['localhost'] }),
+      oldCa.issue({ commonName: 'client-old' }),
+      newCa.issue({ commonName: 'client-new' }),
+    ]);
+    const store = memory({ key: s1.keyPem, cert: s1.certPem, ca: oldCa.certPem });
+    const tls = createResolver({ key: store.ref('key'), cert: store.ref('cert'), ca: store.ref('ca') });
+    cleanups.push(() => tls.close());
+    const server = await build(tls);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise((resolve) => server.close(resolve)));
+    const { port } = server.address() as AddressInfo;
+
+    expect(await get11(port, oldCa.certPem, client)).toMatchObject({
+      status: 200,
+      serverCN: 'server-1',
+      body: { hello },
+    });
+    const swapped = rotated(tls);
+    store.set('key', s2.keyPem);
+    store.set('cert', s2.certPem);
+    store.set('ca', newCa.certPem);
+    await swapped;
+    expect(await get11(port, newCa.certPem, newClient)).toMatchObject({ status: 200, serverCN: 'server-2' });
+    await expect(get11(port, newCa.certPem, client)).rejects.toThrow();
   });
 });
