@@ -92,6 +92,27 @@ function get2(port: number, ca: string, client: Issued): Promise<Seen> {
   });
 }
 
+/**
+ * Two CAs, a server certificate from each, a client of each, and a resolver serving the first server
+ * certificate with the first CA from a memory store: the rotation every framework test makes.
+ */
+async function rotationRig() {
+  const [oldCa, newCa] = await Promise.all([
+    createTestCA({ commonName: 'old CA' }),
+    createTestCA({ commonName: 'new CA' }),
+  ]);
+  const [s1, s2, client, newClient] = await Promise.all([
+    oldCa.issue({ commonName: 'server-1', dnsNames: ['localhost'] }),
+    newCa.issue({ commonName: 'server-2', dnsNames: ['localhost'] }),
+    oldCa.issue({ commonName: 'client-old' }),
+    newCa.issue({ commonName: 'client-new' }),
+  ]);
+  const store = memory({ key: s1.keyPem, cert: s1.certPem, ca: oldCa.certPem });
+  const tls = createResolver({ key: store.ref('key'), cert: store.ref('cert'), ca: store.ref('ca') });
+  cleanups.push(() => tls.close());
+  return { oldCa, newCa, s2, client, newClient, store, tls };
+}
+
 const rotated = (resolver: Resolver) =>
   new Promise<void>((resolve) => resolver.once('rotate', () => resolve()));
 
@@ -100,19 +121,7 @@ describe.each([
   ['http2: true', http2App, get2, '2.0'],
 ] as const)('Fastify 5 with %s', (_label, build, get, httpVersion) => {
   it('serves the first bundle from the first request and follows rotations without a restart', async () => {
-    const [oldCa, newCa] = await Promise.all([
-      createTestCA({ commonName: 'old CA' }),
-      createTestCA({ commonName: 'new CA' }),
-    ]);
-    const [s1, s2, client, newClient] = await Promise.all([
-      oldCa.issue({ commonName: 'server-1', dnsNames: ['localhost'] }),
-      newCa.issue({ commonName: 'server-2', dnsNames: ['localhost'] }),
-      oldCa.issue({ commonName: 'client-old' }),
-      newCa.issue({ commonName: 'client-new' }),
-    ]);
-    const store = memory({ key: s1.keyPem, cert: s1.certPem, ca: oldCa.certPem });
-    const tls = createResolver({ key: store.ref('key'), cert: store.ref('cert'), ca: store.ref('ca') });
-    cleanups.push(() => tls.close());
+    const { oldCa, newCa, s2, client, newClient, store, tls } = await rotationRig();
     const app = await build(tls);
     cleanups.push(() => app.close());
     await app.listen({ port: 0, host: '127.0.0.1' });
@@ -152,19 +161,7 @@ describe.each([
   ['Koa 3', koaServer, 'koa'],
 ] as const)('%s on an https server of your own', (_label, build, hello) => {
   it('serves the first bundle from the first request and follows a rotation of cert, key and CA', async () => {
-    const [oldCa, newCa] = await Promise.all([
-      createTestCA({ commonName: 'old CA' }),
-      createTestCA({ commonName: 'new CA' }),
-    ]);
-    const [s1, s2, client, newClient] = await Promise.all([
-      oldCa.issue({ commonName: 'server-1', dnsNames: ['localhost'] }),
-      newCa.issue({ commonName: 'server-2', dnsNames: ['localhost'] }),
-      oldCa.issue({ commonName: 'client-old' }),
-      newCa.issue({ commonName: 'client-new' }),
-    ]);
-    const store = memory({ key: s1.keyPem, cert: s1.certPem, ca: oldCa.certPem });
-    const tls = createResolver({ key: store.ref('key'), cert: store.ref('cert'), ca: store.ref('ca') });
-    cleanups.push(() => tls.close());
+    const { oldCa, newCa, s2, client, newClient, store, tls } = await rotationRig();
     const server = await build(tls);
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     cleanups.push(() => new Promise((resolve) => server.close(resolve)));
