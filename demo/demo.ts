@@ -23,11 +23,11 @@ async function main(): Promise<number> {
   const store = await openStore(process.argv.slice(2));
   console.log(`tls-secrets demo: mTLS on loopback, rotating while clients connect; store: ${store.label}\n`);
   const resolverOptions = {
-    debounce: 20,
-    ...(store.refreshInterval ? { refreshInterval: store.refreshInterval, jitter: 0.2 } : {}),
+    debounceMs: 20,
+    ...(store.refreshIntervalMs ? { refreshIntervalMs: store.refreshIntervalMs, jitter: 0.2 } : {}),
   };
   // Polled stores need a little longer per step for a change to be noticed.
-  const settle = store.refreshInterval ? 400 + store.refreshInterval * 2 : 400;
+  const settle = store.refreshIntervalMs ? 400 + store.refreshIntervalMs * 2 : 400;
   const ca1 = await createTestCA({ commonName: 'demo CA 1' });
   const serverLeaf = await ca1.issue({ commonName: 'demo-server' });
   const clientLeaf = await ca1.issue({ commonName: 'demo-client' });

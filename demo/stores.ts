@@ -10,7 +10,7 @@ import type { SecretRef } from '../src/index.js';
 export interface DemoStore {
   readonly label: string;
   /** Stores without push are polled this often (ms); undefined for stores that push changes. */
-  readonly refreshInterval: number | undefined;
+  readonly refreshIntervalMs: number | undefined;
   ref(name: string, binary?: boolean): SecretRef;
   write(name: string, value: string | Buffer): Promise<void>;
   close(): Promise<void>;
@@ -20,7 +20,7 @@ function memoryStore(): DemoStore {
   const store = memory();
   return {
     label: 'memory provider (no external service)',
-    refreshInterval: undefined,
+    refreshIntervalMs: undefined,
     ref: (name) => store.ref(name),
     write: async (name, value) => store.set(name, value),
     close: () => store.close(),
@@ -35,7 +35,7 @@ async function vaultStore(): Promise<DemoStore> {
   const path = (name: string) => `demo/${name}`;
   return {
     label: `Vault KV v2 at ${endpoint} (secret/demo/*)`,
-    refreshInterval: 200,
+    refreshIntervalMs: 200,
     ref: (name, binary) =>
       provider.kv(`secret/${path(name)}`, { field: 'value', ...(binary ? { encoding: 'base64' } : {}) }),
     async write(name, value) {
@@ -71,7 +71,7 @@ async function awsStore(): Promise<DemoStore> {
   const id = (name: string) => `tls-secrets-demo/${run}/${name}`;
   return {
     label: `AWS Secrets Manager at ${endpoint} (tls-secrets-demo/${run}/*)`,
-    refreshInterval: 200,
+    refreshIntervalMs: 200,
     ref: (name) => provider.secret(id(name)),
     async write(name, value) {
       const body = Buffer.isBuffer(value) ? { SecretBinary: value } : { SecretString: value };

@@ -307,7 +307,7 @@ class Subscription {
   private readonly unwatchable = new Set<string>();
   private byDir = new Map<string, Set<Target>>();
   private readonly pending = new Set<Target>();
-  private debounce: NodeJS.Timeout | undefined;
+  private debounceTimer: NodeJS.Timeout | undefined;
   /** Checks again once a file caught being written has settled. */
   private settle: NodeJS.Timeout | undefined;
   /** When each target was first found unsettled: a file whose mtime is in the future is not held forever. */
@@ -352,7 +352,7 @@ class Subscription {
   async stop(): Promise<void> {
     if (!this.stopped) {
       this.stopped = true;
-      clearTimeout(this.debounce);
+      clearTimeout(this.debounceTimer);
       clearTimeout(this.settle);
       clearInterval(this.poller);
       for (const watcher of this.watchers.values()) watcher.close();
@@ -370,9 +370,9 @@ class Subscription {
     // Trailing debounce, but a directory that never goes quiet (a log file next door) is still checked.
     const maxWait = Math.max(1_000, 4 * this.context.debounceMs);
     const wait = Math.max(0, Math.min(this.context.debounceMs, this.burstStartedAt + maxWait - now));
-    clearTimeout(this.debounce);
-    this.debounce = setTimeout(() => {
-      this.debounce = undefined;
+    clearTimeout(this.debounceTimer);
+    this.debounceTimer = setTimeout(() => {
+      this.debounceTimer = undefined;
       this.burstStartedAt = undefined;
       this.run(false);
     }, wait).unref();

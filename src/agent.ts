@@ -12,13 +12,14 @@ import type { Duplex } from 'node:stream';
 import { type ConnectionOptions, type TLSSocket, connect as tlsConnect } from 'node:tls';
 import type { buildConnector, Dispatcher, Agent as UndiciAgent } from 'undici';
 import { ConfigurationError } from './errors.js';
+import { importOptional } from './optional.js';
 import { runAt } from './resolver/clock.js';
 import { internal, type Resolver } from './resolver/index.js';
 import { type ResolvedOptions, type RotateEvent, SECRET_FIELDS, type SecretField } from './types.js';
 
 /**
  * A timer for a generation's notAfter. None when it has already passed: the resolver is then serving the
- * bundle within `maxStale`, and connections made with it are left alone.
+ * bundle within `maxStaleMs`, and connections made with it are left alone.
  */
 function atExpiry(notAfter: number | undefined, fn: () => void): { cancel(): void } | undefined {
   return notAfter === undefined || notAfter <= Date.now() ? undefined : runAt(notAfter, fn);
@@ -222,14 +223,8 @@ export interface DispatcherOptions extends Omit<UndiciAgent.Options, 'connect'> 
 
 type Undici = typeof import('undici');
 
-async function loadUndici(): Promise<Undici> {
-  try {
-    return await import('undici');
-  } catch (err) {
-    throw new ConfigurationError('createDispatcher needs the "undici" package (npm i undici)', {
-      cause: err,
-    });
-  }
+function loadUndici(): Promise<Undici> {
+  return importOptional('undici', 'createDispatcher', () => import('undici'));
 }
 
 /**

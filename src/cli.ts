@@ -21,7 +21,7 @@ Commands:
 Options:
   --json            machine-readable output (check: one JSON document; watch: one JSON object per line)
   --min-days <n>    check: also fail when a certificate expires in fewer than n days
-  --interval <ms>   override the config's refreshInterval
+  --interval <ms>   override the config's refreshIntervalMs
   -h, --help        show this help
 
 Config: JSON, or YAML with the "yaml" package installed. See docs/cli.md.
@@ -219,7 +219,7 @@ interface Flags {
 
 async function load(configPath: string, flags: Flags): Promise<ConfiguredResolver> {
   const configured = await createResolverFromConfig(configPath, {
-    resolverOptions: flags.interval === undefined ? {} : { refreshInterval: flags.interval },
+    resolverOptions: flags.interval === undefined ? {} : { refreshIntervalMs: flags.interval },
   });
   // By line and kind only: the library never quotes a config's text, and neither does the CLI.
   for (const warning of configured.warnings) err(`tls-secrets: warning: ${warning}`);

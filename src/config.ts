@@ -176,14 +176,14 @@ export interface ConfiguredResolver {
 }
 
 const RESOLVER_OPTIONS: ReadonlySet<string> = new Set([
-  'refreshInterval',
+  'refreshIntervalMs',
   'jitter',
   'refreshAhead',
-  'retryInitialDelay',
-  'retryMaxDelay',
-  'maxStale',
-  'fetchTimeout',
-  'debounce',
+  'retryInitialDelayMs',
+  'retryMaxDelayMs',
+  'maxStaleMs',
+  'fetchTimeoutMs',
+  'debounceMs',
   'verifyChain',
 ]);
 

@@ -95,7 +95,7 @@ export class ConfigurationError extends TlsSecretsError {
   }
 }
 
-/** The only bundle available is past its certificate's notAfter (plus `maxStale`). */
+/** The only bundle available is past its certificate's notAfter (plus `maxStaleMs`). */
 export class CertificateExpiredError extends TlsSecretsError {
   readonly notAfter: Date;
   constructor(notAfter: Date, context: ErrorContext = {}) {

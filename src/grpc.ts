@@ -24,7 +24,8 @@ import {
 } from 'node:tls';
 import { inspect } from 'node:util';
 import type { ChannelCredentials, experimental, ServerCredentials, VerifyOptions } from '@grpc/grpc-js';
-import { ConfigurationError, safeCause } from './errors.js';
+import { ConfigurationError } from './errors.js';
+import { importOptional } from './optional.js';
 import { redactOptions } from './redact.js';
 import { internal, type Resolver } from './resolver/index.js';
 import { type ResolvedOptions, SECRET_FIELDS } from './types.js';
@@ -54,14 +55,8 @@ export interface GrpcChannelCredentialsOptions {
   checkServerIdentity?: (hostname: string, cert: PeerCertificate) => Error | undefined;
 }
 
-async function loadGrpc(what: string): Promise<Grpc> {
-  try {
-    return await import('@grpc/grpc-js');
-  } catch (err) {
-    throw new ConfigurationError(`${what} needs the "@grpc/grpc-js" package (npm i @grpc/grpc-js)`, {
-      cause: safeCause(err),
-    });
-  }
+function loadGrpc(what: string): Promise<Grpc> {
+  return importOptional('@grpc/grpc-js', what, () => import('@grpc/grpc-js'));
 }
 
 /**

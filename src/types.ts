@@ -51,7 +51,7 @@ export interface TlsSecretsSpec extends Omit<ConnectionOptions, SecretField | 's
 
 export interface ResolverOptions {
   /** Milliseconds between checks of every source. Default 300_000 (5 min). Jittered by `jitter`. */
-  refreshInterval?: number;
+  refreshIntervalMs?: number;
   /** Fraction of randomness applied to every scheduled delay, 0..1. Default 0.1. */
   jitter?: number;
   /**
@@ -64,15 +64,15 @@ export interface ResolverOptions {
    * First retry delay after a failed refresh, doubled each time; every path to the store waits for it.
    * Also the shortest wait between checks past a refresh point. Default 1_000 ms.
    */
-  retryInitialDelay?: number;
+  retryInitialDelayMs?: number;
   /** Cap on the retry delay. Default 60_000 ms. */
-  retryMaxDelay?: number;
+  retryMaxDelayMs?: number;
   /** How long past the certificate's notAfter the last good bundle may still be served. Default 0. */
-  maxStale?: number;
+  maxStaleMs?: number;
   /** Abort a store fetch after this many milliseconds. Default 10_000. */
-  fetchTimeout?: number;
+  fetchTimeoutMs?: number;
   /** Coalesce pushed changes arriving within this window into one refresh. Default 50 ms. */
-  debounce?: number;
+  debounceMs?: number;
   /** Also require every leaf certificate to be signed by a certificate in `ca` or its own chain. Default false. */
   verifyChain?: boolean;
 }

@@ -58,7 +58,7 @@ describe('createResolverFromConfig', () => {
         servername: 'svc.internal',
         minVersion: 'TLSv1.3',
       },
-      options: { refreshInterval: 60_000 },
+      options: { refreshIntervalMs: 60_000 },
     });
     try {
       const resolved = await configured.resolver.resolve();

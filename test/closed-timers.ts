@@ -118,7 +118,7 @@ closers.push(
 );
 const serverTls = createResolver(
   { key: watched.ref('server.key'), cert: watched.ref('server.crt'), ca: polled.ref('ca.pem') },
-  { refreshInterval: 200, debounce: 20 },
+  { refreshIntervalMs: 200, debounceMs: 20 },
 );
 
 // Client: key and cert from Vault KV v2, the CA from Secrets Manager; memory where a store is missing.
@@ -143,7 +143,7 @@ if (awsSecret) {
 
 const clientTls = createResolver(
   { key: clientKey, cert: clientCert, ca: clientCa },
-  { refreshInterval: 200, debounce: 20 },
+  { refreshIntervalMs: 200, debounceMs: 20 },
 );
 
 // One server for TLS, HTTP/1.1 and HTTP/2, following the server resolver.

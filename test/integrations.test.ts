@@ -49,7 +49,7 @@ function side(issued: Issued): Side {
   const store = memory({ key: issued.keyPem, cert: issued.certPem, ca: ca.certPem });
   const resolver = createResolver(
     { key: store.ref('key'), cert: store.ref('cert'), ca: store.ref('ca') },
-    { refreshInterval: 3_600_000 },
+    { refreshIntervalMs: 3_600_000 },
   );
   cleanups.push(() => resolver.close());
   return { store, resolver };

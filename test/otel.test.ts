@@ -32,7 +32,7 @@ function tracked(
   spec: Parameters<typeof createResolver>[0],
   clock = skewedClock(),
 ): Resolver {
-  const options = { refreshInterval: 3_600_000, retryInitialDelay: 3_600_000 };
+  const options = { refreshIntervalMs: 3_600_000, retryInitialDelayMs: 3_600_000 };
   const resolver = new Resolver(spec, options, { clock });
   resolvers.push(resolver);
   void store;

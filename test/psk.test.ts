@@ -33,7 +33,7 @@ async function pskPair(version: 'TLSv1.2' | 'TLSv1.3') {
         'client-b': store.ref('psk/b', { encoding: 'base64' }),
       },
     },
-    { debounce: 5 },
+    { debounceMs: 5 },
   );
   const clientTls = createResolver({
     psk: { 'client-b': store.ref('psk/b', { encoding: 'base64' }) },

@@ -22,7 +22,7 @@ describe('redaction', () => {
     const store = memory({ key: encryptKey(leaf.keyPem, passphrase), cert: leaf.certPem, pass: passphrase });
     const resolver = createResolver(
       { key: store.ref('key'), cert: store.ref('cert'), passphrase: store.ref('pass') },
-      { debounce: 1 },
+      { debounceMs: 1 },
     );
     const seen: unknown[] = [];
     resolver.on('rotate', (event) => seen.push(event));

@@ -20,7 +20,7 @@ import {
 import type { CertificateInfo } from '../src/types.js';
 
 const S = 1_000;
-const RETRY = { retryInitialDelay: 1 * S, retryMaxDelay: 60 * S };
+const RETRY = { retryInitialDelayMs: 1 * S, retryMaxDelayMs: 60 * S };
 
 function certificate(notBefore: number, notAfter: number, field = 'cert'): CertificateInfo {
   return {
@@ -115,7 +115,7 @@ describe('planCheck: when the next cycle is due and what it fetches', () => {
       { at: 29 * S, reason: 'late', refetch: [] },
     ],
     [
-      'never below retryInitialDelay, and notAfter forces a fetch when it comes first',
+      'never below retryInitialDelayMs, and notAfter forces a fetch when it comes first',
       { units: [unit({ checkedAt: 29.5 * S })] },
       { at: 30 * S, reason: 'notAfter', refetch: [0] },
     ],

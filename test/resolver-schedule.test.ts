@@ -90,7 +90,7 @@ describe('1. a store that renews late', () => {
     const { store, ref } = switchable({ key: first.keyPem, cert: first.certPem });
     const { resolver, calls } = observed(
       { key: ref('key'), cert: ref('cert') },
-      { refreshInterval: 3_600_000, retryInitialDelay: 200, jitter: 0 },
+      { refreshIntervalMs: 3_600_000, retryInitialDelayMs: 200, jitter: 0 },
     );
     const port = await serve(resolver);
     const renewAt = first.notAfter.getTime() - 1_200;
@@ -137,7 +137,7 @@ describe('1. a store that renews late', () => {
     const bundle = (jsonKey: string) => createRef(stubborn, 'bundle', { jsonKey });
     const { resolver } = observed(
       { key: bundle('key'), cert: bundle('cert') },
-      { refreshInterval: 3_600_000, retryInitialDelay: 5_000 },
+      { refreshIntervalMs: 3_600_000, retryInitialDelayMs: 5_000 },
     );
     await resolver.resolve();
     held = await ca.issue();
@@ -200,7 +200,7 @@ describe('3. every path to the store shares one backoff', () => {
     cleanups.push(() => peer.close());
     const port = await serve(peer);
     const { state, ref } = switchable({ ca: ca.certPem });
-    const { resolver, calls } = observed({ ca: ref('ca') }, { retryInitialDelay: 1_000 });
+    const { resolver, calls } = observed({ ca: ref('ca') }, { retryInitialDelayMs: 1_000 });
     await resolver.resolve();
     calls.length = 0;
     state.down = true;
@@ -240,7 +240,7 @@ describe('3. every path to the store shares one backoff', () => {
   it('a cold resolver with its store down: 500 sequential connect() calls, a few store calls', async () => {
     const { state, ref } = switchable({ ca: ca.certPem });
     state.down = true;
-    const { resolver, calls, errors } = observed({ ca: ref('ca') }, { retryInitialDelay: 1_000 });
+    const { resolver, calls, errors } = observed({ ca: ref('ca') }, { retryInitialDelayMs: 1_000 });
     const thrown: unknown[] = [];
     for (let i = 0; i < 500; i++) {
       thrown.push(await connect(resolver, { host: '127.0.0.1', port: 9 }).catch((e: unknown) => e));
@@ -255,7 +255,7 @@ describe('3. every path to the store shares one backoff', () => {
 
   it('refresh() during the backoff answers with the last errors without asking the store', async () => {
     const { state, ref } = switchable({ ca: ca.certPem });
-    const { resolver, calls } = observed({ ca: ref('ca') }, { retryInitialDelay: 60_000 });
+    const { resolver, calls } = observed({ ca: ref('ca') }, { retryInitialDelayMs: 60_000 });
     await resolver.resolve();
     state.down = true;
     const first = await resolver.refresh();
@@ -273,7 +273,7 @@ describe('4. a store that keeps serving refused material', () => {
     const store = memory({ key: leaf.keyPem, cert: leaf.certPem });
     const { resolver, errors, calls } = observed(
       { key: store.ref('key'), cert: store.ref('cert') },
-      { debounce: 5, retryInitialDelay: 50, retryMaxDelay: 200 },
+      { debounceMs: 5, retryInitialDelayMs: 50, retryMaxDelayMs: 200 },
     );
     const staleSeen: boolean[] = [];
     resolver.on('error', () => staleSeen.push(resolver.status().stale));
@@ -310,7 +310,7 @@ describe('5. status() describes the served generation', () => {
         return store.currentVersion(createRef(store, ref.id), signal);
       },
     };
-    const { resolver } = observed({ ca: createRef(flaky, 'ca') }, { retryInitialDelay: 1 });
+    const { resolver } = observed({ ca: createRef(flaky, 'ca') }, { retryInitialDelayMs: 1 });
     await resolver.resolve();
     await resolver.refresh();
     expect(resolver.status().fields[0]?.lastError?.message).toMatch(/fetch failed/);
@@ -323,7 +323,7 @@ describe('5. status() describes the served generation', () => {
     const store = memory({ key: leaf.keyPem, cert: leaf.certPem });
     const { resolver } = observed(
       { key: store.ref('key'), cert: store.ref('cert') },
-      { debounce: 5, retryInitialDelay: 20, retryMaxDelay: 40 },
+      { debounceMs: 5, retryInitialDelayMs: 20, retryMaxDelayMs: 40 },
     );
     await resolver.resolve();
     const served = resolver.status().fields.find((field) => field.field === 'key');
@@ -350,7 +350,7 @@ describe('6. an application listener cannot break rotation', () => {
     const store = memory({ key: leaf.keyPem, cert: leaf.certPem });
     const { resolver, errors } = observed(
       { key: store.ref('key'), cert: store.ref('cert') },
-      { debounce: 5 },
+      { debounceMs: 5 },
     );
     // The application's listeners come first: the server must not depend on them.
     let heard = 0;
@@ -385,7 +385,7 @@ describe('timers', () => {
     const script = `
       import { createRef, createResolver } from './src/index.ts';
       const hung = { name: 'hung', fetch: () => new Promise(() => undefined) };
-      const resolver = createResolver({ ca: createRef(hung, 'ca') }, { fetchTimeout: 600_000 });
+      const resolver = createResolver({ ca: createRef(hung, 'ca') }, { fetchTimeoutMs: 600_000 });
       const pending = resolver.resolve().catch((error) => error.code);
       await new Promise((r) => setTimeout(r, 50));
       await resolver.close();

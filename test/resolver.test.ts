@@ -112,7 +112,9 @@ describe('cache', () => {
 describe('refresh', () => {
   it('polls on the configured interval and notices a change', async () => {
     const { store, ref } = pollOnlyStore({ key: leaf.keyPem, cert: leaf.certPem });
-    const resolver = track(createResolver({ key: ref('key'), cert: ref('cert') }, { refreshInterval: 100 }));
+    const resolver = track(
+      createResolver({ key: ref('key'), cert: ref('cert') }, { refreshIntervalMs: 100 }),
+    );
     const rotations: RotateEvent[] = [];
     resolver.on('rotate', (event) => rotations.push(event));
     await resolver.resolve();
@@ -129,7 +131,7 @@ describe('refresh', () => {
     const resolver = track(
       createResolver(
         { key: store.ref('key'), cert: store.ref('cert') },
-        { refreshInterval: 3_600_000, debounce: 30 },
+        { refreshIntervalMs: 3_600_000, debounceMs: 30 },
       ),
     );
     const rotations: RotateEvent[] = [];
@@ -147,7 +149,7 @@ describe('refresh', () => {
   it('a store that changes faster than the debounce window is still followed', async () => {
     const store = memory({ ca: ca.certPem });
     const resolver = track(
-      createResolver({ ca: store.ref('ca') }, { refreshInterval: 3_600_000, debounce: 50 }),
+      createResolver({ ca: store.ref('ca') }, { refreshIntervalMs: 3_600_000, debounceMs: 50 }),
     );
     await resolver.resolve();
     // Seven values, so that a window of any few pushes ends on a value different from the last one.
@@ -175,7 +177,7 @@ describe('refresh', () => {
     const resolver = track(
       createResolver(
         { key: createRef(provider, 'key'), cert: createRef(provider, 'cert') },
-        { refreshInterval: 50, retryInitialDelay: 60_000, retryMaxDelay: 60_000, refreshAhead: 0.5 },
+        { refreshIntervalMs: 50, retryInitialDelayMs: 60_000, retryMaxDelayMs: 60_000, refreshAhead: 0.5 },
       ),
     );
     const expiring: number[] = [];
@@ -203,7 +205,7 @@ describe('refresh', () => {
       const resolver = track(
         createResolver(
           { key: ref('key'), cert: ref('cert') },
-          { refreshInterval: 3_600_000, refreshAhead: 0.5 },
+          { refreshIntervalMs: 3_600_000, refreshAhead: 0.5 },
         ),
       );
       let rotatedAt = 0;
@@ -240,7 +242,7 @@ describe('refresh', () => {
         return 'same';
       },
     };
-    const resolver = track(createResolver({ ca: createRef(lease, 'x') }, { refreshInterval: 3_600_000 }));
+    const resolver = track(createResolver({ ca: createRef(lease, 'x') }, { refreshIntervalMs: 3_600_000 }));
     await resolver.resolve();
     await eventually(() => expect(issued).toBeGreaterThanOrEqual(3), 5_000);
   });
@@ -264,7 +266,7 @@ describe('refresh', () => {
         return track(
           createResolver(
             { ca: createRef(lease, 'x') },
-            { refreshInterval: 3_600_000, refreshAhead: 0.6, jitter: 0.9 },
+            { refreshIntervalMs: 3_600_000, refreshAhead: 0.6, jitter: 0.9 },
           ),
         );
       });
@@ -297,7 +299,7 @@ describe('refresh', () => {
       const resolver = track(
         createResolver(
           { ca: createRef(slowLease, 'x') },
-          { refreshInterval: 3_600_000, refreshAhead: 0.5, fetchTimeout: 5_000 },
+          { refreshIntervalMs: 3_600_000, refreshAhead: 0.5, fetchTimeoutMs: 5_000 },
         ),
       );
       const first = resolver.resolve();
@@ -328,7 +330,7 @@ describe('refresh', () => {
       const resolver = track(
         createResolver(
           { ca: createRef(stuck, 'x') },
-          { refreshInterval: 3_600_000, retryInitialDelay: 3_000, jitter: 0 },
+          { refreshIntervalMs: 3_600_000, retryInitialDelayMs: 3_000, jitter: 0 },
         ),
       );
       await resolver.resolve();
@@ -368,7 +370,9 @@ describe('refresh', () => {
       },
     };
     const rotationAt = Date.now() + 300;
-    const resolver = track(createResolver({ ca: createRef(rotating, 'ca') }, { refreshInterval: 3_600_000 }));
+    const resolver = track(
+      createResolver({ ca: createRef(rotating, 'ca') }, { refreshIntervalMs: 3_600_000 }),
+    );
     await resolver.resolve();
     await resolver.refresh(); // learns the rotation date
     version = 'v2';
@@ -381,7 +385,7 @@ describe('validation gate and atomic swap', () => {
   it('a key rotated before its certificate waits for the certificate; the old bundle keeps serving', async () => {
     const store = memory({ key: leaf.keyPem, cert: leaf.certPem });
     const resolver = track(
-      createResolver({ key: store.ref('key'), cert: store.ref('cert') }, { debounce: 5 }),
+      createResolver({ key: store.ref('key'), cert: store.ref('cert') }, { debounceMs: 5 }),
     );
     const errors: TlsSecretsError[] = [];
     resolver.on('error', (error) => errors.push(error));
@@ -431,7 +435,7 @@ describe('last known good', () => {
     const resolver = track(
       createResolver(
         { key: ref('key'), cert: ref('cert') },
-        { refreshInterval: 50, retryInitialDelay: 40, retryMaxDelay: 160, jitter: 0 },
+        { refreshIntervalMs: 50, retryInitialDelayMs: 40, retryMaxDelayMs: 160, jitter: 0 },
       ),
     );
     const errors: TlsSecretsError[] = [];
@@ -475,7 +479,7 @@ describe('last known good', () => {
       },
     };
     const resolver = track(
-      createResolver({ ca: createRef(provider, 'ca') }, { fetchTimeout: 100, retryInitialDelay: 200 }),
+      createResolver({ ca: createRef(provider, 'ca') }, { fetchTimeoutMs: 100, retryInitialDelayMs: 200 }),
     );
     const error = (await resolver.resolve().catch((e: unknown) => e)) as TlsSecretsError;
     expect(error).toBeInstanceOf(FetchError);
@@ -488,7 +492,7 @@ describe('last known good', () => {
     expect(fetches).toBe(2);
   });
 
-  it('refuses to serve a certificate past notAfter + maxStale, and says so', async () => {
+  it('refuses to serve a certificate past notAfter + maxStaleMs, and says so', async () => {
     const brief = await ca.issue({
       notBefore: new Date(Date.now() - 2_000),
       notAfter: new Date(Date.now() + 1_200),
@@ -506,7 +510,7 @@ describe('last known good', () => {
     const resolver = track(
       createResolver(
         { key: createRef(provider, 'key'), cert: createRef(provider, 'cert') },
-        { refreshInterval: 3_600_000 },
+        { refreshIntervalMs: 3_600_000 },
       ),
     );
     const expired: string[] = [];
@@ -519,8 +523,8 @@ describe('last known good', () => {
     expect(error).toBeInstanceOf(CertificateExpiredError);
     expect((error as TlsSecretsError).field).toBe('cert');
 
-    const lenient = track(createResolver({ key: brief.keyPem, cert: brief.certPem }, { maxStale: 60_000 }));
-    // Validation refuses an already expired certificate even with maxStale: it only extends a bundle in use.
+    const lenient = track(createResolver({ key: brief.keyPem, cert: brief.certPem }, { maxStaleMs: 60_000 }));
+    // Validation refuses an already expired certificate even with maxStaleMs: it only extends a bundle in use.
     await expect(lenient.resolve()).rejects.toBeInstanceOf(InvalidMaterialError);
   });
 });
@@ -583,7 +587,7 @@ describe('spec handling', () => {
   });
 
   it('rejects bad options and bad spec values when created', () => {
-    expect(() => createResolver({}, { refreshInterval: -1 })).toThrow(ConfigurationError);
+    expect(() => createResolver({}, { refreshIntervalMs: -1 })).toThrow(ConfigurationError);
     expect(() => createResolver({}, { refreshAhead: 1.5 })).toThrow(ConfigurationError);
     expect(() => createResolver({ cert: 42 as unknown as string })).toThrow(/field cert/);
   });
@@ -637,7 +641,7 @@ describe('close', () => {
       const ca = await createTestCA();
       const leaf = await ca.issue();
       const store = memory({ key: leaf.keyPem, cert: leaf.certPem });
-      const resolver = createResolver({ key: store.ref('key'), cert: store.ref('cert') }, { refreshInterval: 50 });
+      const resolver = createResolver({ key: store.ref('key'), cert: store.ref('cert') }, { refreshIntervalMs: 50 });
       await resolver.resolve();
       await new Promise((r) => setTimeout(r, 120));
       await resolver.close();

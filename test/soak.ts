@@ -112,11 +112,11 @@ async function main(): Promise<number> {
       ca: store.ref('ca'),
       ticketKeys: store.ref('tickets'),
     },
-    { debounce: 5 },
+    { debounceMs: 5 },
   );
   const clientTls = createResolver(
     { key: store.ref('client/key'), cert: store.ref('client/cert'), ca: store.ref('ca') },
-    { debounce: 5 },
+    { debounceMs: 5 },
   );
   const server = createServer(serverTls, { requestCert: true, rejectUnauthorized: true }, (socket) =>
     socket.end('ok'),

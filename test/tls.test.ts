@@ -51,7 +51,7 @@ function resolverPair(extraServer: Record<string, unknown> = {}) {
       ca: store.ref('ca'),
       ticketKeys: store.ref('tickets'),
     },
-    { debounce: 5 },
+    { debounceMs: 5 },
   );
   const clientTls = createResolver({
     key: store.ref('client/key'),

@@ -38,7 +38,7 @@ async function rejectSwap(
   bad: Bad,
 ) {
   const store = memory(goodValues);
-  const resolver = createResolver(makeSpec(store), { debounce: 1, verifyChain: bad.verifyChain ?? false });
+  const resolver = createResolver(makeSpec(store), { debounceMs: 1, verifyChain: bad.verifyChain ?? false });
   const errors: TlsSecretsError[] = [];
   resolver.on('error', (error) => errors.push(error));
   try {

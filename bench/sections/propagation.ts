@@ -166,10 +166,10 @@ export async function runPropagation(ctx: BenchContext): Promise<SectionResult> 
   const variables: NodeJS.ProcessEnv = { SERVER_KEY: server.keyPem, SERVER_CERT: server.certPem };
   const vars = env({ env: variables });
   const pollingStore: Store = {
-    label: `env (no push), refreshInterval ${POLL_INTERVAL_MS} ms`,
+    label: `env (no push), refreshIntervalMs ${POLL_INTERVAL_MS} ms`,
     mechanism: `periodic check every ${POLL_INTERVAL_MS} ms, jitter ${JITTER}`,
     spec: { key: vars.ref('SERVER_KEY'), cert: vars.ref('SERVER_CERT'), ca: ca.certPem },
-    resolverOptions: { refreshInterval: POLL_INTERVAL_MS, jitter: JITTER },
+    resolverOptions: { refreshIntervalMs: POLL_INTERVAL_MS, jitter: JITTER },
     publish: (bundle) => {
       variables.SERVER_KEY = bundle.keyPem;
       variables.SERVER_CERT = bundle.certPem;

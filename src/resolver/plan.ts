@@ -8,7 +8,7 @@
  *   `max(notBefore, fetchedAt)`: Vault and OpenBao backdate notBefore by 30 s, and a lifetime counted from
  *   then would put the point of a 20 s certificate 0-3 s after it was issued.
  * - Past a refresh point without fresh material, checks continue on a step that halves the time left (at
- *   least `retryInitialDelay`), and reaching notAfter forces a fetch. Past notAfter the step grows again.
+ *   least `retryInitialDelayMs`), and reaching notAfter forces a fetch. Past notAfter the step grows again.
  * - While the store fails, ONE backoff gates every path to it (cold resolve, refresh(), connect()'s retry,
  *   timers, pushes): equal-jitter exponential steps, tightened by the step above when a deadline is near.
  */
@@ -145,24 +145,24 @@ export function aheadPoint(deadline: Deadline, fraction: number): number {
 }
 
 export interface RetryOptions {
-  readonly retryInitialDelay: number;
-  readonly retryMaxDelay: number;
+  readonly retryInitialDelayMs: number;
+  readonly retryMaxDelayMs: number;
 }
 
 /** The backoff's step after `streak` failed cycles: equal jitter, never less than half the step. */
 export function backoffDelay(streak: number, options: RetryOptions, random: number): number {
-  const base = Math.min(options.retryMaxDelay, options.retryInitialDelay * 2 ** Math.min(streak - 1, 30));
+  const base = Math.min(options.retryMaxDelayMs, options.retryInitialDelayMs * 2 ** Math.min(streak - 1, 30));
   return base / 2 + (random * base) / 2;
 }
 
 /**
  * Past a refresh point: the wait before looking again, `remaining` ms before notAfter. Halves the time left
- * (a store that renews late is seen with half its margin to spare), at least `retryInitialDelay`; past
- * notAfter it grows with the time since, up to `retryMaxDelay`.
+ * (a store that renews late is seen with half its margin to spare), at least `retryInitialDelayMs`; past
+ * notAfter it grows with the time since, up to `retryMaxDelayMs`.
  */
 export function lateStep(remaining: number, options: RetryOptions): number {
-  if (remaining > 0) return Math.max(options.retryInitialDelay, remaining / 2);
-  return Math.min(options.retryMaxDelay, Math.max(options.retryInitialDelay, -remaining));
+  if (remaining > 0) return Math.max(options.retryInitialDelayMs, remaining / 2);
+  return Math.min(options.retryMaxDelayMs, Math.max(options.retryInitialDelayMs, -remaining));
 }
 
 /** When a failing store may be asked again: the backoff's step, tightened by any deadline already due. */
@@ -185,7 +185,7 @@ export function nextRetryAt(
 export interface CheckFacts extends RetryOptions {
   readonly deadlines: readonly TimedDeadline[];
   readonly units: readonly UnitFacts[];
-  /** The next regular poll (a jittered refreshInterval after the last cycle); undefined with no units. */
+  /** The next regular poll (a jittered refreshIntervalMs after the last cycle); undefined with no units. */
   readonly pollAt: number | undefined;
   /** Probes just after store-announced changes (rotation dates). */
   readonly probes: readonly { readonly at: number; readonly unit: number }[];

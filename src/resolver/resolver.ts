@@ -126,7 +126,7 @@ export class Resolver extends EventEmitter<ResolverEvents> {
     errors: [],
   };
   #staleSince: number | undefined;
-  /** The next regular poll: a jittered refreshInterval after the last cycle. */
+  /** The next regular poll: a jittered refreshIntervalMs after the last cycle. */
   #pollAt = Number.POSITIVE_INFINITY;
   /** The one timer of the plan: the next due cycle or event. */
   #wake: TimerHandle | undefined;
@@ -371,8 +371,8 @@ export class Resolver extends EventEmitter<ResolverEvents> {
       verify.tried.add(generation);
       for (const old of verify.tried) if (old < generation - 8) verify.tried.delete(old);
       // Consecutive verify-failure refreshes are spaced like retries (a healthy PKI store would otherwise
-      // issue a certificate per failed handshake); a quiet retryMaxDelay starts the spacing over.
-      verify.streak = now - verify.lastAt > this.#options.retryMaxDelay ? 1 : verify.streak + 1;
+      // issue a certificate per failed handshake); a quiet retryMaxDelayMs starts the spacing over.
+      verify.streak = now - verify.lastAt > this.#options.retryMaxDelayMs ? 1 : verify.streak + 1;
       verify.lastAt = now;
       verify.notBefore = now + backoffDelay(verify.streak, this.#options, 1);
       await this.#request({ units: 'all', force: false }).catch(() => undefined);
@@ -429,7 +429,7 @@ export class Resolver extends EventEmitter<ResolverEvents> {
     // A per-cycle controller and timeout, both ended with the cycle: nothing is left behind by a close().
     const controller = new AbortController();
     this.#cycles.add(controller);
-    const timeout = after(this.#clock, this.#options.fetchTimeout, () =>
+    const timeout = after(this.#clock, this.#options.fetchTimeoutMs, () =>
       controller.abort(new DOMException('store did not answer in time', 'TimeoutError')),
     );
     let step: Awaited<ReturnType<typeof fetchStep>>;
@@ -565,7 +565,7 @@ export class Resolver extends EventEmitter<ResolverEvents> {
 
   #afterCycle(errors: readonly TlsSecretsError[], now: number): void {
     const end = this.#clock.now();
-    this.#pollAt = end + this.#jittered(this.#options.refreshInterval);
+    this.#pollAt = end + this.#jittered(this.#options.refreshIntervalMs);
     if (errors.length === 0) {
       this.#backoff = { streak: 0, retryAt: 0, errors: [] };
       this.#staleSince = undefined;
@@ -619,7 +619,7 @@ export class Resolver extends EventEmitter<ResolverEvents> {
 
   #isPastMaxStale(generation: Generation): boolean {
     const notAfter = generation.bundle.notAfter;
-    return notAfter !== undefined && this.#clock.now() > notAfter.getTime() + this.#options.maxStale;
+    return notAfter !== undefined && this.#clock.now() > notAfter.getTime() + this.#options.maxStaleMs;
   }
 
   #jittered(delay: number): number {
@@ -697,8 +697,8 @@ export class Resolver extends EventEmitter<ResolverEvents> {
       pollAt: this.#pollAt,
       probes,
       retryAt: this.#backoff.streak > 0 ? this.#backoff.retryAt : undefined,
-      retryInitialDelay: this.#options.retryInitialDelay,
-      retryMaxDelay: this.#options.retryMaxDelay,
+      retryInitialDelayMs: this.#options.retryInitialDelayMs,
+      retryMaxDelayMs: this.#options.retryMaxDelayMs,
     });
   }
 
@@ -755,7 +755,7 @@ export class Resolver extends EventEmitter<ResolverEvents> {
   }
 
   /**
-   * Collects pushed changes for `debounce` ms from the first one, then refreshes them together. The window
+   * Collects pushed changes for `debounceMs` ms from the first one, then refreshes them together. The window
    * is not restarted by later pushes: a store that changes faster than the window must still be followed.
    * A pushed unit owes a fetch until one succeeds: during a backoff the plan fetches it at the next step.
    */
@@ -763,7 +763,7 @@ export class Resolver extends EventEmitter<ResolverEvents> {
     if (this.#closed) return;
     this.#pushed.add(unit);
     if (this.#debounce) return;
-    this.#debounce = after(this.#clock, this.#options.debounce, () => {
+    this.#debounce = after(this.#clock, this.#options.debounceMs, () => {
       this.#debounce = undefined;
       const units = new Set(this.#pushed);
       this.#pushed.clear();

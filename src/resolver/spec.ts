@@ -7,14 +7,14 @@ import { isSecretRef } from '../provider.js';
 import type { KeySource, PfxSource, ResolverOptions, Source, TlsSecretsSpec } from '../types.js';
 
 export const DEFAULTS = {
-  refreshInterval: 300_000,
+  refreshIntervalMs: 300_000,
   jitter: 0.1,
   refreshAhead: 2 / 3,
-  retryInitialDelay: 1_000,
-  retryMaxDelay: 60_000,
-  maxStale: 0,
-  fetchTimeout: 10_000,
-  debounce: 50,
+  retryInitialDelayMs: 1_000,
+  retryMaxDelayMs: 60_000,
+  maxStaleMs: 0,
+  fetchTimeoutMs: 10_000,
+  debounceMs: 50,
   verifyChain: false,
 } satisfies Required<ResolverOptions>;
 
@@ -135,15 +135,29 @@ export function allSlots(shape: Shape): Slot[] {
   return slots;
 }
 
+/** Durations were renamed to say their unit (0.1 → 0.2); the old names would otherwise be ignored silently. */
+const RENAMED_OPTIONS: Readonly<Record<string, string>> = {
+  refreshInterval: 'refreshIntervalMs',
+  retryInitialDelay: 'retryInitialDelayMs',
+  retryMaxDelay: 'retryMaxDelayMs',
+  maxStale: 'maxStaleMs',
+  fetchTimeout: 'fetchTimeoutMs',
+  debounce: 'debounceMs',
+};
+
 export function checkOptions(options: ResolverOptions): Required<ResolverOptions> {
+  for (const name of Object.keys(options)) {
+    const renamed = RENAMED_OPTIONS[name];
+    if (renamed) throw new ConfigurationError(`option ${name} is now ${renamed} (milliseconds)`);
+  }
   const merged = { ...DEFAULTS, ...options };
-  const positive = ['refreshInterval', 'retryInitialDelay', 'retryMaxDelay', 'fetchTimeout'] as const;
+  const positive = ['refreshIntervalMs', 'retryInitialDelayMs', 'retryMaxDelayMs', 'fetchTimeoutMs'] as const;
   for (const name of positive) {
     if (!Number.isFinite(merged[name]) || merged[name] <= 0) {
       throw new ConfigurationError(`option ${name} must be a positive number of milliseconds`);
     }
   }
-  for (const name of ['maxStale', 'debounce'] as const) {
+  for (const name of ['maxStaleMs', 'debounceMs'] as const) {
     if (!Number.isFinite(merged[name]) || merged[name] < 0)
       throw new ConfigurationError(`option ${name} must be >= 0`);
   }

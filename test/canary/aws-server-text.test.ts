@@ -120,7 +120,7 @@ describe.skipIf(NO_MOTO)('AWS answers: no server-controlled text reaches a view'
     const views = new Views();
     const [sm, ssm] = providers();
     const refs = [sm.secret(`canary-text-${run}`), ssm.ref(`/canary-text-${run}`)];
-    const resolver = new Resolver({ cert: sm.secret(`canary-text-${run}`) }, { fetchTimeout: 5_000 });
+    const resolver = new Resolver({ cert: sm.secret(`canary-text-${run}`) }, { fetchTimeoutMs: 5_000 });
     await views.observe(resolver, 'resolver');
     try {
       for (const [label, fault] of HOSTILE) {

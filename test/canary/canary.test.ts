@@ -46,10 +46,10 @@ if (NO_BAO) console.warn('[canary] Vault parts SKIPPED: no OpenBao server');
 /** Short timeouts: every failure path settles well inside the suite's budget on a loaded machine. */
 const BACKOFF_CAP_MS = 60_000;
 const OPTIONS = {
-  refreshInterval: 3_600_000,
-  retryInitialDelay: BACKOFF_CAP_MS,
-  retryMaxDelay: BACKOFF_CAP_MS,
-  fetchTimeout: 800,
+  refreshIntervalMs: 3_600_000,
+  retryInitialDelayMs: BACKOFF_CAP_MS,
+  retryMaxDelayMs: BACKOFF_CAP_MS,
+  fetchTimeoutMs: 800,
 } as const;
 /** Real timers, a `now` that provoke() moves past each backoff step. */
 const clock = skewedClock();

@@ -37,7 +37,7 @@ export function pastBackoff(): void {
 export function resolverFor(spec: TlsSecretsSpec, options: ResolverOptions = {}): Resolver {
   const resolver = new Resolver(
     spec,
-    { refreshInterval: 3_600_000, retryMaxDelay: RETRY_MAX_MS, ...options },
+    { refreshIntervalMs: 3_600_000, retryMaxDelayMs: RETRY_MAX_MS, ...options },
     { clock },
   );
   resolver.on('error', () => undefined);

@@ -687,7 +687,7 @@ describe('file provider', () => {
     const files = provide();
     const resolver = createResolver(
       { key: files.ref('tls.key'), cert: files.ref('tls.crt') },
-      { refreshInterval: 3_600_000 },
+      { refreshIntervalMs: 3_600_000 },
     );
     closers.push(() => resolver.close());
     const initial = await resolver.resolve();

@@ -399,7 +399,7 @@ describe.skipIf(NO_VAULT)(`vault provider: KV ${ON}`, () => {
     const v = vault({ client, auth: { token: rootToken } });
     const resolver = createResolver(
       { key: v.kv(`secret/${path}`, { field: 'key' }), cert: v.kv(`secret/${path}`, { field: 'cert' }) },
-      { refreshInterval: 3_600_000 },
+      { refreshIntervalMs: 3_600_000 },
     );
     try {
       const options = await resolver.resolve();
@@ -585,7 +585,7 @@ describe.skipIf(NO_VAULT)(`vault provider: PKI ${ON}`, () => {
       ipSans: ['127.0.0.1'],
       ttl: '1h',
     });
-    const resolver = createResolver({ ...refs }, { refreshInterval: 3_600_000 });
+    const resolver = createResolver({ ...refs }, { refreshIntervalMs: 3_600_000 });
     try {
       const options = await resolver.resolve();
       expect(count(`POST ${PKI}/issue/web`)).toBe(1);
@@ -1188,7 +1188,7 @@ describe.skipIf(NO_VAULT)(`vault provider: policies ${ON}`, () => {
     const { client, count } = countingClient();
     const v = vault({ client, auth: { token } });
     const ref = v.kv(`secret/${path}`, { field: 'value', kvVersion: 2, mount: 'secret' });
-    const resolver = createResolver({ passphrase: ref }, { refreshInterval: 3_600_000 });
+    const resolver = createResolver({ passphrase: ref }, { refreshIntervalMs: 3_600_000 });
     try {
       expect((await resolver.resolve()).passphrase).toBe('one');
       expect((await resolver.refresh()).rotated).toBe(false);
@@ -1215,11 +1215,11 @@ describe.skipIf(NO_VAULT)(`vault provider: policies ${ON}`, () => {
     const v = vault({ client, auth: { appRole: { roleId: appRoleId, secretId, mount: APPROLE } } });
     const kv = createResolver(
       { key: v.kv(`secret/${path}`, { field: 'key' }), cert: v.kv(`secret/${path}`, { field: 'cert' }) },
-      { refreshInterval: 3_600_000 },
+      { refreshIntervalMs: 3_600_000 },
     );
     const issued = createResolver(
       { ...v.pki(PKI, 'web', { commonName: 'least.test.internal', ttl: '1h' }) },
-      { refreshInterval: 3_600_000 },
+      { refreshIntervalMs: 3_600_000 },
     );
     try {
       await kv.resolve();

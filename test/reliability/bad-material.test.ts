@@ -135,7 +135,7 @@ async function rejectSwap(
 /** A memory store seeded with the good bundle and `extra`; `spec` picks the references. */
 function memoryRig(extra: Record<string, RawSecret>, spec: (s: ReturnType<typeof memory>) => TlsSecretsSpec) {
   const store = memory({ key: good.keyPem, cert: good.certPem, ca: ca.certPem, ...extra });
-  return { store, resolver: createResolver(spec(store), { debounce: 1 }) };
+  return { store, resolver: createResolver(spec(store), { debounceMs: 1 }) };
 }
 
 const pemSpec = (s: ReturnType<typeof memory>): TlsSecretsSpec => ({

@@ -2,7 +2,7 @@
  * An outage that outlasts the certificate: the client's short-lived certificate lives in AWS Secrets Manager
  * (moto behind the fault proxy, connection refused). While it is valid every handshake succeeds; past its
  * notAfter the resolver says so (`expiring`, `stale`, `expired` events) and `connect()` fails with a typed
- * CertificateExpiredError instead of offering an expired certificate. `maxStale` stretches that on purpose.
+ * CertificateExpiredError instead of offering an expired certificate. `maxStaleMs` stretches that on purpose.
  */
 import { randomUUID } from 'node:crypto';
 import {
@@ -149,11 +149,11 @@ describe.skipIf(NO_MOTO)('an outage that outlasts notAfter', () => {
         `after notAfter ${late.length} CertificateExpiredError, ${lateCalls} store calls for ${lateAttempts} ` +
         `connect() attempts in ${clearAt - notAfter} ms`,
     );
-    // Past maxStale a resolve() tries the store only when the backoff allows: callers in a loop (here
+    // Past maxStaleMs a resolve() tries the store only when the backoff allows: callers in a loop (here
     // hundreds of connect() attempts) do not turn into store calls.
     expect(lateAttempts).toBeGreaterThan(20);
     expect(lateCalls).toBeLessThanOrEqual(
-      Math.ceil((clearAt - notAfter) / (OPTIONS.retryInitialDelay / 2)) + 2,
+      Math.ceil((clearAt - notAfter) / (OPTIONS.retryInitialDelayMs / 2)) + 2,
     );
     expect(lateCalls).toBeLessThan(lateAttempts / 4);
 
@@ -161,22 +161,22 @@ describe.skipIf(NO_MOTO)('an outage that outlasts notAfter', () => {
     const renewed = await ca.issue({ commonName: 'client' });
     await admin.send(new PutSecretValueCommand({ SecretId: r.name, SecretString: bundleOf(renewed) }));
     await r.proxy.setFault({ kind: 'none' });
-    // Recovery within one backoff step (capped at retryMaxDelay).
+    // Recovery within one backoff step (capped at retryMaxDelayMs).
     const recovering = Date.now();
     const socket = await eventually(
       () => connect(r.clientTls, { host: '127.0.0.1', port: r.port, servername: 'localhost' }),
-      OPTIONS.retryMaxDelay + 1_000,
+      OPTIONS.retryMaxDelayMs + 1_000,
     );
-    expect(Date.now() - recovering).toBeLessThan(OPTIONS.retryMaxDelay + 1_000);
+    expect(Date.now() - recovering).toBeLessThan(OPTIONS.retryMaxDelayMs + 1_000);
     socket.destroy();
     expect(r.events.filter((e) => e.name === 'rotate' && e.at >= clearAt)).toHaveLength(1);
     expect(r.clientTls.status().stale).toBe(false);
     expect(r.clientTls.status().notAfter?.getTime()).toBe(renewed.notAfter.getTime());
   });
 
-  it('with maxStale the expired bundle is still resolved, but never silently: expired event and stale', async () => {
+  it('with maxStaleMs the expired bundle is still resolved, but never silently: expired event and stale', async () => {
     const leaf = await shortLived(2_000);
-    const r = await rig(leaf, { ...OPTIONS, maxStale: 60_000 });
+    const r = await rig(leaf, { ...OPTIONS, maxStaleMs: 60_000 });
     await r.proxy.setFault({ kind: 'refused' });
     const expiredAt = await waitFor(() => r.events.find((e) => e.name === 'expired')?.at, 4_000);
     expect(expiredAt).toBeGreaterThanOrEqual(leaf.notAfter.getTime() - TIMER_SLACK_MS);

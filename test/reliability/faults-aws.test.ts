@@ -123,7 +123,7 @@ function expectRidesThrough(label: string, figures: OutageFigures, before: Issue
   expect(figures.clientCalls).toBeLessThanOrEqual(figures.allowedCalls);
   expect(figures.serverCalls).toBeGreaterThanOrEqual(2);
   expect(figures.recoveryMs).toBeDefined();
-  expect(figures.recoveryMs).toBeLessThanOrEqual(OPTIONS.retryMaxDelay + RECOVERY_SLACK_MS);
+  expect(figures.recoveryMs).toBeLessThanOrEqual(OPTIONS.retryMaxDelayMs + RECOVERY_SLACK_MS);
   expect(figures.serialBefore).toBe(before.serial);
   expect(figures.serialAfter).toBe(after.serial);
 }
@@ -170,7 +170,7 @@ describe.skipIf(NO_MOTO)('fault matrix: AWS Secrets Manager (moto behind a fault
       );
       expectRidesThrough(label, figures, r.leaf, next);
       expect(refreshDuringFault?.errors).toBe(1);
-      expect(refreshDuringFault?.ms).toBeLessThan(2 * OPTIONS.fetchTimeout + 200);
+      expect(refreshDuringFault?.ms).toBeLessThan(2 * OPTIONS.fetchTimeoutMs + 200);
       const [first] = figures.errorsDuringOutage;
       expect(first).toBeInstanceOf(FetchError);
       expect((first as FetchError).transient).toBe(true);
@@ -180,7 +180,7 @@ describe.skipIf(NO_MOTO)('fault matrix: AWS Secrets Manager (moto behind a fault
     });
   }
 
-  it('a hung store times out at fetchTimeout and never blocks later refreshes', async () => {
+  it('a hung store times out at fetchTimeoutMs and never blocks later refreshes', async () => {
     const r = await rig();
     await r.proxy.setFault({ kind: 'hang' });
     const timings: number[] = [];
@@ -193,7 +193,7 @@ describe.skipIf(NO_MOTO)('fault matrix: AWS Secrets Manager (moto behind a fault
       await sleep(10);
     }
     // Each refresh ends at the timeout: none waits for the request hung before it.
-    for (const ms of timings) expect(ms).toBeLessThan(2 * OPTIONS.fetchTimeout + 200);
+    for (const ms of timings) expect(ms).toBeLessThan(2 * OPTIONS.fetchTimeoutMs + 200);
     await r.proxy.setFault({ kind: 'none' });
     await eventually(async () => expect((await r.stage.serverTls.refresh()).errors).toEqual([]), 3_000);
     expect(r.stage.serverTls.status().stale).toBe(false);
@@ -202,11 +202,11 @@ describe.skipIf(NO_MOTO)('fault matrix: AWS Secrets Manager (moto behind a fault
   it('store calls per outage minute at the default backoff (1 s doubling to 60 s), run at 1/100 scale', async () => {
     const scale = 100;
     const scaled = {
-      refreshInterval: 300_000 / scale,
+      refreshIntervalMs: 300_000 / scale,
       jitter: 0.1,
-      retryInitialDelay: 1_000 / scale,
-      retryMaxDelay: 60_000 / scale,
-      fetchTimeout: 10_000 / scale,
+      retryInitialDelayMs: 1_000 / scale,
+      retryMaxDelayMs: 60_000 / scale,
+      fetchTimeoutMs: 10_000 / scale,
     } satisfies ResolverOptions;
     const r = await rig(scaled);
     const minute = 60_000 / scale;
@@ -220,7 +220,10 @@ describe.skipIf(NO_MOTO)('fault matrix: AWS Secrets Manager (moto behind a fault
     console.info(
       `[fault] aws refused, default backoff scaled 1/${scale}: store calls per outage minute ${perMinute.join(', ')} (one resolver, one secret)`,
     );
-    const bound = { retryInitialDelay: scaled.retryInitialDelay, retryMaxDelay: scaled.retryMaxDelay };
+    const bound = {
+      retryInitialDelayMs: scaled.retryInitialDelayMs,
+      retryMaxDelayMs: scaled.retryMaxDelayMs,
+    };
     expect(perMinute[0]).toBeLessThanOrEqual(maxCycles(minute, bound));
     expect(perMinute[0]).toBeGreaterThanOrEqual(4);
     // Past the doubling, every wait is 30..60 s: at most two calls a minute.

@@ -174,7 +174,7 @@ function expectRidesThrough(
   expect(figures.clientCalls).toBeLessThanOrEqual(figures.allowedCalls * callsPerCycle);
   expect(figures.serverCalls).toBeGreaterThanOrEqual(2);
   expect(figures.recoveryMs).toBeDefined();
-  expect(figures.recoveryMs).toBeLessThanOrEqual(OPTIONS.retryMaxDelay + RECOVERY_SLACK_MS);
+  expect(figures.recoveryMs).toBeLessThanOrEqual(OPTIONS.retryMaxDelayMs + RECOVERY_SLACK_MS);
   expect(figures.serialBefore).toBe(before.serial);
   expect(figures.serialAfter).toBe(after.serial);
   for (const error of figures.errorsDuringOutage) expect(error).toBeInstanceOf(FetchError);
@@ -204,7 +204,7 @@ const throughProxy = (label: string, fault: ProxyFault, reason: RegExp): Switch 
 const SWITCHES: Switch[] = [
   throughProxy('store hangs (no answer)', { kind: 'hang' }, /did not answer in time|aborted|timed out/),
   throughProxy(
-    'slow store (600 ms > fetchTimeout)',
+    'slow store (600 ms > fetchTimeoutMs)',
     { kind: 'delay', ms: 600 },
     /did not answer in time|aborted|timed out/,
   ),
@@ -299,7 +299,7 @@ describe.skipIf(NO_VAULT)(`fault matrix: Vault, AppRole${NO_VAULT ? ` (skipped: 
         for (const error of figures.errorsDuringOutage) expect(error.message).toMatch(/ECONNREFUSED/);
       } else {
         // A loaded machine's resolver (getaddrinfo on libuv's thread pool, an upstream DNS server) can take
-        // longer than fetchTimeout to say NXDOMAIN: such a cycle times out instead. The others name the code.
+        // longer than fetchTimeoutMs to say NXDOMAIN: such a cycle times out instead. The others name the code.
         const dns = /ENOTFOUND|EAI_AGAIN|login failed/;
         for (const error of figures.errorsDuringOutage)
           expect(error.message).toMatch(/ENOTFOUND|EAI_AGAIN|login failed|did not answer in time/);

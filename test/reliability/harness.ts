@@ -22,18 +22,18 @@ import { closeServer, listen, sleep } from '../helpers/tls.js';
 
 /** Resolver settings of the fault matrix: short steps so an outage of OUTAGE_MS spans several backoffs. */
 export const FAULT_OPTIONS = {
-  refreshInterval: 200,
+  refreshIntervalMs: 200,
   jitter: 0.1,
-  retryInitialDelay: 50,
-  retryMaxDelay: 400,
-  fetchTimeout: 300,
+  retryInitialDelayMs: 50,
+  retryMaxDelayMs: 400,
+  fetchTimeoutMs: 300,
 } satisfies ResolverOptions;
 export const OUTAGE_MS = 1_200;
 /**
  * Recovery must come within one capped backoff step; a request in flight when the fault clears may still
- * take up to fetchTimeout, and the rest covers the probe, the fetch and a busy CI box.
+ * take up to fetchTimeoutMs, and the rest covers the probe, the fetch and a busy CI box.
  */
-export const RECOVERY_SLACK_MS = FAULT_OPTIONS.fetchTimeout + 350;
+export const RECOVERY_SLACK_MS = FAULT_OPTIONS.fetchTimeoutMs + 350;
 /** A store host that never resolves (the .invalid TLD is reserved). */
 export const DNS_FAILURE = 'http://tls-secrets-nonexistent.invalid:1';
 
@@ -82,20 +82,20 @@ export function counted(
 }
 
 export interface BackoffOptions {
-  retryInitialDelay: number;
-  retryMaxDelay: number;
+  retryInitialDelayMs: number;
+  retryMaxDelayMs: number;
 }
 
 /**
  * The most refresh cycles a resolver can start within `durationMs` of failures. After the k-th failure in a
- * row it waits at least half of min(retryMaxDelay, retryInitialDelay * 2^(k-1)) (equal jitter), so the
+ * row it waits at least half of min(retryMaxDelayMs, retryInitialDelayMs * 2^(k-1)) (equal jitter), so the
  * count is 1 (a cycle may start right at the fault) plus the waits that fit, plus 1 for timer slop.
  */
 export function maxCycles(durationMs: number, options: BackoffOptions): number {
   let elapsed = 0;
   let cycles = 1;
   for (let k = 1; ; k++) {
-    const step = Math.min(options.retryMaxDelay, options.retryInitialDelay * 2 ** Math.min(k - 1, 30));
+    const step = Math.min(options.retryMaxDelayMs, options.retryInitialDelayMs * 2 ** Math.min(k - 1, 30));
     elapsed += step / 2;
     if (elapsed > durationMs) break;
     cycles += 1;
