@@ -10,6 +10,8 @@ export default defineConfig({
     'providers/aws-ssm': 'providers/aws-ssm.ts',
     'providers/vault': 'providers/vault/index.ts',
     grpc: 'src/grpc.ts',
+    undici: 'src/undici.ts',
+    otel: 'src/otel.ts',
     cli: 'src/cli.ts',
   },
   format: ['esm', 'cjs'],

@@ -1,8 +1,6 @@
 export {
   createAgent,
-  createDispatcher,
   createHttp2Client,
-  type DispatcherOptions,
   type Http2Client,
   type Http2ClientOptions,
   type TlsAgentOptions,
@@ -46,14 +44,7 @@ export {
   safeCause,
   TlsSecretsError,
 } from './errors.js';
-export {
-  attachLogger,
-  type Instrumentation,
-  type InstrumentOptions,
-  instrument,
-  type Logger,
-  METRICS,
-} from './otel.js';
+export { attachLogger, type Logger } from './logger.js';
 export {
   createRef,
   describeRef,

@@ -50,9 +50,8 @@ const hook = createHook({
   },
 });
 
-const { createResolver, connect, createAgent, createDispatcher, createHttp2Client, attach } = await import(
-  '../src/index.js'
-);
+const { createResolver, connect, createAgent, createHttp2Client, attach } = await import('../src/index.js');
+const { createDispatcher } = await import('../src/undici.js');
 const { file } = await import('../providers/file.js');
 const { memory } = await import('../providers/memory.js');
 const { createTestCA } = await import('./fixtures/ca.js');

@@ -14,8 +14,9 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { liveOptions } from '../examples/databases/live-options.js';
 import { mysqlSsl } from '../examples/databases/mysql2.js';
 import { type MemoryProvider, memory } from '../providers/memory.js';
-import { createAgent, createDispatcher, createHttp2Client } from '../src/agent.js';
+import { createAgent, createHttp2Client } from '../src/agent.js';
 import { attach, createResolver, type Resolver } from '../src/index.js';
+import { createDispatcher } from '../src/undici.js';
 import { createTestCA, type Issued, type TestCA } from './fixtures/ca.js';
 import { eventually, sleep } from './helpers/tls.js';
 

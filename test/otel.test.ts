@@ -4,11 +4,12 @@
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { Attributes, Meter, ObservableCallback } from '@opentelemetry/api';
+import { type Attributes, type Meter, metrics, type ObservableCallback } from '@opentelemetry/api';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type MemoryProvider, memory } from '../providers/memory.js';
 import { type createResolver, Resolver } from '../src/index.js';
-import { attachLogger, instrument, type Logger, METRICS } from '../src/otel.js';
+import { attachLogger, type Logger } from '../src/logger.js';
+import { instrument, METRICS } from '../src/otel.js';
 import { createTestCA, encryptKey, type Issued, type TestCA } from './fixtures/ca.js';
 import { skewedClock } from './helpers/clock.js';
 import { eventually } from './helpers/tls.js';
@@ -79,7 +80,6 @@ describe('instrument', () => {
     const resolver = tracked(store, { key: store.ref('key'), cert: store.ref('cert') }, clock);
     const { meter, added, collect } = captureMeter();
     const instrumentation = await instrument(resolver, { meter, attributes: { service: 'api' } });
-    expect(instrumentation.enabled).toBe(true);
 
     expect(await collect(METRICS.expiry)).toEqual([]);
     await resolver.resolve();
@@ -148,28 +148,44 @@ describe('instrument', () => {
   it('uses the global meter of @opentelemetry/api when none is given', async () => {
     const store = memory({ key: leaf.keyPem, cert: leaf.certPem });
     const resolver = tracked(store, { key: store.ref('key'), cert: store.ref('cert') });
-    const instrumentation = await instrument(resolver);
-    expect(instrumentation.enabled).toBe(true);
-    await resolver.resolve();
-    instrumentation.stop();
+    const { meter, added } = captureMeter();
+    const names: string[] = [];
+    metrics.setGlobalMeterProvider({
+      getMeter: (name) => {
+        names.push(name);
+        return meter;
+      },
+    });
+    try {
+      const instrumentation = await instrument(resolver);
+      await resolver.resolve();
+      instrumentation.stop();
+      expect(names).toEqual(['tls-secrets']);
+      expect(added.filter((m) => m.name === METRICS.rotations)).toHaveLength(1);
+    } finally {
+      metrics.disable();
+    }
   });
 
-  it('without @opentelemetry/api installed, records nothing and breaks nothing', async () => {
+  it('without @opentelemetry/api installed and no meter given: a ConfigurationError naming the package', async () => {
     vi.resetModules();
     vi.doMock('@opentelemetry/api', () => {
       throw new Error("Cannot find package '@opentelemetry/api'");
     });
     try {
       const otel = await import('../src/otel.js');
-      const { createResolver: create } = await import('../src/index.js');
+      // The classes of this fresh module graph, the one otel.js was loaded in.
+      const { createResolver: create, ConfigurationError } = await import('../src/index.js');
       const store = memory({ key: leaf.keyPem, cert: leaf.certPem });
       const resolver = create({ key: store.ref('key'), cert: store.ref('cert') });
       resolvers.push(resolver);
-      const instrumentation = await otel.instrument(resolver);
-      expect(instrumentation.enabled).toBe(false);
+      const error = await otel.instrument(resolver).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(ConfigurationError);
+      expect((error as Error).message).toBe(
+        'instrument() needs the optional package "@opentelemetry/api", which could not be loaded (npm install @opentelemetry/api)',
+      );
       await expect(resolver.resolve()).resolves.toHaveProperty('secureContext');
       expect(resolver.listenerCount('rotate')).toBe(0);
-      instrumentation.stop();
     } finally {
       vi.doUnmock('@opentelemetry/api');
       vi.resetModules();
@@ -177,7 +193,15 @@ describe('instrument', () => {
   });
 
   it('optional peers (undici, @opentelemetry/api, yaml) are never imported at module load', () => {
-    for (const file of ['src/agent.ts', 'src/otel.ts', 'src/config.ts', 'src/cli.ts', 'src/index.ts']) {
+    for (const file of [
+      'src/agent.ts',
+      'src/undici.ts',
+      'src/otel.ts',
+      'src/logger.ts',
+      'src/config.ts',
+      'src/cli.ts',
+      'src/index.ts',
+    ]) {
       const source = readFileSync(new URL(`../${file}`, import.meta.url), 'utf8');
       expect(source, file).not.toMatch(/^import (?!type)[^;]*from '(undici|@opentelemetry\/api|yaml)'/m);
     }

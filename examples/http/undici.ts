@@ -1,10 +1,11 @@
 /**
  * `fetch` with mutual TLS: the dispatcher goes per request, or globally with `setGlobalDispatcher`.
- * In an application, import from 'tls-secrets'.
+ * In an application, import createResolver from 'tls-secrets' and createDispatcher from 'tls-secrets/undici'.
  */
 import { fetch, setGlobalDispatcher } from 'undici';
 import { memory } from '../../providers/memory.js';
-import { createDispatcher, createResolver } from '../../src/index.js';
+import { createResolver } from '../../src/index.js';
+import { createDispatcher } from '../../src/undici.js';
 
 export async function fetchWithClientCertificate(keyPem: string, certPem: string, caPem: string) {
   const store = memory({ key: keyPem, cert: certPem, ca: caPem });

@@ -8,7 +8,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { inspect } from 'node:util';
 import type { Resolver } from '../../src/index.js';
-import { attachLogger, instrument } from '../../src/index.js';
+import { attachLogger } from '../../src/index.js';
+import { instrument } from '../../src/otel.js';
 
 export type CanaryKind =
   | 'private key'
