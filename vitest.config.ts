@@ -6,6 +6,6 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: 'forks',
-    globalSetup: ['test/setup/moto.ts', 'test/setup/bao.ts'],
+    globalSetup: ['test/setup/moto.ts', 'test/setup/bao.ts', 'test/setup/package.ts'],
   },
 });

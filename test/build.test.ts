@@ -6,6 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import ts from 'typescript';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { packed } from './helpers/packed.js';
 
 const root = new URL('..', import.meta.url).pathname;
 const pkg = JSON.parse(readFileSync(`${root}package.json`, 'utf8')) as { exports: Record<string, unknown> };
@@ -35,9 +36,8 @@ function node(args: string[]): string {
 }
 
 describe('build', () => {
-  beforeAll(() => {
-    execFileSync('npx', ['tsup', '--silent'], { cwd: root, stdio: 'pipe', timeout: 120_000 });
-  }, 150_000);
+  // The run's one build (shared with test/consumer-types.test.ts): tsup into dist/, then npm pack.
+  beforeAll(packed, 180_000);
 
   it('emits ESM, CommonJS and declarations for every export', () => {
     for (const entry of Object.values(pkg.exports)) {
