@@ -12,11 +12,13 @@ import {
   existsSync,
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   rmSync,
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
+import { builtinModules } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
@@ -237,6 +239,51 @@ describe('the packed tarball at run time, no optional package resolvable', () =>
       expect(Object.keys(counts).sort()).toEqual([...entries].sort());
       for (const [entry, count] of Object.entries(counts)) expect(count, entry).toBeGreaterThan(0);
     }
+  });
+
+  it('importing an entry point changes nothing outside it (what `sideEffects` promises bundlers)', () => {
+    // Node's own modules the build uses are loaded first: some do something when loaded (node:http2 opens
+    // stderr), which is Node's doing, not the package's.
+    const builtins = readdirSync(join(dir, 'node_modules/tls-secrets/dist'), {
+      recursive: true,
+      encoding: 'utf8',
+    })
+      .filter((path) => /\.c?js$/.test(path))
+      .flatMap((path) => [
+        ...readFileSync(join(dir, 'node_modules/tls-secrets/dist', path), 'utf8').matchAll(
+          /(?:from |require\()["'](?:node:)?([\w/]+)["']/g,
+        ),
+      ])
+      .map(([, name]) => name as string)
+      .filter((name) => builtinModules.includes(name));
+    expect(builtins).toContain('tls');
+    const preload = `for (const name of ${JSON.stringify([...new Set(builtins)])}) await import('node:' + name);`;
+    // Then globals, process listeners and live handles (timers, sockets, watchers) before and after loading all.
+    const snapshot = `(() => ({
+        globals: Object.getOwnPropertyNames(globalThis).sort(),
+        listeners: process.eventNames().map((name) => [String(name), process.listenerCount(name)]),
+        resources: process.getActiveResourcesInfo().sort(),
+      }))()`;
+    const esm = `
+      ${preload}
+      const before = ${snapshot};
+      for (const name of ${JSON.stringify(entries)}) await import(name);
+      console.log(JSON.stringify({ before, after: ${snapshot} }));`;
+    const cjs = `(async () => {
+      ${preload}
+      const before = ${snapshot};
+      for (const name of ${JSON.stringify(entries)}) require(name);
+      console.log(JSON.stringify({ before, after: ${snapshot} }));
+    })()`;
+    for (const output of [node(['--input-type=module', '-e', esm]), node(['-e', cjs])]) {
+      const { before, after } = JSON.parse(output) as { before: unknown; after: unknown };
+      expect(after).toEqual(before);
+    }
+    const sideEffects = (
+      JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { sideEffects: string[] }
+    ).sideEffects;
+    // Only the bin does something when loaded.
+    expect(sideEffects).toEqual(['./dist/cli.js', './dist/cli.cjs']);
   });
 
   it('instrument() and createDispatcher() reject with a ConfigurationError naming the missing package', () => {
