@@ -164,13 +164,13 @@ describe('the packed tarball in a bare consumer project, skipLibCheck: false', (
   });
 
   it.each([
-    ['ESM', 'module', 'nodenext', 'nodenext'],
-    ['CommonJS', 'commonjs', 'nodenext', 'nodenext'],
-    ['ESM', 'module', 'esnext', 'bundler'],
-    ['CommonJS', 'commonjs', 'esnext', 'bundler'],
+    ['ESM', 'nodenext', 'nodenext', 'module'],
+    ['CommonJS', 'nodenext', 'nodenext', 'commonjs'],
+    ['ESM', 'esnext', 'bundler', 'module'],
+    ['CommonJS', 'esnext', 'bundler', 'commonjs'],
   ] as const)(
-    '%s project, module %s… (%s/%s): every lean entry point type-checks with no optional peer',
-    async (_, type, module, moduleResolution) => {
+    '%s project, module %s, moduleResolution %s: every lean entry point type-checks with no optional peer',
+    async (_, module, moduleResolution, type) => {
       const dir = project({ type, module, moduleResolution, source: consumerSource(lean) });
       expect(await typeCheck(dir)).toBe('');
     },
