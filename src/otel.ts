@@ -42,6 +42,8 @@ export const METRICS = {
  *   `tls_secrets.provider`.
  * - `tls_secrets.store.duration` (histogram, ms): each store call the resolver makes, attributes
  *   `tls_secrets.provider`, `tls_secrets.call` (`fetch`, `batch`, `probe`) and `tls_secrets.ok`.
+ *
+ * Rejects with a ConfigurationError naming `@opentelemetry/api` when no meter is given and it cannot be loaded.
  */
 export async function instrument(
   resolver: Resolver,
