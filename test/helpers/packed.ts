@@ -5,7 +5,17 @@
  * Building twice at once would have one build's `clean` delete the other's output.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, renameSync, watch, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  watch,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { inject } from 'vitest';
 
@@ -16,6 +26,27 @@ export interface Packed {
   tarball: string;
   /** The paths it holds, as `npm pack --json` lists them. */
   files: string[];
+}
+
+/**
+ * What the build and the tarball are made of, hashed: in watch mode the run lasts across edits, and an edit
+ * must get a new build rather than the first one.
+ */
+function inputsHash(): string {
+  const hash = createHash('sha256');
+  const paths = ['src', 'providers', 'package.json', 'tsup.config.ts', 'README.md', 'LICENSE', 'docs/cli.md'];
+  for (const path of paths) {
+    const full = join(root, path);
+    if (!existsSync(full)) continue;
+    const files = statSync(full).isDirectory()
+      ? readdirSync(full, { recursive: true, encoding: 'utf8' })
+          .map((name) => join(full, name))
+          .filter((file) => statSync(file).isFile())
+          .sort()
+      : [full];
+    for (const file of files) hash.update(file).update('\0').update(readFileSync(file)).update('\0');
+  }
+  return hash.digest('hex').slice(0, 16);
 }
 
 function build(dir: string): Packed {
@@ -50,7 +81,8 @@ function waitFor(file: string, timeoutMs: number): Promise<string> {
 
 /** Builds and packs the package once per run; every caller gets the same tarball. */
 export async function packed(): Promise<Packed> {
-  const dir = inject('packDir');
+  const dir = join(inject('packDir'), inputsHash());
+  mkdirSync(dir, { recursive: true });
   const result = join(dir, 'packed.json');
   try {
     mkdirSync(join(dir, 'lock'));
