@@ -207,7 +207,12 @@ describe('awsSecretsManager: errors moto cannot produce (loopback stand-in)', ()
         JSON.stringify({ Name: 'n', VersionId: 'v1', SecretString: 'value', VersionStages: ['AWSCURRENT'] }),
       );
     });
-    const sm = awsSecretsManager({ region: REGION, endpoint: fake.url, credentials: CREDENTIALS });
+    const sm = awsSecretsManager({
+      region: REGION,
+      endpoint: fake.url,
+      credentials: CREDENTIALS,
+      minBatchSize: 2,
+    });
     try {
       const refs = [sm.secret('a'), sm.secret('b'), sm.secret('c')];
       const first = await sm.fetchMany(refs, signal());
@@ -504,7 +509,7 @@ describe.skipIf(!endpoint)('awsSecretsManager against moto', () => {
 
   it('batch results keep the order of the references, with per-secret errors', async () => {
     const counted = countingClient(url);
-    const sm = awsSecretsManager({ client: counted.client });
+    const sm = awsSecretsManager({ client: counted.client, minBatchSize: 2 });
     const [a, b] = [unique('a'), unique('b')];
     const va = await put(a, 'A');
     await put(b, 'B1');
@@ -533,7 +538,7 @@ describe.skipIf(!endpoint)('awsSecretsManager against moto', () => {
 
   it('a batch denied by IAM falls back to GetSecretValue and is not retried for the provider', async () => {
     const counted = countingClient(url, { denyBatch: true });
-    const sm = awsSecretsManager({ client: counted.client });
+    const sm = awsSecretsManager({ client: counted.client, minBatchSize: 2 });
     const names = [unique('d'), unique('d'), unique('d')];
     for (const name of names) await put(name, `value of ${name}`);
     const refs = names.map((name) => sm.secret(name));
