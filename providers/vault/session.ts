@@ -10,8 +10,8 @@ import { ConfigurationError, FetchError, safeCause } from '../../src/errors.js';
 import {
   EmptyAnswer,
   type ErrorWhere,
-  isPermissionDenied,
   httpFailure,
+  isPermissionDenied,
   malformedAnswer,
   mapVaultError,
   parseRetryAfter,

@@ -4,8 +4,9 @@
  * an error in the store's own format, so the real SDK on the client side sees what an outage looks like.
  * Every request it receives is logged (method, path, time), so tests count store calls by kind.
  */
-import { Agent, createServer, type IncomingMessage, request, type ServerResponse } from 'node:http';
+
 import { randomUUID } from 'node:crypto';
+import { Agent, createServer, type IncomingMessage, request, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 
 export type ProxyFault =

@@ -7,13 +7,13 @@ import { randomUUID } from 'node:crypto';
 import { CreateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
 import { awsSecretsManager } from '../../providers/aws-secrets-manager.js';
-import { vault } from '../../providers/vault/index.js';
 import { parseRetryAfter } from '../../providers/vault/errors.js';
+import { vault } from '../../providers/vault/index.js';
 import {
   FetchError,
   Resolver,
-  type ResolverOptions,
   ResolverClosedError,
+  type ResolverOptions,
   SecretNotFoundError,
   type TlsSecretsError,
   type TlsSecretsSpec,
