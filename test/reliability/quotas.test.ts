@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { CreateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it, vi } from 'vitest';
 import { awsSecretsManager } from '../../providers/aws-secrets-manager.js';
 import { parseRetryAfter } from '../../providers/vault/errors.js';
 import { vault } from '../../providers/vault/index.js';
@@ -113,6 +113,16 @@ describe.skipIf(!motoEndpoint)('AWS Secrets Manager quotas (moto behind a quota-
     await sm.fetchMany(refs, signal());
     expect(calls('BatchGetSecretValue')).toBe(0);
     expect(calls('GetSecretValue')).toBe(12);
+
+    // The cooldown is 2 to 4 minutes: 4 min later (a fake Date; moto does not check signing times) it batches.
+    vi.useFakeTimers({ toFake: ['Date'], now: Date.now() + 240_001 });
+    try {
+      restart();
+      await sm.fetchMany(refs, signal());
+      expect([calls('BatchGetSecretValue'), calls('GetSecretValue')]).toEqual([1, 0]);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('a cold resolve of 12 secrets with the batch quota spent gets its first bundle from the first cycle', async () => {
@@ -181,6 +191,13 @@ describe.skipIf(!motoEndpoint)('AWS Secrets Manager quotas (moto behind a quota-
     expect(error).toBe(errors[1]);
     expect(calls('GetSecretValue')).toBe(2);
     expect(resolver.state).toBe('cold');
+
+    // A later caller starts a budget of its own, on the same backoff: one more call, once the store is back.
+    await proxy.setFault({ kind: 'none' });
+    const pending = resolver.resolve();
+    await pending;
+    expect(calls('GetSecretValue')).toBe(3);
+    expect(errors).toHaveLength(2);
   });
 
   it('a permanent error (not found) rejects at once, whatever the budget', async () => {
