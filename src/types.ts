@@ -75,7 +75,7 @@ export interface ResolverOptions {
    * How long a cold `resolve()` keeps trying while the store fails transiently (throttling, 5xx, timeouts,
    * unreachable), on the backoff's steps, before it rejects with the last error. Permanent errors (not
    * found, denied, invalid material, configuration) reject at once. 0 rejects at the first failure.
-   * Default 30_000 ms: three full `fetchTimeoutMs` of a hung store, or about five backoff steps.
+   * Default 30_000 ms: three full `fetchTimeoutMs` of a hung store, or four or five backoff steps.
    */
   startBudgetMs?: number;
   /** Coalesce pushed changes arriving within this window into one refresh. Default 50 ms. */
