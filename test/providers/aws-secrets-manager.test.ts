@@ -227,6 +227,44 @@ describe('awsSecretsManager: errors moto cannot produce (loopback stand-in)', ()
     }
   });
 
+  it.each([
+    // Throttling as the SDK's retry classification knows it: by name, and by HTTP 429 whatever the name.
+    ['ThrottlingException', 400],
+    ['TooManyRequestsException', 400],
+    ['SomethingNew', 429],
+  ])(
+    'a batch throttled with %s (HTTP %i) is tried once and its secrets are read one by one at once',
+    async (type, status) => {
+      const fake = await fakeAws((target, _req, res) => {
+        if (target === 'BatchGetSecretValue') return awsError(res, status, type);
+        res.writeHead(200, { 'content-type': 'application/x-amz-json-1.1' });
+        res.end(
+          JSON.stringify({
+            Name: 'n',
+            VersionId: 'v1',
+            SecretString: 'value',
+            VersionStages: ['AWSCURRENT'],
+          }),
+        );
+      });
+      // The SDK's default 3 attempts: a throttled batch must not use them.
+      const sm = awsSecretsManager({
+        region: REGION,
+        endpoint: fake.url,
+        credentials: CREDENTIALS,
+        minBatchSize: 2,
+      });
+      try {
+        const results = await sm.fetchMany([sm.secret('a'), sm.secret('b')], signal());
+        expect(results.map((r) => (r instanceof Error ? r : r.value))).toEqual(['value', 'value']);
+        expect(fake.targets).toEqual(['BatchGetSecretValue', 'GetSecretValue', 'GetSecretValue']);
+      } finally {
+        await sm.close();
+        await fake.close();
+      }
+    },
+  );
+
   it('a throttled batch gives every reference in it a transient FetchError', async () => {
     const fake = await fakeAws((_target, _req, res) => awsError(res, 400, 'ThrottlingException'));
     const sm = awsSecretsManager({
