@@ -56,7 +56,7 @@ interface CommonOptions {
   /**
    * Read with BatchGetSecretValue only when a cycle reads at least this many current secrets (up to 20 per
    * call); fewer are read with GetSecretValue, 8 at a time. Default 9: below that the single reads go out
-   * at once and cost 5 times less of their quota than a batch does of its own (see the header comment).
+   * at once and cost at least 5 times less of their quota than a batch does of its own (see the header).
    */
   minBatchSize?: number;
 }
