@@ -390,3 +390,73 @@ export function chunk<T>(items: readonly T[], size: number): T[][] {
   for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
   return out;
 }
+
+/**
+ * Throttling as the SDK's own retry classification sees it (@smithy service-error-classification,
+ * `isThrottlingError`): a throttling name, HTTP 429, or the `throttling` retry trait.
+ */
+const THROTTLING_NAMES = new Set([
+  'BandwidthLimitExceeded',
+  'EC2ThrottledException',
+  'LimitExceededException',
+  'PriorRequestNotComplete',
+  'ProvisionedThroughputExceededException',
+  'RequestLimitExceeded',
+  'RequestThrottled',
+  'RequestThrottledException',
+  'SlowDown',
+  'ThrottledException',
+  'Throttling',
+  'ThrottlingException',
+  'TooManyRequestsException',
+  'TransactionInProgressException',
+]);
+
+export function isThrottling(err: unknown): boolean {
+  const e = (typeof err === 'object' && err !== null ? err : {}) as AwsLikeError & {
+    $retryable?: { throttling?: unknown };
+  };
+  return (
+    e.$metadata?.httpStatusCode === 429 ||
+    (typeof e.name === 'string' && THROTTLING_NAMES.has(e.name)) ||
+    e.$retryable?.throttling === true
+  );
+}
+
+/**
+ * A throttled answer, passed through the SDK's retry step as an error it does not retry (no throttling
+ * name, status or trait): the caller has a better answer than retrying the same quota.
+ */
+export class ThrottledAnswer extends Error {
+  constructor(readonly throttled: unknown) {
+    super('throttled');
+    this.name = 'ThrottledAnswer';
+  }
+}
+
+/**
+ * `command` with a step inside the SDK's retry loop that turns a throttled attempt into a ThrottledAnswer:
+ * one attempt, however many `maxAttempts` the client has, and no retry-quota token spent. Returns `command`.
+ */
+export function failFastOnThrottling<C>(command: C): C {
+  const stack = (command as { middlewareStack?: RetryStackLike } | null)?.middlewareStack;
+  stack?.add(
+    (next) => async (args) => {
+      try {
+        return await next(args);
+      } catch (err) {
+        throw isThrottling(err) ? new ThrottledAnswer(err) : err;
+      }
+    },
+    // finalizeRequest at low priority runs inside the retry middleware (same step, high priority).
+    { step: 'finalizeRequest', priority: 'low', name: 'tlsSecretsFailFastOnThrottling', override: true },
+  );
+  return command;
+}
+
+interface RetryStackLike {
+  add(
+    middleware: (next: Handler) => Handler,
+    options: { step: 'finalizeRequest'; priority: 'low'; name: string; override: boolean },
+  ): void;
+}

@@ -1,6 +1,15 @@
 /**
  * AWS Secrets Manager: SecretString as text, SecretBinary as bytes, batch reads through BatchGetSecretValue and a
  * cheap rotation probe through DescribeSecret. The SDK is an optional peer dependency loaded on first use.
+ *
+ * Quotas decide how it reads (per account and region, shared by every service in it; AWS publishes them):
+ * GetSecretValue 10,000/s, DescribeSecret 40,000/s, BatchGetSecretValue 100/s and not adjustable. One batch
+ * call reads up to 20 secrets for 1/100 of a second's batch quota; the same 20 by GetSecretValue take
+ * 20/10,000 = 1/500 of its quota. Batching never saves quota, then: it only saves round trips, and only
+ * where the single reads would not all go out at once (more than CONCURRENCY of them). So a cycle batches
+ * from `minBatchSize` (default CONCURRENCY + 1 = 9) current secrets, and a throttled batch is not retried
+ * (the SDK would spend its attempts on the scarcest quota of the account): its secrets are read one by one
+ * at once, and the provider reads one by one for a cooldown of 2 to 4 minutes before it batches again.
  */
 import { inspect } from 'node:util';
 import type {
@@ -32,8 +41,10 @@ import {
   awsErrorParts,
   chunk,
   eachLimit,
+  failFastOnThrottling,
   genericAwsError,
   lazyAwsClient,
+  ThrottledAnswer,
   validateAwsOptions,
 } from './_aws.js';
 
@@ -42,6 +53,12 @@ type Sdk = typeof import('@aws-sdk/client-secrets-manager');
 interface CommonOptions {
   /** Provider name shown in errors, events and status. Default `aws-secrets-manager`. */
   name?: string;
+  /**
+   * Read with BatchGetSecretValue only when a cycle reads at least this many current secrets (up to 20 per
+   * call); fewer are read with GetSecretValue, 8 at a time. Default 9: below that the single reads go out
+   * at once and cost at least 5 times less of their quota than a batch does of its own (see the header).
+   */
+  minBatchSize?: number;
 }
 
 /** The provider builds and owns its client (destroyed on `close()`). */
@@ -104,6 +121,10 @@ const CURRENT = 'AWSCURRENT';
 const BATCH_LIMIT = 20;
 /** Single reads in flight at once when a batch cannot be used. */
 const CONCURRENCY = 8;
+/** Batch only where single reads would need more than one round of CONCURRENCY calls. */
+const DEFAULT_MIN_BATCH_SIZE = CONCURRENCY + 1;
+/** After a throttled batch, single reads for this long, stretched by up to as much again (jitter). */
+const BATCH_COOLDOWN_MS = 120_000;
 
 interface Target {
   readonly secretId: string;
@@ -231,9 +252,15 @@ export function awsSecretsManager(options: AwsSecretsManagerOptions = {}): AwsSe
     endpointVariable: 'AWS_ENDPOINT_URL_SECRETS_MANAGER',
   });
   const name = options.name ?? DEFAULT_NAME;
+  const minBatchSize = options.minBatchSize ?? DEFAULT_MIN_BATCH_SIZE;
+  if (!(Number.isInteger(minBatchSize) && minBatchSize >= 2)) {
+    throw new ConfigurationError('minBatchSize must be an integer of at least 2', { provider: name });
+  }
   const region = options.client === undefined ? options.region : undefined;
   // Learned once per provider: an identity without BatchGetSecretValue keeps being denied.
   let batchDenied = false;
+  // Until then, the batch quota was found exhausted: reads go one by one (epoch ms).
+  let batchPausedUntil = 0;
   const trail = new AwsCredentialTrail(options.client === undefined ? options.credentials : undefined);
   const fail = (err: unknown, ref: SecretRef, signal?: AbortSignal): Error =>
     toError(err, ref, trail.values, signal);
@@ -304,11 +331,13 @@ export function awsSecretsManager(options: AwsSecretsManagerOptions = {}): AwsSe
       // With SecretIdList the service answers at most 20 in one page; the loop is for a service that pages anyway.
       for (let page = 0; page < 5; page++) {
         const out = await client.send(
-          trail.watch(
-            new sdk.BatchGetSecretValueCommand({
-              SecretIdList: [...ids],
-              ...(token ? { NextToken: token } : {}),
-            }),
+          failFastOnThrottling(
+            trail.watch(
+              new sdk.BatchGetSecretValueCommand({
+                SecretIdList: [...ids],
+                ...(token ? { NextToken: token } : {}),
+              }),
+            ),
           ),
           { abortSignal: signal },
         );
@@ -318,8 +347,15 @@ export function awsSecretsManager(options: AwsSecretsManagerOptions = {}): AwsSe
         if (!token) break;
       }
     } catch (err) {
-      if ((err as { name?: unknown } | null)?.name === 'AccessDeniedException' && !signal.aborted) {
-        batchDenied = true;
+      const throttled = err instanceof ThrottledAnswer;
+      if (
+        (throttled || (err as { name?: unknown } | null)?.name === 'AccessDeniedException') &&
+        !signal.aborted
+      ) {
+        // Throttled: the batch quota (100/s for the whole account) is spent; GetSecretValue has 100 times
+        // more. Read this batch's secrets one by one now, and keep doing so for a while.
+        if (throttled) batchPausedUntil = Date.now() + BATCH_COOLDOWN_MS * (1 + Math.random());
+        else batchDenied = true;
         await eachLimit(all, CONCURRENCY, async (ref) => put(ref, await settle(ref, signal)));
         return;
       }
@@ -367,9 +403,10 @@ export function awsSecretsManager(options: AwsSecretsManagerOptions = {}): AwsSe
       };
       const refsById = new Map<string, SecretRef[]>();
       const singles: SecretRef[] = [];
+      const batching = !batchDenied && Date.now() >= batchPausedUntil;
       for (const ref of refs) {
         const target = parseTarget(ref.id);
-        if (batchDenied || target.versionId !== undefined || target.versionStage !== undefined) {
+        if (!batching || target.versionId !== undefined || target.versionStage !== undefined) {
           singles.push(ref);
           continue;
         }
@@ -377,8 +414,8 @@ export function awsSecretsManager(options: AwsSecretsManagerOptions = {}): AwsSe
         if (list) list.push(ref);
         else refsById.set(target.secretId, [ref]);
       }
-      // A batch of one costs the same call count and needs a wider IAM policy: read it alone.
-      if (refsById.size === 1) {
+      // A few secrets are read one by one: as fast (they go out together), less quota (see the header).
+      if (refsById.size < minBatchSize) {
         for (const list of refsById.values()) singles.push(...list);
         refsById.clear();
       }

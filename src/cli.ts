@@ -219,7 +219,12 @@ interface Flags {
 
 async function load(configPath: string, flags: Flags): Promise<ConfiguredResolver> {
   const configured = await createResolverFromConfig(configPath, {
-    resolverOptions: flags.interval === undefined ? {} : { refreshIntervalMs: flags.interval },
+    // No start budget: `check` reports a failing store at once, and `watch` retries a cold load itself
+    // (printing each failure, and stopping at once on a signal).
+    resolverOptions: {
+      startBudgetMs: 0,
+      ...(flags.interval === undefined ? {} : { refreshIntervalMs: flags.interval }),
+    },
   });
   // By line and kind only: the library never quotes a config's text, and neither does the CLI.
   for (const warning of configured.warnings) err(`tls-secrets: warning: ${warning}`);

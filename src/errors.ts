@@ -72,12 +72,17 @@ export class SecretNotFoundError extends TlsSecretsError {
   }
 }
 
-/** The store could not be read: network, permission, throttling, sealed, 5xx. `transient` says retry helps. */
+/**
+ * The store could not be read: network, permission, throttling, sealed, 5xx. `transient` says retry helps;
+ * `retryAfterMs` is how long the store asked to be left alone (a 429's `Retry-After`), when it said so.
+ */
 export class FetchError extends TlsSecretsError {
   readonly transient: boolean;
-  constructor(reason: string, context: ErrorContext & { transient?: boolean } = {}) {
+  readonly retryAfterMs: number | undefined;
+  constructor(reason: string, context: ErrorContext & { transient?: boolean; retryAfterMs?: number } = {}) {
     super('FETCH_FAILED', reason, context);
     this.transient = context.transient ?? true;
+    this.retryAfterMs = context.retryAfterMs;
   }
 }
 

@@ -71,6 +71,13 @@ export interface ResolverOptions {
   maxStaleMs?: number;
   /** Abort a store fetch after this many milliseconds. Default 10_000. */
   fetchTimeoutMs?: number;
+  /**
+   * How long a cold `resolve()` keeps trying while the store fails transiently (throttling, 5xx, timeouts,
+   * unreachable), on the backoff's steps, before it rejects with the last error. Permanent errors (not
+   * found, denied, invalid material, configuration) reject at once. 0 rejects at the first failure.
+   * Default 30_000 ms: three full `fetchTimeoutMs` of a hung store, or four or five backoff steps.
+   */
+  startBudgetMs?: number;
   /** Coalesce pushed changes arriving within this window into one refresh. Default 50 ms. */
   debounceMs?: number;
   /** Also require every leaf certificate to be signed by a certificate in `ca` or its own chain. Default false. */

@@ -13,6 +13,8 @@ import {
   nextRetryAt,
   planCheck,
   planEvents,
+  SCHEDULED_CHANGE_SPREAD_MS,
+  scheduledProbes,
   stateOf,
   type TimedDeadline,
   type UnitFacts,
@@ -193,6 +195,70 @@ describe('the one backoff', () => {
     // Streak 6: a 32 s step; 4 s before notAfter the late step (2 s) wins.
     expect(nextRetryAt(26 * S, 6, [cert30], RETRY, 1)).toBe(28 * S);
     expect(nextRetryAt(10 * S, 6, [cert30], RETRY, 1)).toBe(42 * S);
+  });
+
+  it.each([
+    // [case, streak, Retry-After ms, expected step]
+    ['no Retry-After: the backoff step', 1, undefined, 1 * S],
+    ['a Retry-After longer than the step holds the next attempt until it', 1, 9 * S, 9 * S],
+    ['a Retry-After shorter than the step changes nothing', 6, 2 * S, 32 * S],
+    ['a hostile Retry-After (a day) is capped at retryMaxDelayMs', 1, 86_400 * S, 60 * S],
+    ['Retry-After 0 changes nothing', 1, 0, 1 * S],
+  ])('Retry-After: %s', (_case, streak, retryAfterMs, step) => {
+    expect(nextRetryAt(100 * S, streak, [], RETRY, 1, retryAfterMs) - 100 * S).toBe(step);
+  });
+
+  it('Retry-After wins over the tightening of a deadline near its end (asking earlier only meets another 429)', () => {
+    expect(nextRetryAt(26 * S, 6, [cert30], RETRY, 1, 5 * S)).toBe(31 * S);
+  });
+});
+
+/** A seeded PRNG (mulberry32): the same fleet every run. */
+function seeded(seed: number): () => number {
+  let a = seed;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
+  };
+}
+
+describe('scheduledProbes: a fleet spreads its probes after a rotation date', () => {
+  const changesAt = 1_000 * S;
+
+  it('keeps the offsets (1 s, 10 s, 1 min, 5 min), shifted by the instance draw over at most 30 s', () => {
+    expect(SCHEDULED_CHANGE_SPREAD_MS).toBe(30 * S);
+    expect(scheduledProbes(changesAt, 0)).toEqual([1, 10, 60, 300].map((s) => changesAt + s * S));
+    expect(scheduledProbes(changesAt, 0.5)).toEqual([16, 25, 75, 315].map((s) => changesAt + s * S));
+    expect(scheduledProbes(changesAt, 1)).toEqual([31, 40, 90, 330].map((s) => changesAt + s * S));
+  });
+
+  it('1000 instances told the same date: every first probe within 1-31 s of it, at most 6% in any one second', () => {
+    const random = seeded(16);
+    const firsts = Array.from({ length: 1_000 }, () => {
+      const probes = scheduledProbes(changesAt, random()).map((at) => ({ at, unit: 0 }));
+      // What the plan does with them: the first probe is the next check (poll an hour away, unit checked before).
+      const decision = planCheck(
+        facts({
+          deadlines: [],
+          units: [unit({ checkedAt: changesAt - S })],
+          pollAt: changesAt + 3_600 * S,
+          probes,
+        }),
+      );
+      expect(decision.reason).toBe('probe');
+      return decision.at - changesAt;
+    });
+    expect(Math.min(...firsts)).toBeGreaterThanOrEqual(1 * S);
+    expect(Math.max(...firsts)).toBeLessThanOrEqual(31 * S);
+    const perSecond = new Map<number, number>();
+    for (const offset of firsts)
+      perSecond.set(Math.floor(offset / S), (perSecond.get(Math.floor(offset / S)) ?? 0) + 1);
+    // Without the spread all 1000 would probe in the same millisecond; with it, about 33 per second.
+    expect(perSecond.size).toBe(30);
+    expect(Math.max(...perSecond.values())).toBeLessThanOrEqual(60);
+    expect(Math.min(...perSecond.values())).toBeGreaterThanOrEqual(15);
   });
 });
 

@@ -8,7 +8,7 @@ import {
   FetchError,
   InvalidMaterialError,
   type Provider,
-  type Resolver,
+  Resolver,
   type RotateEvent,
   type StaleEvent,
   type TlsSecretsError,
@@ -370,14 +370,19 @@ describe('refresh', () => {
       },
     };
     const rotationAt = Date.now() + 300;
+    // This instance's draw shifts its probes by 1% of the 30 s spread (300 ms): see scheduledProbes.
     const resolver = track(
-      createResolver({ ca: createRef(rotating, 'ca') }, { refreshIntervalMs: 3_600_000 }),
+      new Resolver(
+        { ca: createRef(rotating, 'ca') },
+        { refreshIntervalMs: 3_600_000 },
+        { random: () => 0.01 },
+      ),
     );
     await resolver.resolve();
     await resolver.refresh(); // learns the rotation date
     version = 'v2';
     await eventually(() => expect(resolver.generation).toBe(2), 3_000);
-    expect(probes.at(-1)).toBeGreaterThanOrEqual(rotationAt + 990); // timers may fire a few ms early
+    expect(probes.at(-1)).toBeGreaterThanOrEqual(rotationAt + 300 + 990); // timers may fire a few ms early
   });
 });
 
@@ -479,7 +484,11 @@ describe('last known good', () => {
       },
     };
     const resolver = track(
-      createResolver({ ca: createRef(provider, 'ca') }, { fetchTimeoutMs: 100, retryInitialDelayMs: 200 }),
+      // No start budget: the cold resolve rejects at its first failure, which is what is looked at here.
+      createResolver(
+        { ca: createRef(provider, 'ca') },
+        { fetchTimeoutMs: 100, retryInitialDelayMs: 200, startBudgetMs: 0 },
+      ),
     );
     const error = (await resolver.resolve().catch((e: unknown) => e)) as TlsSecretsError;
     expect(error).toBeInstanceOf(FetchError);

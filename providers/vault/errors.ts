@@ -202,7 +202,20 @@ export class EmptyAnswer extends Error {
   }
 }
 
-export function mapVaultError(err: unknown, where: ErrorWhere): TlsSecretsError {
+/**
+ * A `Retry-After` value as milliseconds from `now`: delay-seconds or an HTTP date (RFC 9110). OpenBao and
+ * Vault send seconds with a rate-limit quota's 429 when `enable_rate_limit_response_headers` is set.
+ */
+export function parseRetryAfter(value: unknown, now = Date.now()): number | undefined {
+  if (typeof value !== 'string' || value.trim() === '') return undefined;
+  const text = value.trim();
+  if (/^\d{1,10}$/.test(text)) return Number(text) * 1000;
+  const at = Date.parse(text);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
+}
+
+/** `retryAfterMs`: what the answer's Retry-After asked for (429 only; the resolver caps it). */
+export function mapVaultError(err: unknown, where: ErrorWhere, retryAfterMs?: number): TlsSecretsError {
   if (err instanceof TlsSecretsError) return err;
   if (err instanceof EmptyAnswer) return malformedAnswer(where, 'the body is empty');
   const context = { provider: where.provider, ref: where.ref };
@@ -216,7 +229,16 @@ export function mapVaultError(err: unknown, where: ErrorWhere): TlsSecretsError 
       new FetchError(`${reason} (${where.action})`, { ...context, transient, cause });
     if (statusCode === 404) return new SecretNotFoundError(notFoundReason(body), { ...context, cause });
     if (statusCode === 403) return fetchError('Vault denied permission', false);
-    if (statusCode === 429) return fetchError('Vault rate limit exceeded (429)', true);
+    if (statusCode === 429) {
+      // Rate-limited: transient, and the next attempt waits for the server's Retry-After when it sent one.
+      const after = retryAfterMs === undefined ? '' : `, retry after ${Math.ceil(retryAfterMs / 1000)} s`;
+      return new FetchError(`Vault rate limit exceeded (429)${after} (${where.action})`, {
+        ...context,
+        transient: true,
+        cause,
+        ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
+      });
+    }
     if (statusCode === 503) {
       const sealed = errors.some((e) => /sealed/i.test(e));
       return fetchError(sealed ? 'Vault is sealed (503)' : 'Vault is unavailable (503)', true);

@@ -10,9 +10,11 @@ import { ConfigurationError, FetchError, safeCause } from '../../src/errors.js';
 import {
   EmptyAnswer,
   type ErrorWhere,
+  httpFailure,
   isPermissionDenied,
   malformedAnswer,
   mapVaultError,
+  parseRetryAfter,
   timeoutError,
 } from './errors.js';
 import type { ResolvedOptions, VaultClient, VaultRequestOptions } from './options.js';
@@ -63,6 +65,11 @@ export class VaultSession {
    * keep-alive socket to Vault, and its idle timer, alive after the provider is closed.
    */
   private agents: { http: http.Agent; https: https.Agent } | undefined;
+  /**
+   * The Retry-After of recent 429 answers, by request path. node-vault hands over status and body only:
+   * the session's own agents see the headers (an injected client's answers carry none of this).
+   */
+  private readonly retryAfter = new Map<string, number>();
 
   constructor(private readonly options: ResolvedOptions) {}
 
@@ -174,6 +181,8 @@ export class VaultSession {
       agents.http.destroy();
       agents.https.destroy();
     }
+    this.noteRetryAfter(agents.http);
+    this.noteRetryAfter(agents.https);
     this.agents = agents;
     const created = factory({
       endpoint,
@@ -196,6 +205,34 @@ export class VaultSession {
         ? Promise.reject(new EmptyAnswer())
         : handle(response);
     return created;
+  }
+
+  /** Records the Retry-After of every 429 that `agent` carries, for `send` to attach to the error. */
+  private noteRetryAfter(agent: http.Agent): void {
+    // addRequest is how every request reaches an agent (Node's http.ClientRequest calls it).
+    const hooked = agent as unknown as { addRequest(req: http.ClientRequest, options: unknown): void };
+    const addRequest = hooked.addRequest.bind(agent);
+    hooked.addRequest = (req, options) => {
+      req.once('response', (res: http.IncomingMessage) => {
+        const ms = res.statusCode === 429 ? parseRetryAfter(res.headers['retry-after']) : undefined;
+        if (ms === undefined) return;
+        this.retryAfter.set(req.path.split('?')[0] ?? req.path, ms);
+        // A handful of paths at most are rate-limited at once; keep the map bounded whatever happens.
+        if (this.retryAfter.size > 32) this.retryAfter.delete(this.retryAfter.keys().next().value as string);
+      });
+      addRequest(req, options);
+    };
+  }
+
+  /** The Retry-After noted for `path` (under /v1/), taken once. */
+  private takeRetryAfter(path: string): number | undefined {
+    const suffix = `/${path.split('?')[0]}`;
+    for (const [requested, ms] of this.retryAfter) {
+      if (!requested.endsWith(suffix)) continue;
+      this.retryAfter.delete(requested);
+      return ms;
+    }
+    return undefined;
   }
 
   private requestOptions(token: string | undefined): VaultRequestOptions {
@@ -233,7 +270,14 @@ export class VaultSession {
     } finally {
       if (token === undefined) client.token = saved;
     }
-    const answer = await this.bounded(pending, signal, where, true);
+    let answer: unknown;
+    try {
+      answer = await this.bounded(pending, signal, where, true);
+    } catch (err) {
+      if (httpFailure(err)?.statusCode === 429)
+        throw mapVaultError(err, where, this.takeRetryAfter(call.path));
+      throw err;
+    }
     if (call.answer !== 'text' && !isJsonObject(answer)) {
       throw malformedAnswer(
         where,
@@ -344,6 +388,9 @@ export class VaultSession {
         throw new FetchError(`Vault ${auth.method === 'approle' ? 'AppRole' : 'Kubernetes'} login failed`, {
           provider: this.options.name,
           transient: mapped instanceof FetchError ? mapped.transient : false,
+          ...(mapped instanceof FetchError && mapped.retryAfterMs !== undefined
+            ? { retryAfterMs: mapped.retryAfterMs }
+            : {}),
           cause: mapped,
         });
       }

@@ -165,13 +165,18 @@ export function lateStep(remaining: number, options: RetryOptions): number {
   return Math.min(options.retryMaxDelayMs, Math.max(options.retryInitialDelayMs, -remaining));
 }
 
-/** When a failing store may be asked again: the backoff's step, tightened by any deadline already due. */
+/**
+ * When a failing store may be asked again: the backoff's step, tightened by any deadline already due, and
+ * never before the store's own `Retry-After` (`retryAfterMs`). That one is capped at `retryMaxDelayMs`: a
+ * server (or whatever echoes in front of it) cannot hold refreshes off for longer than the backoff would.
+ */
 export function nextRetryAt(
   failedAt: number,
   streak: number,
   deadlines: readonly TimedDeadline[],
   options: RetryOptions,
   random: number,
+  retryAfterMs?: number,
 ): number {
   let step = backoffDelay(streak, options, random);
   for (const deadline of deadlines) {
@@ -179,7 +184,25 @@ export function nextRetryAt(
       step = Math.min(step, lateStep(deadline.notAfter - failedAt, options));
     }
   }
+  if (retryAfterMs !== undefined && retryAfterMs > 0) {
+    step = Math.max(step, Math.min(retryAfterMs, options.retryMaxDelayMs));
+  }
   return failedAt + step;
+}
+
+/** After a store's scheduled change (an AWS rotation date), probes at these offsets until it lands. */
+export const SCHEDULED_CHANGE_PROBES = [1_000, 10_000, 60_000, 300_000] as const;
+/**
+ * Each instance shifts all its probes by its own draw from [0, this): a fleet told the same rotation date
+ * spreads its probes over 30 s instead of asking the store in the same second, and every instance still
+ * probes within 31 s of the date (the first offset plus the window).
+ */
+export const SCHEDULED_CHANGE_SPREAD_MS = 30_000;
+
+/** The probes after a scheduled change at `changesAt`, for an instance whose draw is `random` (0..1). */
+export function scheduledProbes(changesAt: number, random: number): number[] {
+  const shift = Math.min(Math.max(random, 0), 1) * SCHEDULED_CHANGE_SPREAD_MS;
+  return SCHEDULED_CHANGE_PROBES.map((offset) => changesAt + shift + offset);
 }
 
 export interface CheckFacts extends RetryOptions {

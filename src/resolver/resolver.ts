@@ -40,7 +40,7 @@ import {
 } from '../types.js';
 import { checkRoles, type ValidatedBundle } from '../validate.js';
 import { buildGeneration, type Generation } from './build.js';
-import { after, type Clock, systemClock, TIMER_SLACK, type TimerHandle } from './clock.js';
+import { after, type Clock, runAt, systemClock, TIMER_SLACK, type TimerHandle } from './clock.js';
 import { fetchStep, type Unit } from './fetch.js';
 import {
   aheadPoint,
@@ -49,14 +49,12 @@ import {
   nextRetryAt,
   planCheck,
   planEvents,
+  scheduledProbes,
   stateOf,
   type TimedDeadline,
   type UnitFacts,
 } from './plan.js';
 import { allSlots, checkOptions, parseSpec, type Shape, type Slot } from './spec.js';
-
-/** After a store's scheduled change (e.g. an AWS rotation date), probe at these offsets until it lands. */
-const SCHEDULED_CHANGE_PROBES = [1_000, 10_000, 60_000, 300_000];
 
 interface RefreshRequest {
   units: Set<Unit> | 'all';
@@ -73,6 +71,13 @@ export interface RefreshResult {
 export interface ResolverInternals {
   /** The clock for every timer and every `now`. Default: the system clock. */
   readonly clock?: Clock;
+  /** Draws in [0, 1) for this instance's spread of scheduled-change probes. Default: Math.random. */
+  readonly random?: () => number;
+}
+
+/** Whether the cold start may try again: every error met was a store error that retrying can help. */
+function allTransient(errors: readonly TlsSecretsError[]): boolean {
+  return errors.length > 0 && errors.every((error) => error instanceof FetchError && error.transient);
 }
 
 /** Receives each new generation before any user listener; one that throws cannot stop the others. */
@@ -139,11 +144,18 @@ export class Resolver extends EventEmitter<ResolverEvents> {
   readonly #unwatch: (() => void)[] = [];
   #watching = false;
   #closed = false;
+  /** The cold start in progress: every cold caller shares its attempts and its budget (single flight). */
+  #starting: Promise<void> | undefined;
+  /** Ends the cold start's wait for the next backoff step at close(). */
+  #stopWaiting: (() => void) | undefined;
+  /** This instance's draw for the spread of probes after a scheduled change (scheduledProbes). */
+  readonly #probeDraw: number;
 
   constructor(spec: TlsSecretsSpec, options: ResolverOptions = {}, internals: ResolverInternals = {}) {
     super();
     this.#options = checkOptions(options);
     this.#clock = internals.clock ?? systemClock;
+    this.#probeDraw = (internals.random ?? Math.random)();
     this.#shape = parseSpec(spec);
     this.#slots = allSlots(this.#shape);
     const passThrough: Record<string, unknown> = { ...spec };
@@ -181,9 +193,13 @@ export class Resolver extends EventEmitter<ResolverEvents> {
 
   async #resolveSlow(): Promise<ResolvedOptions> {
     if (this.#closed) throw new ResolverClosedError();
-    // Cold callers join the load in flight: N concurrent first calls make one fetch per reference. While
-    // the backoff holds, they get its last error without a store call (#cycle).
-    if (!this.#generation) await (this.#running ?? this.#request({ units: 'all', force: true }));
+    // Cold callers join the start in flight: N concurrent first calls make one fetch per reference.
+    if (!this.#generation) {
+      this.#starting ??= this.#coldStart().finally(() => {
+        this.#starting = undefined;
+      });
+      await this.#starting;
+    }
     let generation = this.#generation;
     if (!generation) throw new ResolverClosedError();
     if (this.#isPastMaxStale(generation)) {
@@ -198,6 +214,49 @@ export class Resolver extends EventEmitter<ResolverEvents> {
       }
     }
     return generation.options;
+  }
+
+  /**
+   * The first load, kept trying while the store fails transiently, for up to `startBudgetMs` from its
+   * start: each attempt waits for the backoff's next step (on the resolver's clock), so a throttled fleet
+   * starts slowly rather than failing. A permanent error, a step that would fall past the budget, or a
+   * close() ends it; it then rejects with the last error (or the closed error).
+   */
+  async #coldStart(): Promise<void> {
+    const budgetEnd = this.#clock.now() + this.#options.startBudgetMs;
+    for (;;) {
+      try {
+        await (this.#running ?? this.#request({ units: 'all', force: true }));
+      } catch (err) {
+        if (this.#closed) throw new ResolverClosedError();
+        // A cycle held by the backoff rejects with the last errors without a store call: the same test.
+        const { errors, retryAt } = this.#backoff;
+        if (!allTransient(errors) || retryAt > budgetEnd + TIMER_SLACK) throw err;
+        await this.#waitUntil(retryAt);
+        continue;
+      }
+      if (this.#closed) throw new ResolverClosedError();
+      if (this.#generation) return;
+    }
+  }
+
+  /** Waits on the clock until `at`; close() ends the wait with the closed error. */
+  #waitUntil(at: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const timer = runAt(
+        at,
+        () => {
+          this.#stopWaiting = undefined;
+          resolve();
+        },
+        this.#clock,
+      );
+      this.#stopWaiting = () => {
+        timer.cancel();
+        this.#stopWaiting = undefined;
+        reject(new ResolverClosedError());
+      };
+    });
   }
 
   /**
@@ -339,6 +398,7 @@ export class Resolver extends EventEmitter<ResolverEvents> {
     for (const controller of this.#cycles) controller.abort(new ResolverClosedError());
     this.#wake?.cancel();
     this.#debounce?.cancel();
+    this.#stopWaiting?.();
     for (const unwatch of this.#unwatch.splice(0)) unwatch();
     this.#subscribers.clear();
     await this.#running?.catch(() => undefined);
@@ -572,7 +632,12 @@ export class Resolver extends EventEmitter<ResolverEvents> {
       return;
     }
     const streak = this.#backoff.streak + 1;
-    const retryAt = nextRetryAt(end, streak, this.#deadlines(), this.#options, Math.random());
+    // The store's own Retry-After (a 429), the longest any error carried: the plan caps it.
+    const retryAfterMs = Math.max(
+      0,
+      ...errors.map((error) => (error instanceof FetchError ? (error.retryAfterMs ?? 0) : 0)),
+    );
+    const retryAt = nextRetryAt(end, streak, this.#deadlines(), this.#options, Math.random(), retryAfterMs);
     this.#backoff = { streak, retryAt, errors };
     const generation = this.#generation;
     if (generation) this.#staleSince ??= now;
@@ -689,7 +754,7 @@ export class Resolver extends EventEmitter<ResolverEvents> {
     const probes = this.#units.flatMap((unit, index) =>
       unit.changesAt === undefined
         ? []
-        : SCHEDULED_CHANGE_PROBES.map((offset) => ({ at: (unit.changesAt as number) + offset, unit: index })),
+        : scheduledProbes(unit.changesAt, this.#probeDraw).map((at) => ({ at, unit: index })),
     );
     return planCheck({
       deadlines,

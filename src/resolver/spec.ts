@@ -14,6 +14,7 @@ export const DEFAULTS = {
   retryMaxDelayMs: 60_000,
   maxStaleMs: 0,
   fetchTimeoutMs: 10_000,
+  startBudgetMs: 30_000,
   debounceMs: 50,
   verifyChain: false,
 } satisfies Required<ResolverOptions>;
@@ -157,7 +158,7 @@ export function checkOptions(options: ResolverOptions): Required<ResolverOptions
       throw new ConfigurationError(`option ${name} must be a positive number of milliseconds`);
     }
   }
-  for (const name of ['maxStaleMs', 'debounceMs'] as const) {
+  for (const name of ['maxStaleMs', 'debounceMs', 'startBudgetMs'] as const) {
     if (!Number.isFinite(merged[name]) || merged[name] < 0)
       throw new ConfigurationError(`option ${name} must be >= 0`);
   }

@@ -4,6 +4,8 @@
  * an error in the store's own format, so the real SDK on the client side sees what an outage looks like.
  * Every request it receives is logged (method, path, time), so tests count store calls by kind.
  */
+
+import { randomUUID } from 'node:crypto';
 import { Agent, createServer, type IncomingMessage, request, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 
@@ -16,6 +18,15 @@ export type ProxyFault =
   | { readonly kind: 'hang' }
   /** Forward, but only after `ms`: a slow store. */
   | { readonly kind: 'delay'; readonly ms: number }
+  /**
+   * AWS quotas: a token bucket per API (the `X-Amz-Target` operation, e.g. `BatchGetSecretValue`) holding
+   * `burst` calls and refilled at `perSecond`; a call that finds it empty is answered as AWS throttles
+   * (awsThrottled). APIs without a limit are forwarded. `perSecond: 0` allows exactly `burst` calls.
+   */
+  | {
+      readonly kind: 'quota';
+      readonly limits: Readonly<Record<string, { readonly perSecond: number; readonly burst: number }>>;
+    }
   /** Answer every request with this status and body. */
   | {
       readonly kind: 'respond';
@@ -43,6 +54,8 @@ export interface ProxiedRequest {
   readonly method: string;
   /** Path and query, e.g. `/v1/secret/data/app`. */
   readonly path: string;
+  /** The AWS operation (`X-Amz-Target` after its dot), e.g. `GetSecretValue`; undefined for other stores. */
+  readonly target: string | undefined;
   /** Epoch ms when the proxy received it. */
   readonly at: number;
   /** Answered by a fault instead of the target. */
@@ -87,6 +100,21 @@ export const awsFaults = {
   },
 } as const satisfies Record<string, ProxyFault>;
 
+/**
+ * A throttled call as AWS answers it in the JSON protocols: HTTP 400, `__type` in the body and the
+ * `x-amzn-ErrorType` header (which the SDK reads first), a request id. The SDK names the error after it.
+ */
+function awsThrottled(res: ServerResponse): void {
+  const body = JSON.stringify({ __type: 'ThrottlingException', message: 'Rate exceeded' });
+  res.writeHead(400, {
+    ...AWS_JSON,
+    'Content-Length': Buffer.byteLength(body),
+    'x-amzn-ErrorType': 'ThrottlingException',
+    'x-amzn-RequestId': randomUUID(),
+  });
+  res.end(body);
+}
+
 const VAULT_JSON = { 'Content-Type': 'application/json' };
 type RespondFault = Extract<ProxyFault, { kind: 'respond' }>;
 
@@ -128,6 +156,20 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
   let faulted = 0;
   let closed = false;
   const log: ProxiedRequest[] = [];
+  /** The quota fault's buckets, by API: tokens left and when they were counted. */
+  let buckets = new Map<string, { tokens: number; at: number }>();
+  const takeToken = (limits: Extract<ProxyFault, { kind: 'quota' }>['limits'], api: string | undefined) => {
+    const limit = api === undefined ? undefined : limits[api];
+    if (!limit || api === undefined) return true;
+    const now = Date.now();
+    const bucket = buckets.get(api) ?? { tokens: limit.burst, at: now };
+    bucket.tokens = Math.min(limit.burst, bucket.tokens + ((now - bucket.at) / 1000) * limit.perSecond);
+    bucket.at = now;
+    buckets.set(api, bucket);
+    if (bucket.tokens < 1) return false;
+    bucket.tokens -= 1;
+    return true;
+  };
 
   const forward = (req: IncomingMessage, res: ServerResponse) => {
     const out = request(
@@ -152,20 +194,28 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     requests += 1;
     const current = fault;
     const path = req.url ?? '/';
+    const amzTarget = req.headers['x-amz-target'];
+    const target = typeof amzTarget === 'string' ? amzTarget.split('.').at(-1) : undefined;
     const faulting =
       current.kind !== 'none' &&
       current.kind !== 'delay' &&
+      !(current.kind === 'quota' && takeToken(current.limits, target)) &&
       !(
         current.kind === 'respond' &&
         current.pathPrefix !== undefined &&
         !path.startsWith(current.pathPrefix)
       );
-    log.push({ method: req.method ?? 'GET', path, at: Date.now(), faulted: faulting });
+    log.push({ method: req.method ?? 'GET', path, target, at: Date.now(), faulted: faulting });
     if (!faulting && current.kind !== 'delay') {
       forward(req, res);
       return;
     }
     switch (current.kind) {
+      case 'quota':
+        faulted += 1;
+        req.resume();
+        req.once('end', () => awsThrottled(res));
+        return;
       case 'delay': {
         const timer = setTimeout(() => forward(req, res), current.ms);
         res.once('close', () => clearTimeout(timer));
@@ -249,6 +299,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       if (closed) throw new Error('fault proxy is closed');
       const previous = fault;
       fault = next;
+      buckets = new Map();
       if (next.kind === 'refused') await stopListening();
       else if (previous.kind === 'refused') await listen(port);
       if (previous.kind === 'hang' && next.kind !== 'hang') {

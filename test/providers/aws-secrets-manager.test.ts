@@ -207,7 +207,12 @@ describe('awsSecretsManager: errors moto cannot produce (loopback stand-in)', ()
         JSON.stringify({ Name: 'n', VersionId: 'v1', SecretString: 'value', VersionStages: ['AWSCURRENT'] }),
       );
     });
-    const sm = awsSecretsManager({ region: REGION, endpoint: fake.url, credentials: CREDENTIALS });
+    const sm = awsSecretsManager({
+      region: REGION,
+      endpoint: fake.url,
+      credentials: CREDENTIALS,
+      minBatchSize: 2,
+    });
     try {
       const refs = [sm.secret('a'), sm.secret('b'), sm.secret('c')];
       const first = await sm.fetchMany(refs, signal());
@@ -221,6 +226,44 @@ describe('awsSecretsManager: errors moto cannot produce (loopback stand-in)', ()
       await fake.close();
     }
   });
+
+  it.each([
+    // Throttling as the SDK's retry classification knows it: by name, and by HTTP 429 whatever the name.
+    ['ThrottlingException', 400],
+    ['TooManyRequestsException', 400],
+    ['SomethingNew', 429],
+  ])(
+    'a batch throttled with %s (HTTP %i) is tried once and its secrets are read one by one at once',
+    async (type, status) => {
+      const fake = await fakeAws((target, _req, res) => {
+        if (target === 'BatchGetSecretValue') return awsError(res, status, type);
+        res.writeHead(200, { 'content-type': 'application/x-amz-json-1.1' });
+        res.end(
+          JSON.stringify({
+            Name: 'n',
+            VersionId: 'v1',
+            SecretString: 'value',
+            VersionStages: ['AWSCURRENT'],
+          }),
+        );
+      });
+      // The SDK's default 3 attempts: a throttled batch must not use them.
+      const sm = awsSecretsManager({
+        region: REGION,
+        endpoint: fake.url,
+        credentials: CREDENTIALS,
+        minBatchSize: 2,
+      });
+      try {
+        const results = await sm.fetchMany([sm.secret('a'), sm.secret('b')], signal());
+        expect(results.map((r) => (r instanceof Error ? r : r.value))).toEqual(['value', 'value']);
+        expect(fake.targets).toEqual(['BatchGetSecretValue', 'GetSecretValue', 'GetSecretValue']);
+      } finally {
+        await sm.close();
+        await fake.close();
+      }
+    },
+  );
 
   it('a throttled batch gives every reference in it a transient FetchError', async () => {
     const fake = await fakeAws((_target, _req, res) => awsError(res, 400, 'ThrottlingException'));
@@ -504,7 +547,7 @@ describe.skipIf(!endpoint)('awsSecretsManager against moto', () => {
 
   it('batch results keep the order of the references, with per-secret errors', async () => {
     const counted = countingClient(url);
-    const sm = awsSecretsManager({ client: counted.client });
+    const sm = awsSecretsManager({ client: counted.client, minBatchSize: 2 });
     const [a, b] = [unique('a'), unique('b')];
     const va = await put(a, 'A');
     await put(b, 'B1');
@@ -533,7 +576,7 @@ describe.skipIf(!endpoint)('awsSecretsManager against moto', () => {
 
   it('a batch denied by IAM falls back to GetSecretValue and is not retried for the provider', async () => {
     const counted = countingClient(url, { denyBatch: true });
-    const sm = awsSecretsManager({ client: counted.client });
+    const sm = awsSecretsManager({ client: counted.client, minBatchSize: 2 });
     const names = [unique('d'), unique('d'), unique('d')];
     for (const name of names) await put(name, `value of ${name}`);
     const refs = names.map((name) => sm.secret(name));
