@@ -17,6 +17,7 @@ import type { BenchContext, SectionResult, Target } from './lib/context.js';
 import { createMaterial } from './lib/material.js';
 import { startServerProcess } from './lib/server-process.js';
 import { fmt, table } from './lib/stats.js';
+import { runFleetSection } from './sections/fleet.js';
 import { runGrowth } from './sections/growth.js';
 import { runHandshakes } from './sections/handshakes.js';
 import { runPropagation } from './sections/propagation.js';
@@ -31,6 +32,7 @@ const SECTIONS = {
   rotationUnderLoad: runRotationUnderLoad,
   rotationPropagation: runPropagation,
   costGrowth: runGrowth,
+  fleet: runFleetSection,
 } satisfies Record<string, (ctx: BenchContext) => Promise<SectionResult>>;
 type SectionName = keyof typeof SECTIONS;
 
@@ -41,6 +43,15 @@ const { values } = parseArgs({
     only: { type: 'string' },
     window: { type: 'string' },
     rounds: { type: 'string' },
+    // Section 7 (fleet): see bench/sections/fleet.ts.
+    'fleet-processes': { type: 'string' },
+    'fleet-instances': { type: 'string' },
+    'fleet-secrets': { type: 'string' },
+    'fleet-quota': { type: 'string' },
+    'fleet-vault-rate': { type: 'string' },
+    'fleet-refresh-ms': { type: 'string' },
+    'fleet-timeout-ms': { type: 'string' },
+    'fleet-stores': { type: 'string' },
   },
 });
 
@@ -87,7 +98,7 @@ async function main(): Promise<number> {
       };
     }),
   );
-  const ctx: BenchContext = { smoke, windowMs, rounds, material, servers, log };
+  const ctx: BenchContext = { smoke, windowMs, rounds, material, servers, log, flags: values };
 
   const results: Record<string, SectionResult | { title: string; error: string }> = {};
   let broken = 0;
