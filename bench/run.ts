@@ -17,11 +17,13 @@ import type { BenchContext, SectionResult, Target } from './lib/context.js';
 import { createMaterial } from './lib/material.js';
 import { startServerProcess } from './lib/server-process.js';
 import { fmt, table } from './lib/stats.js';
+import { runColdStart } from './sections/cold-start.js';
 import { runFleetSection } from './sections/fleet.js';
 import { runGrowth } from './sections/growth.js';
 import { runHandshakes } from './sections/handshakes.js';
 import { runPropagation } from './sections/propagation.js';
 import { runRotationUnderLoad } from './sections/rotation-load.js';
+import { runStall } from './sections/stall.js';
 import { runStore } from './sections/store.js';
 import { runWarmResolve } from './sections/warm-resolve.js';
 
@@ -33,6 +35,8 @@ const SECTIONS = {
   rotationPropagation: runPropagation,
   costGrowth: runGrowth,
   fleet: runFleetSection,
+  rotationStall: runStall,
+  coldStart: runColdStart,
 } satisfies Record<string, (ctx: BenchContext) => Promise<SectionResult>>;
 type SectionName = keyof typeof SECTIONS;
 

@@ -398,7 +398,7 @@ export async function runFleetSection(ctx: BenchContext): Promise<SectionResult>
           }),
       ),
       [
-        'Quotas: ' + scenarios.map((s) => `${s.label}: ${s.quotaNote ?? '-'}`).join('; '),
+        `Quotas: ${scenarios.map((s) => `${s.label}: ${s.quotaNote ?? '-'}`).join('; ')}`,
         `Instances start ${settings.spreadMs} ms apart at most (interleaved across processes); an instance calls`,
         'resolve() again every 200 ms until it has a bundle (the resolver decides whether the store is asked).',
         `Instances without a bundle after ${settings.coldTimeoutMs} ms count as "> timeout" in the percentiles.`,
