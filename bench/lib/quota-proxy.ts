@@ -41,6 +41,8 @@ export interface QuotaProxyOptions {
   readonly throttled?: { status: number; headers: Record<string, string>; body: string };
   /** Connections to the store at once; requests beyond wait in the proxy. Default 64. */
   readonly maxSockets?: number;
+  /** The buckets' clock in ms (a test freezes it to make refills exact). Default `performance.now`. */
+  readonly now?: () => number;
 }
 
 export interface ApiCounts {
@@ -84,9 +86,10 @@ export async function startQuotaProxy(options: QuotaProxyOptions): Promise<Quota
   const target = new URL(options.target);
   const agent = new Agent({ keepAlive: true, maxSockets: options.maxSockets ?? 64 });
   const throttled = options.throttled ?? AWS_THROTTLING;
+  const now = options.now ?? (() => performance.now());
   const buckets = new Map<string, Bucket>();
   for (const [api, rate] of Object.entries(options.quotas ?? {})) {
-    buckets.set(api, { tokens: rate, at: performance.now(), rate });
+    buckets.set(api, { tokens: rate, at: now(), rate });
   }
   let startedAt = Date.now();
   const counts = new Map<string, ApiCounts>();
@@ -114,7 +117,7 @@ export async function startQuotaProxy(options: QuotaProxyOptions): Promise<Quota
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.on('end', () => {
       const bucket = buckets.get(api);
-      if (bucket && !take(bucket, performance.now())) {
+      if (bucket && !take(bucket, now())) {
         entry.throttled += 1;
         res.writeHead(throttled.status, throttled.headers);
         res.end(throttled.body);
