@@ -17,10 +17,13 @@ import type { BenchContext, SectionResult, Target } from './lib/context.js';
 import { createMaterial } from './lib/material.js';
 import { startServerProcess } from './lib/server-process.js';
 import { fmt, table } from './lib/stats.js';
+import { runColdStart } from './sections/cold-start.js';
+import { runFleetSection } from './sections/fleet.js';
 import { runGrowth } from './sections/growth.js';
 import { runHandshakes } from './sections/handshakes.js';
 import { runPropagation } from './sections/propagation.js';
 import { runRotationUnderLoad } from './sections/rotation-load.js';
+import { runStall } from './sections/stall.js';
 import { runStore } from './sections/store.js';
 import { runWarmResolve } from './sections/warm-resolve.js';
 
@@ -31,6 +34,9 @@ const SECTIONS = {
   rotationUnderLoad: runRotationUnderLoad,
   rotationPropagation: runPropagation,
   costGrowth: runGrowth,
+  fleet: runFleetSection,
+  rotationStall: runStall,
+  coldStart: runColdStart,
 } satisfies Record<string, (ctx: BenchContext) => Promise<SectionResult>>;
 type SectionName = keyof typeof SECTIONS;
 
@@ -41,6 +47,15 @@ const { values } = parseArgs({
     only: { type: 'string' },
     window: { type: 'string' },
     rounds: { type: 'string' },
+    // Section 7 (fleet): see bench/sections/fleet.ts.
+    'fleet-processes': { type: 'string' },
+    'fleet-instances': { type: 'string' },
+    'fleet-secrets': { type: 'string' },
+    'fleet-quota': { type: 'string' },
+    'fleet-vault-rate': { type: 'string' },
+    'fleet-refresh-ms': { type: 'string' },
+    'fleet-timeout-ms': { type: 'string' },
+    'fleet-stores': { type: 'string' },
   },
 });
 
@@ -87,7 +102,7 @@ async function main(): Promise<number> {
       };
     }),
   );
-  const ctx: BenchContext = { smoke, windowMs, rounds, material, servers, log };
+  const ctx: BenchContext = { smoke, windowMs, rounds, material, servers, log, flags: values };
 
   const results: Record<string, SectionResult | { title: string; error: string }> = {};
   let broken = 0;

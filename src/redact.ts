@@ -6,9 +6,16 @@ const SECRET = new Set<string>([...SECRET_FIELDS, 'secureContext']);
 
 function redactedView(options: object): Record<string, unknown> {
   const view: Record<string, unknown> = {};
-  for (const [name, value] of Object.entries(options)) {
-    if (name === 'toJSON' || value === undefined) continue;
-    view[name] = SECRET.has(name) ? '[redacted]' : value;
+  for (const name of Object.keys(options)) {
+    if (name === 'toJSON') continue;
+    // Secret fields are not read: a context built on first use is not built to be printed.
+    if (SECRET.has(name)) {
+      const descriptor = Object.getOwnPropertyDescriptor(options, name);
+      if (descriptor?.get || descriptor?.value !== undefined) view[name] = '[redacted]';
+      continue;
+    }
+    const value = (options as Record<string, unknown>)[name];
+    if (value !== undefined) view[name] = value;
   }
   return view;
 }

@@ -13,21 +13,29 @@
  * changes, the keys and context stay, and resumption continues.
  */
 import { createHash, hkdfSync, randomBytes } from 'node:crypto';
-import { type Server, type TLSSocket, type TlsOptions, createServer as tlsCreateServer } from 'node:tls';
+import tls, {
+  type SecureContext,
+  type SecureContextOptions,
+  type Server,
+  type TLSSocket,
+  type TlsOptions,
+  createServer as tlsCreateServer,
+} from 'node:tls';
 import { internal, type Resolver } from './resolver/index.js';
-import { type ResolvedOptions, SECRET_FIELDS } from './types.js';
+import { SECRET_FIELDS } from './types.js';
 
 /** The server's own options with the secret fields of the current generation. */
-function contextOptions(base: TlsOptions, resolved: ResolvedOptions): TlsOptions {
+function contextOptions(base: TlsOptions, resolved: SecureContextOptions): TlsOptions {
   const options: TlsOptions = { ...base };
+  const secret = resolved as Partial<Record<string, unknown>>;
   for (const field of SECRET_FIELDS) {
-    if (resolved[field] !== undefined) Object.assign(options, { [field]: resolved[field] });
+    if (secret[field] !== undefined) Object.assign(options, { [field]: secret[field] });
   }
   return options;
 }
 
 /** A digest of who may connect, from the canonical `ca` and `crl` entries the gate validated. */
-function trustDigest(resolved: ResolvedOptions): string | undefined {
+function trustDigest(resolved: SecureContextOptions): string | undefined {
   const entries = [resolved.ca, resolved.crl].map((value) =>
     value === undefined ? [] : (Array.isArray(value) ? value : [value]).map(String),
   );
@@ -52,9 +60,87 @@ function forgetSecretOptions(server: Server): void {
   for (const field of SECRET_FIELDS) if (field in holder) holder[field] = undefined;
 }
 
+/** Node's default `sessionIdContext` for a server given none (lib/_tls_wrap.js, the same in Node 22 to 26). */
+const nodeSessionIdContext = () =>
+  createHash('sha1').update(process.argv.join(' ')).digest('hex').slice(0, 32);
+
+/**
+ * The options `Server.prototype.setSecureContext(options)` passes to `tls.createSecureContext`, worked out
+ * the way it does (Node 22 to 26): a context built with them is the context it would build. `ticketKeys`
+ * and `sessionTimeout` are sticky there (kept from before when left out).
+ */
+function nodeContextArgs(server: Server, options: TlsOptions): SecureContextOptions {
+  const held = server as unknown as { ticketKeys?: Buffer; sessionTimeout?: number };
+  const o = options as TlsOptions & Record<string, unknown>;
+  return {
+    pfx: o.pfx || undefined,
+    key: o.key || undefined,
+    passphrase: o.passphrase || undefined,
+    cert: o.cert || undefined,
+    clientCertEngine: o.clientCertEngine || undefined,
+    ca: o.ca || undefined,
+    ciphers: o.ciphers || undefined,
+    sigalgs: o.sigalgs,
+    ecdhCurve: o.ecdhCurve,
+    dhparam: o.dhparam || undefined,
+    minVersion: o.minVersion || undefined,
+    maxVersion: o.maxVersion || undefined,
+    secureProtocol: o.secureProtocol || undefined,
+    secureOptions: o.secureOptions || undefined,
+    honorCipherOrder: o.honorCipherOrder !== undefined ? !!o.honorCipherOrder : true,
+    crl: o.crl || undefined,
+    sessionIdContext: o.sessionIdContext || nodeSessionIdContext(),
+    ticketKeys: o.ticketKeys || held.ticketKeys,
+    sessionTimeout: o.sessionTimeout || held.sessionTimeout,
+    privateKeyIdentifier: o.privateKeyIdentifier,
+    privateKeyEngine: o.privateKeyEngine,
+    ...(o.certificateCompression === undefined ? {} : { certificateCompression: o.certificateCompression }),
+  } as SecureContextOptions;
+}
+
+/** The same options by identity, field by field: what Node asks for is what was built. */
+function sameArgs(a: object, b: object): boolean {
+  const left = a as Record<string, unknown>;
+  const right = b as Record<string, unknown>;
+  for (const name of new Set([...Object.keys(left), ...Object.keys(right)])) {
+    if (left[name] !== right[name]) return false;
+  }
+  return true;
+}
+
+/**
+ * `server.setSecureContext(options)` with a context already built (and validated) from exactly the options
+ * Node will ask for: Node sets its properties as always, and its one `tls.createSecureContext` call is
+ * answered with that context instead of building the same again (the call is synchronous, so nothing else
+ * runs meanwhile). Should Node ask for other options than those the context was built with (a Node line
+ * that maps them differently), it builds its own as before: slower, never different.
+ */
+function setBuiltContext(
+  server: Server,
+  options: TlsOptions,
+  built: { args: SecureContextOptions; context: SecureContext } | undefined,
+): void {
+  if (!built) {
+    server.setSecureContext(options);
+    return;
+  }
+  const original = tls.createSecureContext;
+  tls.createSecureContext = (args?: SecureContextOptions) =>
+    args && sameArgs(args, built.args) ? built.context : original(args);
+  try {
+    server.setSecureContext(options);
+  } finally {
+    tls.createSecureContext = original;
+  }
+}
+
 /**
  * Keeps `server` on the resolver's current generation. Resolves once the first generation is installed;
  * the returned function stops following (also done when the server closes).
+ *
+ * One context per rotation: the server's complete context (its own options, the trust-bound ticket keys and
+ * sessionIdContext) is what the resolver builds to validate each candidate, and exactly that context is
+ * installed, so a refused candidate never reaches the server and a rotation builds no second context.
  */
 export async function attach(
   server: Server,
@@ -62,7 +148,8 @@ export async function attach(
   serverOptions: TlsOptions = {},
 ): Promise<() => void> {
   let installed: { trust: string | undefined } | undefined;
-  const install = (resolved: ResolvedOptions) => {
+  /** What a generation with these secret options installs. Changes nothing: it may be refused yet. */
+  const plan = (resolved: SecureContextOptions) => {
     const options = contextOptions(serverOptions, resolved);
     const trust = trustDigest(resolved);
     const trustChanged = installed !== undefined && trust !== installed.trust;
@@ -80,18 +167,31 @@ export async function attach(
         .digest('hex')
         .slice(0, 32);
     }
-    installed = { trust };
-    server.setSecureContext(options);
+    return { options, trust };
+  };
+  const install = (
+    planned: { options: TlsOptions; trust: string | undefined },
+    built?: { args: SecureContextOptions; context: SecureContext },
+  ) => {
+    installed = { trust: planned.trust };
+    setBuiltContext(server, planned.options, built);
     forgetSecretOptions(server);
   };
   const first = await resolver.resolve();
   // The certificate must allow server auth: the generation about to be installed is checked (once per
   // generation, never per handshake); the role binds later generations only once it passed.
   resolver.declareRole('server');
-  install(resolver.current()?.options ?? first);
-  // An internal subscription, not a 'rotate' listener: an application listener that throws cannot keep
-  // the server on the old certificate.
-  const unsubscribe = resolver[internal].onGeneration((_event, options) => install(options));
+  // The first generation was validated before this server was known: setSecureContext builds its context.
+  install(plan(resolver.current()?.options ?? first));
+  // An internal profile, not a 'rotate' listener: an application listener that throws cannot keep the
+  // server on the old certificate, and every later candidate is validated by building this server's context.
+  const unsubscribe = resolver[internal].serveContext({
+    prepare(secretOptions) {
+      const planned = plan(secretOptions);
+      const args = nodeContextArgs(server, planned.options);
+      return { options: args, install: (context) => install(planned, { args, context }) };
+    },
+  });
   const detach = () => {
     unsubscribe();
     server.off('close', detach);

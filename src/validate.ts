@@ -70,7 +70,10 @@ export interface ChainRecord {
 export interface ValidatedBundle {
   /** The secret fields in the form Node takes them (lists split per entry, PEM in canonical form). */
   readonly options: SecureContextOptions;
+  /** Built at validation, or on first use where `ValidateOptions.contexts` were built instead. */
   readonly secureContext: SecureContext;
+  /** The contexts of `ValidateOptions.contexts`, in their order. */
+  readonly contexts: readonly SecureContext[];
   /**
    * Presented certificates: leaves, and intermediates of their chains (kind `intermediate`): from `cert`
    * (`cert#1`), or CA entries OpenSSL presents in a leaf-only chain (`ca#1`).
@@ -125,6 +128,13 @@ export interface ValidateOptions {
   readonly roles?: ReadonlySet<Role>;
   /** The bundle being served: a chain that carried an intermediate must not lose it (a write in progress). */
   readonly previous?: ValidatedBundle;
+  /**
+   * Contexts other consumers will use as they are (a server's, built with its complete options), each given
+   * the secret options and answering the complete options of its context. They are built here, so that one
+   * that cannot be built refuses the material, and they are the only build: `secureContext` (the context with
+   * `contextOptions`) is then built on first use.
+   */
+  readonly contexts?: readonly ((secretOptions: SecureContextOptions) => SecureContextOptions)[];
 }
 
 const invalid = (item: Pick<Item, 'path' | 'ref'>, reason: string, cause?: unknown) =>
@@ -670,17 +680,24 @@ export function validateMaterial(material: Material, options: ValidateOptions): 
   }
   if (dhparam) secretOptions.dhparam = dhparam.value;
 
-  let secureContext: SecureContext;
-  try {
-    secureContext = createSecureContext({ ...options.contextOptions, ...secretOptions });
-  } catch (err) {
-    const item = material.dhparam ??
-      material.cert[0] ??
-      material.key[0] ??
-      material.ca[0] ?? { path: 'bundle', ref: 'bundle' };
-    const code = (err as { code?: string }).code;
-    throw invalid(item, `TLS context cannot be built${code ? ` (${code})` : ''}`, err);
-  }
+  const build = (contextOptions: SecureContextOptions): SecureContext => {
+    try {
+      return createSecureContext(contextOptions);
+    } catch (err) {
+      const item = material.dhparam ??
+        material.cert[0] ??
+        material.key[0] ??
+        material.ca[0] ?? { path: 'bundle', ref: 'bundle' };
+      const code = (err as { code?: string }).code;
+      throw invalid(item, `TLS context cannot be built${code ? ` (${code})` : ''}`, err);
+    }
+  };
+  // A context costs as much as parsing every CA entry again (milliseconds for a large bundle): where the
+  // consumers' own contexts are built, the resolver's is left until something asks for it.
+  const contexts = (options.contexts ?? []).map((complete) => build(complete({ ...secretOptions })));
+  let secureContext =
+    contexts.length === 0 ? build({ ...options.contextOptions, ...secretOptions }) : undefined;
+  const contextOptions = options.contextOptions;
 
   const enforced = [...certificates, ...crls];
   const notAfter = enforced.reduce<Date | undefined>(
@@ -693,7 +710,11 @@ export function validateMaterial(material: Material, options: ValidateOptions): 
   ];
   return {
     options: secretOptions,
-    secureContext,
+    get secureContext() {
+      secureContext ??= build({ ...contextOptions, ...secretOptions });
+      return secureContext;
+    },
+    contexts,
     certificates,
     authorities,
     crls,

@@ -1,6 +1,6 @@
 /**
  * `npm run bench` must keep working: its ~1 s smoke variant runs as a child process (as a user would run it)
- * and must exit 0 with a results file holding all six sections. Figures are not asserted: absolute times
+ * and must exit 0 with a results file holding all nine sections. Figures are not asserted: absolute times
  * depend on the machine, and the smoke windows are too short for ratios to mean anything.
  */
 import { execFile } from 'node:child_process';
@@ -16,6 +16,9 @@ const SECTIONS = [
   'rotationUnderLoad',
   'rotationPropagation',
   'costGrowth',
+  'fleet',
+  'rotationStall',
+  'coldStart',
 ];
 
 const root = join(import.meta.dirname, '..');
@@ -75,6 +78,9 @@ it('bench --smoke exits 0 and writes every section to the file given with --out'
     '4. Rotation under load',
     '5. Rotation propagation',
     '6. Cost growth',
+    '7. Fleet',
+    '8. Rotation stall',
+    '9. Cold start',
   ]) {
     expect(stdout).toContain(heading);
   }

@@ -2,6 +2,7 @@
 import { execFile } from 'node:child_process';
 import http2 from 'node:http2';
 import https from 'node:https';
+import { syncBuiltinESMExports } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import tls from 'node:tls';
 import { promisify } from 'node:util';
@@ -379,5 +380,133 @@ describe('attach() to servers the user created', () => {
     store.set('server/key', next.keyPem);
     store.set('server/cert', next.certPem);
     await eventually(async () => expect((await get()).serial).toBe(next.serial));
+  });
+});
+
+/** Counts `tls.createSecureContext` calls from anywhere, named imports included. */
+function countContexts(): { count(): number } {
+  const original = tls.createSecureContext;
+  let calls = 0;
+  (tls as { createSecureContext: typeof original }).createSecureContext = (options) => {
+    calls += 1;
+    return original(options);
+  };
+  syncBuiltinESMExports();
+  cleanups.push(() => {
+    (tls as { createSecureContext: typeof original }).createSecureContext = original;
+    syncBuiltinESMExports();
+  });
+  return { count: () => calls };
+}
+
+describe('one SecureContext per rotation', () => {
+  const servers: [string, (serverTls: Resolver, options: tls.TlsOptions) => Promise<tls.Server>][] = [
+    [
+      'createServer',
+      async (serverTls, options) => {
+        const server = createServer(serverTls, options, (socket) => socket.end('one'));
+        await listen(server);
+        return server;
+      },
+    ],
+    [
+      'attach to https.createServer',
+      async (serverTls, options) => {
+        const server = https.createServer(options, (_req, res) => res.end('one'));
+        await attach(server, serverTls, options);
+        await listen(server);
+        return server;
+      },
+    ],
+    [
+      'attach to http2.createSecureServer',
+      async (serverTls, options) => {
+        const server = http2.createSecureServer(options);
+        await attach(server, serverTls, options);
+        await listen(server);
+        return server;
+      },
+    ],
+  ];
+
+  it.each(servers)(
+    '%s: the validated context is the one installed, built once per rotation',
+    async (_name, start) => {
+      const { store, serverTls } = resolverPair();
+      // The server's own context options must reach the one context built: a sessionIdContext and
+      // ciphers of its own, with its ticket keys (bound to the trust) from the store.
+      const options: tls.TlsOptions = {
+        requestCert: false,
+        sessionIdContext: 'one-context',
+        ciphers: 'ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256',
+      };
+      const server = await start(serverTls, options);
+      cleanups.push(() => closeServer(server));
+      const port = (server.address() as AddressInfo).port;
+      const serial = () =>
+        new Promise<string>((resolve, reject) => {
+          const socket = tls.connect(
+            {
+              host: '127.0.0.1',
+              port,
+              servername: 'localhost',
+              ca: ca.certPem,
+              ALPNProtocols: ['h2', 'http/1.1'],
+            },
+            () => {
+              resolve(socket.getPeerCertificate().serialNumber);
+              socket.destroy();
+            },
+          );
+          socket.once('error', reject);
+        });
+      expect(await serial()).toBe(serverLeaf.serial);
+      const counter = countContexts();
+      // A certificate rotation, then a trust change (new CA bundle: ticket keys and sessionIdContext change).
+      const next = await ca.issue({ commonName: 'server-one-context' });
+      store.set('server/key', next.keyPem);
+      store.set('server/cert', next.certPem);
+      await serverTls.refresh();
+      expect(serverTls.generation).toBe(2);
+      expect(counter.count()).toBe(1);
+      // (tls.connect with a ca builds a context of its own: counted apart.)
+      expect(await serial()).toBe(next.serial);
+      const afterFirst = counter.count();
+      const ticketKeys = server.getTicketKeys();
+      const other = await createTestCA({ commonName: 'another CA' });
+      store.set('ca', `${ca.certPem.trim()}\n${other.certPem}`);
+      const refreshed = await serverTls.refresh();
+      expect(refreshed.errors.map((e) => e.message)).toEqual([]);
+      expect(serverTls.generation).toBe(3);
+      expect(counter.count() - afterFirst).toBe(1);
+      expect(server.getTicketKeys()).not.toEqual(ticketKeys);
+      expect(await serial()).toBe(next.serial);
+      // The server's properties carry no secret after the swap.
+      const held = server as unknown as Record<string, unknown>;
+      expect(held.key).toBeUndefined();
+      expect(held.cert).toBeUndefined();
+    },
+  );
+
+  it('a client on the same resolver gets a context built with its own options, on first use', async () => {
+    const { store, serverTls } = resolverPair();
+    const server = createServer(serverTls, { ciphers: 'ECDHE-ECDSA-AES128-GCM-SHA256' }, (s) => s.end('x'));
+    await listen(server);
+    cleanups.push(() => closeServer(server));
+    const counter = countContexts();
+    const next = await ca.issue({ commonName: 'server-lazy' });
+    store.set('server/key', next.keyPem);
+    store.set('server/cert', next.certPem);
+    await serverTls.refresh();
+    expect(counter.count()).toBe(1);
+    const resolved = await serverTls.resolve();
+    // Printing the options builds nothing.
+    expect(JSON.stringify(resolved)).toContain('[redacted]');
+    expect(counter.count()).toBe(1);
+    const context = resolved.secureContext;
+    expect(context).toBeInstanceOf(Object);
+    expect(counter.count()).toBe(2);
+    expect((await serverTls.resolve()).secureContext).toBe(context);
+    expect(counter.count()).toBe(2);
   });
 });

@@ -20,6 +20,8 @@ export interface BenchContext {
   readonly material: Material;
   /** The forked TLS servers, named `ec` and `rsa`. */
   readonly servers: ServerProcess;
+  /** Every command-line flag, for sections with settings of their own (`--fleet-*`). */
+  readonly flags: Readonly<Record<string, string | boolean | undefined>>;
   log(text: string): void;
 }
 

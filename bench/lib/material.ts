@@ -69,3 +69,14 @@ export async function distinctCaCertificates(count: number): Promise<string[]> {
   }
   return pems;
 }
+
+/**
+ * A bundle of exactly `count` CAs ending with `caPem`: Node's bundled roots (145 on Node 22, fewer on later
+ * lines), topped up with distinct generated CA certificates where the roots run short, so that every Node line
+ * measures the same size.
+ */
+export async function bundleOf(count: number, caPem: string): Promise<string[]> {
+  const roots = rootCertificates.slice(0, count - 1);
+  const extra = count - 1 - roots.length;
+  return [...roots, ...(extra > 0 ? await distinctCaCertificates(extra) : []), caPem];
+}

@@ -110,7 +110,7 @@ export async function runRotationUnderLoad(ctx: BenchContext): Promise<SectionRe
     ],
     targets: [
       target(SECTION, 'failed handshakes while rotating', failures, '==', 0),
-      target(SECTION, 'throughput rotating / not rotating', round(throughput, 3), '>=', 0.9),
+      target(SECTION, 'throughput rotating / not rotating', round(throughput, 3), '>=', 0.97),
       target(
         SECTION,
         'swaps actually made while rotating',

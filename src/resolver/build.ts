@@ -3,7 +3,7 @@
  * swap (in the Resolver) then installs it whole, or the served generation stays.
  */
 import { createHash } from 'node:crypto';
-import type { SecureContextOptions } from 'node:tls';
+import type { SecureContext, SecureContextOptions } from 'node:tls';
 import { FetchError } from '../errors.js';
 import { describeRef, isSecretRef } from '../provider.js';
 import { redactOptions } from '../redact.js';
@@ -19,6 +19,22 @@ import {
 import type { Unit } from './fetch.js';
 import type { Shape, Slot } from './spec.js';
 
+/**
+ * A helper that serves a context of its own, built with its complete options (a server: its ciphers, ticket
+ * keys, sessionIdContext). Its context is built in the validation of every candidate, as the candidate's
+ * only build, and installed when the candidate is swapped in: the context that was validated is the one in use.
+ */
+export interface ContextProfile {
+  /**
+   * The complete context options for a candidate with these secret options, and what to do with the built
+   * context once the candidate is swapped in. Must change nothing itself: the candidate may still be refused.
+   */
+  prepare(secretOptions: SecureContextOptions): {
+    readonly options: SecureContextOptions;
+    install(context: SecureContext): void;
+  };
+}
+
 export interface Generation {
   readonly number: number;
   readonly options: ResolvedOptions;
@@ -31,6 +47,8 @@ export interface Generation {
   readonly fetchedAt: Readonly<Record<string, number | undefined>>;
   /** `expiring:<key>` / `expired:<key>` events already emitted for this generation. */
   readonly sent: Set<string>;
+  /** Installs each profile's context, built in this generation's validation. */
+  readonly installs: ReadonlyMap<ContextProfile, () => void>;
 }
 
 export interface BuildInput {
@@ -45,6 +63,8 @@ export interface BuildInput {
   readonly caCache: ReadonlyMap<string, CertificateInfo>;
   /** The roles the helpers declared: every certificate's (extended) key usage must allow each. */
   readonly roles: ReadonlySet<Role>;
+  /** Helpers whose own contexts this validation builds (servers). */
+  readonly profiles: readonly ContextProfile[];
 }
 
 /**
@@ -102,7 +122,13 @@ export function buildGeneration(input: BuildInput): {
   if (previous && digest === previous.digest) return { generation: previous, caCache: input.caCache };
 
   const caCache = { previous: input.caCache, next: new Map<string, CertificateInfo>() };
+  const prepared: { profile: ContextProfile; install(context: SecureContext): void }[] = [];
   const bundle = validateMaterial(material, {
+    contexts: input.profiles.map((profile) => (secretOptions) => {
+      const { options, install } = profile.prepare(secretOptions);
+      prepared.push({ profile, install });
+      return options;
+    }),
     now: input.now,
     verifyChain: input.verifyChain,
     contextOptions: input.passThrough as SecureContextOptions,
@@ -112,7 +138,14 @@ export function buildGeneration(input: BuildInput): {
     previous: input.previous?.bundle,
   });
   const { pskIdentity, ...passThrough } = input.passThrough;
-  const options: ResolvedOptions = { ...passThrough, ...bundle.options, secureContext: bundle.secureContext };
+  const options = { ...passThrough, ...bundle.options } as ResolvedOptions;
+  // Enumerable, so that spreading the options carries the context; a getter, so that a resolver whose
+  // server builds its own context builds this one only if a client asks for it.
+  Object.defineProperty(options, 'secureContext', {
+    get: () => bundle.secureContext,
+    enumerable: true,
+    configurable: true,
+  });
   if (bundle.psk.size > 0) {
     const identity = pskIdentity ?? [...bundle.psk.keys()][0] ?? '';
     const psk = bundle.psk.get(identity);
@@ -129,6 +162,15 @@ export function buildGeneration(input: BuildInput): {
     versions,
     fetchedAt,
     sent: new Set(),
+    installs: new Map(
+      prepared.map(({ profile, install }, index) => [
+        profile,
+        () => {
+          const context = bundle.contexts[index];
+          if (context) install(context);
+        },
+      ]),
+    ),
   };
   // Only the entries of the bundle just validated are kept: the cache never outgrows one generation.
   return { generation, caCache: caCache.next };

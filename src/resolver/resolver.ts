@@ -39,7 +39,7 @@ import {
   type TlsSecretsSpec,
 } from '../types.js';
 import { checkRoles, type ValidatedBundle } from '../validate.js';
-import { buildGeneration, type Generation } from './build.js';
+import { buildGeneration, type ContextProfile, type Generation } from './build.js';
 import { after, type Clock, runAt, systemClock, TIMER_SLACK, type TimerHandle } from './clock.js';
 import { fetchStep, type Unit } from './fetch.js';
 import {
@@ -89,6 +89,12 @@ export const internal: unique symbol = Symbol('tls-secrets.internal');
 export interface InternalAccess {
   /** Follow every new generation, independently of user `rotate` listeners. Returns the unsubscribe. */
   onGeneration(subscriber: GenerationSubscriber): () => void;
+  /**
+   * Build this helper's own context in the validation of every later candidate (instead of the resolver's,
+   * which is then built only if asked for), and install it when the candidate is swapped in, before any
+   * subscriber or listener hears of it. Returns the unsubscribe.
+   */
+  serveContext(profile: ContextProfile): () => void;
   /** How many helpers follow the resolver now: a helper that stops must unsubscribe. */
   subscriberCount(): number;
   /**
@@ -141,6 +147,7 @@ export class Resolver extends EventEmitter<ResolverEvents> {
   #verify = { tried: new Set<number>(), streak: 0, lastAt: Number.NEGATIVE_INFINITY, notBefore: 0 };
   readonly #cycles = new Set<AbortController>();
   readonly #subscribers = new Set<GenerationSubscriber>();
+  readonly #profiles = new Set<ContextProfile>();
   readonly #unwatch: (() => void)[] = [];
   #watching = false;
   #closed = false;
@@ -401,6 +408,7 @@ export class Resolver extends EventEmitter<ResolverEvents> {
     this.#stopWaiting?.();
     for (const unwatch of this.#unwatch.splice(0)) unwatch();
     this.#subscribers.clear();
+    this.#profiles.clear();
     await this.#running?.catch(() => undefined);
   }
 
@@ -417,7 +425,11 @@ export class Resolver extends EventEmitter<ResolverEvents> {
       this.#subscribers.add(subscriber);
       return () => this.#subscribers.delete(subscriber);
     },
-    subscriberCount: () => this.#subscribers.size,
+    serveContext: (profile) => {
+      this.#profiles.add(profile);
+      return () => this.#profiles.delete(profile);
+    },
+    subscriberCount: () => this.#subscribers.size + this.#profiles.size,
     verifyFailed: async (generation) => {
       if (this.#closed) return false;
       if (this.generation !== generation) return true;
@@ -564,6 +576,7 @@ export class Resolver extends EventEmitter<ResolverEvents> {
       now: this.#clock.now(),
       caCache: this.#caCache,
       roles: this.#roles,
+      profiles: [...this.#profiles],
     });
     this.#caCache = caCache;
     return generation;
@@ -613,6 +626,14 @@ export class Resolver extends EventEmitter<ResolverEvents> {
       authorities: next.bundle.authorities,
     };
     this.#arm();
+    for (const [profile, install] of next.installs) {
+      if (!this.#profiles.has(profile)) continue;
+      try {
+        install();
+      } catch (error) {
+        this.#listenerFailed('rotate', install, error);
+      }
+    }
     for (const subscriber of this.#subscribers) {
       try {
         subscriber(event, next.options);

@@ -1,0 +1,410 @@
+/**
+ * Section 7: a fleet starting at once. `processes` processes with `instances` instances each (separate
+ * services: each its own provider, SDK client and resolver) start within one second against
+ * (a) moto behind a quota proxy enforcing AWS-style token buckets per API (throttled calls answered
+ * `400 ThrottlingException` as AWS does), once per secret count in `--fleet-secrets`, and
+ * (b) a real OpenBao dev server with a real rate-limit quota (`sys/quotas/rate-limit`), its 429s counted by
+ * a pass-through proxy. Reported: time to first bundle, store calls per API, throttled answers, peak calls
+ * per second against the quota; then one secret is rotated in the store and the time until 99 % of the
+ * fleet serves it is measured, with the call rate it caused.
+ *
+ * Instances pick a rotation up at their next poll: the fleet runs with the bench setting
+ * `refreshIntervalMs` (`--fleet-refresh-ms`, default 10 s; the library's default is 5 minutes) and the
+ * library's jitter (±10 %), so the documented window is refreshIntervalMs × 1.1 plus one second for the
+ * fetch itself.
+ */
+import { rootCertificates } from 'node:tls';
+import {
+  CreateSecretCommand,
+  PutSecretValueCommand,
+  SecretsManagerClient,
+} from '@aws-sdk/client-secrets-manager';
+import { startBao } from '../../test/helpers/bao.js';
+import { startMoto } from '../../test/helpers/moto.js';
+import { type BenchContext, type SectionResult, type Target, target } from '../lib/context.js';
+import { type ApiSummary, type FleetResult, runFleet } from '../lib/fleet.js';
+import { awsTarget, startQuotaProxy } from '../lib/quota-proxy.js';
+import { fmt, table } from '../lib/stats.js';
+
+const SECTION = 'fleet';
+const REGION = 'us-east-1';
+const AWS = { region: REGION, accessKeyId: 'AKIDFLEET', secretAccessKey: 'fleet-secret-access-key' };
+/** The quotas the issue gives for 400 instances; the default run scales them to the fleet's size. */
+const REFERENCE_FLEET = 400;
+const REFERENCE_AWS_QUOTAS: Record<string, number> = {
+  BatchGetSecretValue: 10,
+  GetSecretValue: 1_000,
+  DescribeSecret: 1_000,
+};
+// One request per instance and second: low enough that a cold start of 3 secrets per instance meets it.
+const REFERENCE_VAULT_RATE = 400;
+const JITTER = 0.1;
+const FIRST_BUNDLE_P99_MS = 3_000;
+
+export interface FleetSettings {
+  readonly processes: number;
+  readonly instances: number;
+  readonly secrets: readonly number[];
+  readonly awsQuotas: Readonly<Record<string, number>>;
+  readonly vaultRate: number;
+  readonly refreshIntervalMs: number;
+  readonly coldTimeoutMs: number;
+  readonly spreadMs: number;
+  readonly stores: ReadonlySet<'aws' | 'vault'>;
+}
+
+const positiveInt = (name: string, value: string | undefined, fallback: number): number => {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`--${name} must be a positive integer, got ${value}`);
+  return n;
+};
+
+/** `--fleet-*` flags, or the defaults (smoke: a handful of instances, the rates unscaled). */
+export function fleetSettings(
+  flags: Readonly<Record<string, string | boolean | undefined>>,
+  smoke: boolean,
+): FleetSettings {
+  const str = (name: string) => {
+    const value = flags[name];
+    return typeof value === 'string' ? value : undefined;
+  };
+  const processes = positiveInt('fleet-processes', str('fleet-processes'), smoke ? 2 : 4);
+  const instances = positiveInt('fleet-instances', str('fleet-instances'), smoke ? 4 : 100);
+  const secrets = (str('fleet-secrets') ?? (smoke ? '3' : '3,25')).split(',').map((part) => {
+    const n = Number(part);
+    if (!Number.isInteger(n) || n < 2 || n > 146) {
+      throw new Error(
+        `--fleet-secrets takes counts from 2 to 146 (key+cert secret and CA secrets), got ${part}`,
+      );
+    }
+    return n;
+  });
+  const scale = smoke ? 1 : (processes * instances) / REFERENCE_FLEET;
+  const scaled = (rate: number) => Math.max(1, Math.round(rate * scale));
+  const awsQuotas: Record<string, number> = {};
+  for (const [api, rate] of Object.entries(REFERENCE_AWS_QUOTAS)) awsQuotas[api] = scaled(rate);
+  for (const pair of (str('fleet-quota') ?? '').split(',').filter(Boolean)) {
+    const [api, rate] = pair.split('=');
+    const n = Number(rate);
+    if (!api || !(n > 0)) throw new Error(`--fleet-quota takes Api=rate pairs, got ${pair}`);
+    awsQuotas[api] = n;
+  }
+  const stores = new Set(
+    (str('fleet-stores') ?? 'aws,vault').split(',').map((s) => {
+      if (s !== 'aws' && s !== 'vault') throw new Error(`--fleet-stores takes aws and vault, got ${s}`);
+      return s;
+    }),
+  );
+  return {
+    processes,
+    instances,
+    secrets,
+    awsQuotas,
+    vaultRate: positiveInt('fleet-vault-rate', str('fleet-vault-rate'), scaled(REFERENCE_VAULT_RATE)),
+    refreshIntervalMs: positiveInt('fleet-refresh-ms', str('fleet-refresh-ms'), smoke ? 1_000 : 10_000),
+    coldTimeoutMs: positiveInt('fleet-timeout-ms', str('fleet-timeout-ms'), smoke ? 5_000 : 20_000),
+    spreadMs: smoke ? 200 : 1_000,
+    stores,
+  };
+}
+
+interface Scenario {
+  readonly label: string;
+  readonly status: 'measured' | 'skipped';
+  readonly reason?: string;
+  readonly secrets?: number;
+  readonly quotaNote?: string;
+  readonly result?: FleetResult;
+}
+
+const pems = (ctx: BenchContext, count: number) => [
+  ctx.material.ec.ca.certPem,
+  ...rootCertificates.slice(0, Math.max(0, count - 1)),
+];
+
+async function awsScenarios(ctx: BenchContext, settings: FleetSettings): Promise<Scenario[]> {
+  const moto = await startMoto();
+  if (typeof moto === 'string') {
+    return settings.secrets.map((n) => ({ label: `moto, ${n} secrets`, status: 'skipped', reason: moto }));
+  }
+  const seeder = new SecretsManagerClient({
+    endpoint: moto.url,
+    region: REGION,
+    credentials: { accessKeyId: AWS.accessKeyId, secretAccessKey: AWS.secretAccessKey },
+  });
+  try {
+    const { client, rotation } = ctx.material.ec;
+    const caCount = Math.max(...settings.secrets) - 1;
+    const caIds = pems(ctx, caCount).map((_, i) => `fleet/ca/${i}`);
+    await seeder.send(
+      new CreateSecretCommand({
+        Name: 'fleet/client',
+        SecretString: JSON.stringify({ key: client.keyPem, cert: client.certPem }),
+      }),
+    );
+    await Promise.all(
+      pems(ctx, caCount).map((pem, i) =>
+        seeder.send(new CreateSecretCommand({ Name: caIds[i], SecretString: pem })),
+      ),
+    );
+    let next = 0;
+    const scenarios: Scenario[] = [];
+    for (const secrets of settings.secrets) {
+      const proxy = await startQuotaProxy({
+        target: moto.url,
+        classify: awsTarget,
+        quotas: settings.awsQuotas,
+      });
+      try {
+        ctx.log(`[fleet] moto, ${settings.processes} x ${settings.instances} instances, ${secrets} secrets`);
+        const result = await runFleet({
+          processes: settings.processes,
+          instancesPerProcess: settings.instances,
+          spreadMs: settings.spreadMs,
+          coldTimeoutMs: settings.coldTimeoutMs,
+          proxy,
+          quotas: settings.awsQuotas,
+          plan: {
+            store: 'aws',
+            endpoint: proxy.url,
+            clientSecret: 'fleet/client',
+            caSecrets: caIds.slice(0, secrets - 1),
+            refreshIntervalMs: settings.refreshIntervalMs,
+            retryEveryMs: 200,
+            aws: AWS,
+          },
+          rotate: async () => {
+            // A new certificate (and key) for the client: what a renewal writes.
+            const issued = rotation[next++ % rotation.length] ?? client;
+            await seeder.send(
+              new PutSecretValueCommand({
+                SecretId: 'fleet/client',
+                SecretString: JSON.stringify({ key: issued.keyPem, cert: issued.certPem }),
+              }),
+            );
+          },
+          rotateTimeoutMs: window(settings) + 3_000,
+        });
+        scenarios.push({
+          label: `moto, ${secrets} secrets`,
+          status: 'measured',
+          secrets,
+          quotaNote: Object.entries(settings.awsQuotas)
+            .map(([api, rate]) => `${api} ${rate}/s`)
+            .join(', '),
+          result,
+        });
+      } finally {
+        await proxy.close();
+      }
+    }
+    return scenarios;
+  } finally {
+    seeder.destroy();
+    await moto.close();
+  }
+}
+
+async function vaultScenario(ctx: BenchContext, settings: FleetSettings): Promise<Scenario> {
+  const secrets = Math.min(...settings.secrets);
+  const label = `OpenBao, ${secrets} secrets`;
+  const bao = await startBao({ install: true });
+  if (typeof bao === 'string') return { label, status: 'skipped', reason: bao };
+  const api = async (method: string, path: string, body?: unknown) => {
+    // The quota applies to the seeding and the rotation too: a 429 is waited out.
+    for (let attempt = 0; ; attempt++) {
+      const response = await fetch(`${bao.url}/v1/${path}`, {
+        method,
+        headers: { 'X-Vault-Token': bao.rootToken, 'Content-Type': 'application/json' },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+      const text = await response.text();
+      if (response.status === 429 && attempt < 50) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        continue;
+      }
+      if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${text.slice(0, 200)}`);
+      return (text ? JSON.parse(text) : {}) as { auth?: { client_token?: string } };
+    }
+  };
+  const proxy = await startQuotaProxy({
+    target: bao.url,
+    classify: (req) => {
+      const path = req.url ?? '';
+      if (path.startsWith('/v1/secret/data/')) return 'KV read';
+      if (path.startsWith('/v1/secret/metadata/')) return 'KV metadata';
+      if (path.startsWith('/v1/sys/internal/ui/mounts/')) return 'mount detection';
+      if (path.includes('/login')) return 'login';
+      if (path.startsWith('/v1/auth/token/lookup-self')) return 'token lookup';
+      return `other ${path.split('?')[0]}`;
+    },
+  });
+  try {
+    const { client, rotation } = ctx.material.ec;
+    await api('PUT', 'sys/policies/acl/fleet', {
+      policy: [
+        'path "secret/data/fleet/*" { capabilities = ["read"] }',
+        'path "secret/metadata/fleet/*" { capabilities = ["read"] }',
+      ].join('\n'),
+    });
+    const token = (await api('POST', 'auth/token/create', { policies: ['fleet'], ttl: '2h' })).auth
+      ?.client_token;
+    if (!token) throw new Error('no token from auth/token/create');
+    await api('POST', 'secret/data/fleet/client', { data: { key: client.keyPem, cert: client.certPem } });
+    const caPaths = pems(ctx, secrets - 1).map((_, i) => `secret/fleet/ca/${i}`);
+    for (const [i, pem] of pems(ctx, secrets - 1).entries()) {
+      await api('POST', `secret/data/fleet/ca/${i}`, { data: { ca: pem } });
+    }
+    // A real quota, enforced by the server for every path.
+    await api('POST', 'sys/quotas/rate-limit/fleet', { rate: settings.vaultRate, interval: '1s' });
+    ctx.log(`[fleet] OpenBao, ${settings.processes} x ${settings.instances} instances, ${secrets} secrets`);
+    const result = await runFleet(
+      {
+        processes: settings.processes,
+        instancesPerProcess: settings.instances,
+        spreadMs: settings.spreadMs,
+        coldTimeoutMs: settings.coldTimeoutMs,
+        proxy,
+        quotas: {},
+        plan: {
+          store: 'vault',
+          endpoint: proxy.url,
+          clientSecret: 'secret/fleet/client',
+          caSecrets: caPaths,
+          refreshIntervalMs: settings.refreshIntervalMs,
+          retryEveryMs: 200,
+          vaultToken: token,
+        },
+        rotate: async () => {
+          const issued = rotation[0] ?? client;
+          await api('POST', 'secret/data/fleet/client', {
+            data: { key: issued.keyPem, cert: issued.certPem },
+          });
+        },
+        rotateTimeoutMs: window(settings) + 3_000,
+      },
+      settings.vaultRate,
+    );
+    return {
+      label: `${bao.description}, ${secrets} secrets`,
+      status: 'measured',
+      secrets,
+      quotaNote: `rate-limit quota ${settings.vaultRate}/s (all paths); 429s are the server's`,
+      result,
+    };
+  } finally {
+    await proxy.close();
+    await bao.close();
+  }
+}
+
+/** The documented convergence window: one jittered poll plus a second for the fetch. */
+const window = (settings: FleetSettings) => settings.refreshIntervalMs * (1 + JITTER) + 1_000;
+
+const ms = (value: number) => (Number.isFinite(value) ? fmt(value, 0) : '> timeout');
+
+const callsCell = (rows: readonly ApiSummary[]) =>
+  rows
+    .filter((row) => row.api !== 'all')
+    .map((row) => {
+      const statuses = Object.entries(row.statuses)
+        .filter(([status]) => status !== '200')
+        .map(([status, n]) => `${status}: ${n}`);
+      return `${row.api} ${row.calls}${row.throttled ? ` (${row.throttled} throttled)` : ''}${
+        statuses.length ? ` [${statuses.join(', ')}]` : ''
+      }`;
+    })
+    .join('; ');
+
+const peaksCell = (rows: readonly ApiSummary[]) =>
+  rows
+    .filter((row) => row.quota !== undefined)
+    .map(
+      (row) =>
+        `${row.api} ${row.peakPerSecond}/${row.quota}${row.secondsAboveQuota ? ` (${row.secondsAboveQuota} s over)` : ''}`,
+    )
+    .join('; ');
+
+export async function runFleetSection(ctx: BenchContext): Promise<SectionResult> {
+  const settings = fleetSettings(ctx.flags, ctx.smoke);
+  const scenarios: Scenario[] = [];
+  if (settings.stores.has('aws')) scenarios.push(...(await awsScenarios(ctx, settings)));
+  if (settings.stores.has('vault')) scenarios.push(await vaultScenario(ctx, settings));
+
+  const targets: Target[] = [];
+  for (const { label, result } of scenarios) {
+    if (!result) continue;
+    targets.push(
+      target(SECTION, `${label}: first bundle p99 ms`, result.firstBundleMs.p99, '<=', FIRST_BUNDLE_P99_MS),
+      target(
+        SECTION,
+        `${label}: seconds any API was above its quota`,
+        Math.max(0, ...result.cold.map((row) => row.secondsAboveQuota)),
+        '<=',
+        1,
+      ),
+    );
+    if (result.rotation) {
+      targets.push(
+        target(
+          SECTION,
+          `${label}: rotation, 99 % converged ms`,
+          result.rotation.p99Ms,
+          '<=',
+          window(settings),
+        ),
+      );
+    }
+  }
+  const fleet = `${settings.processes} processes x ${settings.instances} instances`;
+  return {
+    title: `7. Fleet: ${fleet} starting within ${settings.spreadMs} ms`,
+    tables: [
+      table(
+        'Cold start (each instance: its own provider, SDK client and resolver)',
+        ['store', 'ready', 'first bundle p50 ms', 'p99', 'max', 'store calls', 'peak/s vs quota'],
+        scenarios.map(({ label, status, reason, result }) =>
+          status === 'measured' && result
+            ? [
+                label,
+                `${result.ready}/${result.instances}`,
+                ms(result.firstBundleMs.p50),
+                ms(result.firstBundleMs.p99),
+                ms(result.firstBundleMs.max),
+                callsCell(result.cold),
+                peaksCell(result.cold),
+              ]
+            : [label, '-', '-', '-', '-', `SKIPPED: ${reason}`, '-'],
+        ),
+      ),
+      table(
+        `Rotation: the key+cert secret rewritten in the store; window = refreshIntervalMs ${settings.refreshIntervalMs} ms x ${1 + JITTER} + 1 s = ${window(settings)} ms`,
+        ['store', 'converged', '99 % ms', 'all ms', 'store calls', 'peak/s vs quota'],
+        scenarios
+          .filter((s) => s.result?.rotation)
+          .map(({ label, result }) => {
+            const rotation = result?.rotation;
+            return rotation
+              ? [
+                  label,
+                  `${rotation.converged}/${rotation.instances}`,
+                  ms(rotation.p99Ms),
+                  ms(rotation.maxMs),
+                  callsCell(rotation.calls),
+                  peaksCell(rotation.calls),
+                ]
+              : [label, '-', '-', '-', '-', '-'];
+          }),
+      ),
+      [
+        `Quotas: ${scenarios.map((s) => `${s.label}: ${s.quotaNote ?? '-'}`).join('; ')}`,
+        `Instances start ${settings.spreadMs} ms apart at most (interleaved across processes); an instance calls`,
+        'resolve() again every 200 ms until it has a bundle (the resolver decides whether the store is asked).',
+        `Instances without a bundle after ${settings.coldTimeoutMs} ms count as "> timeout" in the percentiles.`,
+      ].join('\n'),
+    ],
+    targets,
+    data: { settings: { ...settings, stores: [...settings.stores] }, window: window(settings), scenarios },
+  };
+}
