@@ -11,6 +11,8 @@ export default defineConfig({
     'providers/vault': 'providers/vault/index.ts',
     grpc: 'src/grpc.ts',
     cli: 'src/cli.ts',
+    'provider-kit': 'src/provider-kit.ts',
+    testing: 'src/testing/index.ts',
   },
   format: ['esm', 'cjs'],
   dts: true,

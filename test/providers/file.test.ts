@@ -9,6 +9,7 @@ import { join, resolve } from 'node:path';
 import tls from 'node:tls';
 import { pathToFileURL } from 'node:url';
 import { inspect, promisify } from 'node:util';
+import { providerConformance } from 'tls-secrets/testing';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { file } from '../../providers/file.js';
 import { contentVersion } from '../../src/content-version.js';
@@ -23,7 +24,6 @@ import {
 } from '../../src/index.js';
 import { MAX_SECRET_BYTES, transformValue } from '../../src/transform.js';
 import { createTestCA } from '../fixtures/ca.js';
-import { runProviderConformance } from './conformance.js';
 
 const run = promisify(execFile);
 const signal = () => new AbortController().signal;
@@ -90,29 +90,49 @@ function percentile(values: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? Number.NaN;
 }
 
-runProviderConformance('file', async () => {
-  const dir = await tempDir();
-  const provider = file({ baseDir: dir });
-  // Every file-system call the provider makes goes through fs.promises; count those on this store's paths.
-  const spies = (['open', 'stat', 'readlink', 'realpath'] as const).map((method) =>
-    vi.spyOn(fs.promises, method),
-  );
-  return {
-    provider,
-    put: (name, value) => atomicWrite(join(dir, name), value),
-    ref: (name, options) => provider.ref(name, options),
-    storeCalls: () =>
-      spies.reduce(
-        (sum, spy) => sum + spy.mock.calls.filter(([path]) => String(path).startsWith(dir)).length,
-        0,
-      ),
-    async close() {
-      for (const spy of spies) spy.mockRestore();
-      await provider.close();
-      await rm(dir, { recursive: true, force: true });
+providerConformance(
+  {
+    name: 'file',
+    capabilities: {
+      batch: 'files are read one by one',
+      watch: true,
+      probe: true,
+      deny: isRoot ? 'running as root, whom file modes do not deny' : true,
+      unreachable: 'a local file system has no address to be unreachable at',
+      abort: true,
+      binary: true,
+      closeEndsFetch: 'close() only stops watchers and timers; files stay readable',
     },
-  };
-});
+    async setup() {
+      const dir = await tempDir();
+      const provider = file({ baseDir: dir });
+      // Every file-system call the provider makes goes through fs.promises; count those on this store's paths.
+      const spies = (['open', 'stat', 'readlink', 'realpath'] as const).map((method) =>
+        vi.spyOn(fs.promises, method),
+      );
+      return {
+        provider,
+        put: (name, value) => atomicWrite(join(dir, name), value),
+        ref: (name, options) => provider.ref(name, options),
+        storeCalls: () =>
+          spies.reduce(
+            (sum, spy) => sum + spy.mock.calls.filter(([path]) => String(path).startsWith(dir)).length,
+            0,
+          ),
+        async denied() {
+          await writeFile(join(dir, 'denied.pem'), 'unreadable');
+          await chmod(join(dir, 'denied.pem'), 0o000);
+          return provider.ref('denied.pem');
+        },
+        async close() {
+          for (const spy of spies) spy.mockRestore();
+          await rm(dir, { recursive: true, force: true });
+        },
+      };
+    },
+  },
+  { describe, it },
+);
 
 describe('file provider', () => {
   let dir: string;
@@ -548,22 +568,31 @@ describe('file provider', () => {
     });
 
     it('polls a directory that does not exist yet and watches it once it appears', async () => {
+      // Waits on the provider's own calls, never on the clock: a loaded machine only makes it slower.
       const watchSpy = vi.spyOn(fs, 'watch');
+      const stat = vi.spyOn(fs.promises, 'stat');
+      const statsOf = (path: string) => stat.mock.calls.filter(([called]) => called === path).length;
       const provider = provide({ pollIntervalMs: 50 });
       const ref = provider.ref('secrets/tls.crt');
       const watch = subscribe(provider, [ref]);
-      await settle();
+      // Two stats of the path: the baseline (absent) was taken and the poll timer runs.
+      await waitFor(() => statsOf(ref.id) >= 2, 20_000);
       await mkdir(join(dir, 'secrets'));
       await writeFile(join(dir, 'secrets', 'tls.crt'), 'v1');
-      await waitFor(() => watch.count() === 1);
-      await waitFor(() => watchSpy.mock.calls.some(([path]) => path === join(dir, 'secrets')));
-      // Watched now: polling has stopped, so a quiet directory costs no stat calls.
-      await sleep(100);
-      const stat = vi.spyOn(fs.promises, 'stat');
-      await sleep(300);
-      expect(stat).not.toHaveBeenCalled();
+      await waitFor(() => watch.count() === 1, 20_000);
+      await waitFor(() => watchSpy.mock.calls.some(([path]) => path === join(dir, 'secrets')), 20_000);
+      // Watched now: polling has stopped, so a quiet directory costs no stat calls. A witness subscription on
+      // a path that stays absent polls at the same interval: while it polls five times, the watched path
+      // must not be polled once (the first witness poll lets a check already under way finish).
+      const witness = provider.ref('never/there.pem');
+      subscribe(provider, [witness]);
+      const start = statsOf(witness.id);
+      await waitFor(() => statsOf(witness.id) >= start + 2, 20_000);
+      const quiet = statsOf(ref.id);
+      await waitFor(() => statsOf(witness.id) >= start + 7, 20_000);
+      expect(statsOf(ref.id)).toBe(quiet);
       await atomicWrite(join(dir, 'secrets', 'tls.crt'), 'v2');
-      await waitFor(() => watch.count() === 2);
+      await waitFor(() => watch.count() === 2, 20_000);
     });
 
     it('unsubscribe and close() stop watchers and timers, which never hold the process open', async () => {
