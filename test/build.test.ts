@@ -106,4 +106,42 @@ describe('build', () => {
     expect(result.exports.every((count) => count > 0)).toBe(true);
     expect(result.sameClass).toBe(true);
   });
+
+  it('the built tls-secrets/testing registers its cases with any describe/it and runs them on a provider', () => {
+    // A framework of ten lines: what the suite needs of vitest, jest or node:test is describe, it and it.skip.
+    const script = `
+      import { providerConformance } from 'tls-secrets/testing';
+      import { ClosedError } from 'tls-secrets/provider-kit';
+      import { ClosedError as MainClosedError } from 'tls-secrets';
+      import { memory } from 'tls-secrets/providers/memory';
+      const cases = [];
+      const it = (name, body) => cases.push({ name, body });
+      it.skip = (name) => cases.push({ name, skipped: true });
+      const describe = (name, body) => body();
+      providerConformance({
+        name: 'memory (built)',
+        capabilities: { watch: true, probe: true, binary: true, batch: 'none', deny: 'none', unreachable: 'none', abort: 'none', closeEndsFetch: 'none' },
+        async setup() {
+          const store = memory();
+          let calls = 0;
+          const fetch = store.fetch.bind(store);
+          store.fetch = (ref, signal) => (calls++, fetch(ref, signal));
+          return { provider: store, put: async (n, v) => store.set(n, v), ref: (n, o) => store.ref(n, o), storeCalls: () => calls, close: async () => {} };
+        },
+      }, { describe, it });
+      const failed = [];
+      for (const c of cases) if (!c.skipped) await c.body().catch((e) => failed.push(c.name + ': ' + e.message));
+      console.log(JSON.stringify({ ran: cases.filter((c) => !c.skipped).length, skipped: cases.filter((c) => c.skipped).map((c) => c.name), failed, sameClosed: ClosedError === MainClosedError }));`;
+    const result = JSON.parse(node(['--input-type=module', '-e', script])) as {
+      ran: number;
+      skipped: string[];
+      failed: string[];
+      sameClosed: boolean;
+    };
+    expect(result.failed).toEqual([]);
+    expect(result.ran).toBeGreaterThanOrEqual(8);
+    expect(result.skipped.length).toBeGreaterThan(0);
+    for (const name of result.skipped) expect(name).toMatch(/\(skipped: none\)$/);
+    expect(result.sameClosed).toBe(true);
+  });
 });
