@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import { chmod, mkdir, mkdtemp, readdir, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import tls from 'node:tls';
 import { pathToFileURL } from 'node:url';
 import { inspect, promisify } from 'node:util';
@@ -67,14 +67,28 @@ function kubeVolume(dir: string) {
   };
 }
 
-/** Collects notifications with the time each arrived. */
-function recorder() {
+/** Collects notifications with the time each arrived; those for `ignored` (a barrier file) go to `ignoredCount`. */
+function recorder(ignored?: string) {
   const events: { id: string; ref: SecretRef; at: number }[] = [];
+  let ignoredCount = 0;
   return {
     events,
-    onChange: (ref: SecretRef) => events.push({ id: ref.id, ref, at: performance.now() }),
+    onChange: (ref: SecretRef) => {
+      if (ref.id === ignored) ignoredCount += 1;
+      else events.push({ id: ref.id, ref, at: performance.now() });
+    },
     count: (id?: string) => events.filter((event) => id === undefined || event.id === id).length,
+    ignoredCount: () => ignoredCount,
   };
+}
+
+/** The spy on `object[method]`, reusing one a test already set (with its implementation). */
+function spied<T extends object, K extends keyof T & string>(object: T, method: K) {
+  const current = object[method];
+  // biome-ignore lint/suspicious/noExplicitAny: vitest's spy types do not follow a generic key.
+  return (vi.isMockFunction(current) ? current : vi.spyOn(object as any, method)) as unknown as ReturnType<
+    typeof vi.fn
+  >;
 }
 
 async function waitFor(condition: () => boolean, timeoutMs = 3_000): Promise<void> {
@@ -378,15 +392,60 @@ describe('file provider', () => {
   });
 
   describe('watch', () => {
-    const subscribe = (provider: ReturnType<typeof file>, refs: SecretRef[]) => {
-      const record = recorder();
+    /**
+     * `barrier`: the subscription also watches a file next to the first reference, which `quiet()` changes;
+     * once that change is reported, every path of that directory has been checked after whatever the test
+     * did before (one event on a directory checks all its paths), so anything it caused has been reported.
+     */
+    const subscribe = (
+      provider: ReturnType<typeof file>,
+      given: SecretRef[],
+      { barrier = false }: { barrier?: boolean } = {},
+    ) => {
+      const sentinel = barrier ? provider.ref(join(dirname(given[0]?.id ?? dir), '.barrier')) : undefined;
+      const refs = sentinel ? [...given, sentinel] : given;
+      const record = recorder(sentinel?.id);
+      const readlink = spied(fs.promises, 'readlink');
+      const realpath = spied(fs.promises, 'realpath');
       const stop = provider.watch?.(refs, record.onChange);
       if (!stop) throw new Error('provider does not watch');
       closers.push(stop);
-      return { ...record, stop };
+      /**
+       * Resolves once the subscription has taken its baseline and opened the watchers of every directory its
+       * paths lead through. The first check resolves each path's directories in turn (readlink of the path,
+       * then realpath of its directories): done when the last path's realpaths came back.
+       */
+      const armed = async () => {
+        const paths = new Set(refs.map((ref) => ref.id));
+        const order = (mock: typeof readlink, at: number) => mock.mock.invocationCallOrder[at] ?? 0;
+        const lastStart = () =>
+          Math.max(
+            ...[...paths].map((path) => {
+              const at = readlink.mock.calls.findLastIndex(([called]) => called === path);
+              return at === -1 ? Number.POSITIVE_INFINITY : order(readlink, at);
+            }),
+          );
+        await waitFor(() => {
+          const start = lastStart();
+          const after = realpath.mock.calls.flatMap((_, at) => (order(realpath, at) > start ? [at] : []));
+          return (
+            Number.isFinite(start) &&
+            after.length > 0 &&
+            after.every((at) => realpath.mock.settledResults[at] !== undefined)
+          );
+        }, 20_000);
+        // What follows the last realpath (watchers opened, the loop's end) runs in microtasks.
+        await new Promise((resolve) => setImmediate(resolve));
+      };
+      let serial = 0;
+      const quiet = async () => {
+        if (!sentinel) throw new Error('subscribe with { barrier: true } to use quiet()');
+        const seen = record.ignoredCount();
+        await atomicWrite(sentinel.id, `barrier ${++serial}`);
+        await waitFor(() => record.ignoredCount() > seen, 20_000);
+      };
+      return { ...record, stop, armed, quiet };
     };
-    /** Lets the subscription take its baseline and open its watchers. */
-    const settle = () => sleep(100);
 
     it('a Kubernetes ..data swap notifies each reference once and the new content is read', async () => {
       const volume = kubeVolume(dir);
@@ -398,12 +457,12 @@ describe('file provider', () => {
         SecretRef,
       ];
       for (const ref of [crt, key, ca]) await provider.fetch(ref, signal());
-      const watch = subscribe(provider, [crt, key, ca]);
-      await settle();
+      const watch = subscribe(provider, [crt, key, ca], { barrier: true });
+      await watch.armed();
 
       await volume.publish({ 'tls.crt': 'cert v2', 'tls.key': 'key v2', 'ca.crt': 'ca v1' });
       await waitFor(() => watch.count() >= 2);
-      await sleep(300);
+      await watch.quiet();
       expect(watch.events.map((event) => event.id).sort()).toEqual([crt.id, key.id].sort());
       expect(Buffer.from((await provider.fetch(crt, signal())).value as Uint8Array).toString()).toBe(
         'cert v2',
@@ -419,8 +478,8 @@ describe('file provider', () => {
       await writeFile(path, 'v1');
       const ref = provider.ref('tls.crt');
       await provider.fetch(ref, signal());
-      const watch = subscribe(provider, [ref]);
-      await settle();
+      const watch = subscribe(provider, [ref], { barrier: true });
+      await watch.armed();
       const steps: [string, () => Promise<void>][] = [
         ['rename over', () => atomicWrite(path, 'v2')],
         ['in place', () => writeFile(path, 'v3')],
@@ -431,7 +490,7 @@ describe('file provider', () => {
         await step();
         await waitFor(() => watch.count() === index + 1);
       }
-      await sleep(200);
+      await watch.quiet();
       expect(watch.count()).toBe(steps.length);
     });
 
@@ -441,13 +500,13 @@ describe('file provider', () => {
       await writeFile(path, 'v0');
       const ref = provider.ref('tls.crt');
       await provider.fetch(ref, signal());
-      const watch = subscribe(provider, [ref]);
-      await settle();
+      const watch = subscribe(provider, [ref], { barrier: true });
+      await watch.armed();
       const started = performance.now();
       for (let i = 1; i <= 10; i++) await atomicWrite(path, `v${i}`);
       const burstMs = performance.now() - started;
       await waitFor(() => watch.count() >= 1);
-      await sleep(400);
+      await watch.quiet();
       expect(burstMs).toBeLessThan(300);
       expect(watch.count()).toBe(1);
       expect(await provider.currentVersion(ref, signal())).toBe(sha('v10'));
@@ -460,7 +519,7 @@ describe('file provider', () => {
       const ref = provider.ref('tls.crt');
       await provider.fetch(ref, signal());
       const watch = subscribe(provider, [ref]);
-      await settle();
+      await watch.armed();
       let noisy = true;
       const noise = (async () => {
         for (let i = 0; noisy; i++) {
@@ -486,11 +545,11 @@ describe('file provider', () => {
       const provider = provide();
       const ref = provider.ref('tls.crt');
       await provider.fetch(ref, signal());
-      const watch = subscribe(provider, [ref]);
-      await settle();
+      const watch = subscribe(provider, [ref], { barrier: true });
+      await watch.armed();
       await volume.publish({ 'tls.crt': 'same cert' });
       await atomicWrite(join(dir, 'unrelated.log'), 'noise');
-      await sleep(400);
+      await watch.quiet();
       expect(watch.count()).toBe(0);
       await volume.publish({ 'tls.crt': 'new cert' });
       await waitFor(() => watch.count() === 1);
@@ -503,11 +562,11 @@ describe('file provider', () => {
       const a = provider.ref('a.pem');
       const aBinary = provider.ref('a.pem', { encoding: 'binary' });
       const b = provider.ref('b.pem');
-      const watch = subscribe(provider, [a, aBinary, b]);
-      await settle();
+      const watch = subscribe(provider, [a, aBinary, b], { barrier: true });
+      await watch.armed();
       await atomicWrite(join(dir, 'a.pem'), 'a2');
       await waitFor(() => watch.count() >= 2);
-      await sleep(200);
+      await watch.quiet();
       expect(watch.events.map((event) => event.ref)).toEqual([a, aBinary]);
     });
 
@@ -520,7 +579,7 @@ describe('file provider', () => {
       const ref = provider.ref('live/cert.pem');
       await provider.fetch(ref, signal());
       const watch = subscribe(provider, [ref]);
-      await settle();
+      await watch.armed();
       // The target is replaced in its own directory; the link's directory sees nothing.
       await atomicWrite(join(dir, 'archive', 'cert1.pem'), 'c2');
       await waitFor(() => watch.count() === 1);
@@ -542,7 +601,7 @@ describe('file provider', () => {
       const ref = provider.ref('tls.crt');
       await provider.fetch(ref, signal());
       const watch = subscribe(provider, [ref]);
-      await settle();
+      await watch.armed();
       const changed = performance.now();
       await atomicWrite(path, 'v2');
       await waitFor(() => watch.count() === 1);
@@ -562,7 +621,7 @@ describe('file provider', () => {
       const ref = provider.ref('tls.crt');
       await provider.fetch(ref, signal());
       const watch = subscribe(provider, [ref]);
-      await settle();
+      await watch.armed();
       await atomicWrite(path, 'v2');
       await waitFor(() => watch.count() === 1);
     });
@@ -625,7 +684,8 @@ describe('file provider', () => {
       closers.push(() => hook.disable());
       const first = subscribe(provider, [a, missing]);
       const second = subscribe(provider, [b]);
-      await settle();
+      await first.armed();
+      await second.armed();
       await atomicWrite(join(dir, 'a.pem'), 'a2');
       await waitFor(() => first.count() === 1);
       const created = [...live.values()];
@@ -633,21 +693,23 @@ describe('file provider', () => {
       expect(created).toContain('Timeout');
 
       first.stop();
+      // A witness on the same file: once it has heard of a3, the stopped subscription had its chance too.
+      const witness = subscribe(provider, [a]);
+      await witness.armed();
       await atomicWrite(join(dir, 'a.pem'), 'a3');
       await atomicWrite(join(dir, 'sub', 'b.pem'), 'b2');
-      await waitFor(() => second.count() === 1);
-      await sleep(200);
+      await waitFor(() => second.count() === 1 && witness.count() === 1);
       expect(first.count()).toBe(1);
 
       await provider.close();
-      await sleep(20);
-      await atomicWrite(join(dir, 'sub', 'b.pem'), 'b3');
-      await sleep(300);
-      expect(second.count()).toBe(1);
       // Destroy hooks run from a queue: let it drain before looking.
       for (let i = 0; i < 3; i++) await new Promise((done) => setImmediate(done));
-      // Every watcher and timer created since the subscriptions began has been closed.
+      // Every watcher and timer created since the subscriptions began has been closed: nothing is left that
+      // could report a later change.
       expect([...live.values()]).toEqual([]);
+      await atomicWrite(join(dir, 'sub', 'b.pem'), 'b3');
+      for (let i = 0; i < 3; i++) await new Promise((done) => setImmediate(done));
+      expect(second.count()).toBe(1);
       expect(provider.watch?.([a], () => undefined)).toBeTypeOf('function');
     });
 
