@@ -3,7 +3,8 @@
  * one copy of the error classes across entry points, and store SDKs not loaded by importing a provider.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import ts from 'typescript';
 import { beforeAll, describe, expect, it } from 'vitest';
 
@@ -89,7 +90,8 @@ describe('build', () => {
         expect(missing, `${files.types} declares values that ${files.default} does not export`).toEqual([]);
       }
     }
-  });
+    // A compiler program and a node process per entry and flavour: slow on a loaded machine.
+  }, 180_000);
 
   it('every subpath loads as ESM', () => {
     const script = `
@@ -143,5 +145,42 @@ describe('build', () => {
     expect(result.skipped.length).toBeGreaterThan(0);
     for (const name of result.skipped) expect(name).toMatch(/\(skipped: none\)$/);
     expect(result.sameClosed).toBe(true);
+  });
+
+  it('the built suite runs under node:test, its skips reported as skips', () => {
+    // Inside the package, so that `tls-secrets/…` resolves to this package's exports (self-reference).
+    const dir = mkdtempSync(join(root, '.node-test-'));
+    const file = join(dir, 'memory.test.mjs');
+    try {
+      writeFileSync(
+        file,
+        `import { describe, it } from 'node:test';
+        import { providerConformance } from 'tls-secrets/testing';
+        import { memory } from 'tls-secrets/providers/memory';
+        providerConformance({
+          name: 'memory under node:test',
+          capabilities: { watch: true, probe: true, binary: true, batch: 'no', deny: 'no', unreachable: 'no', abort: 'no', closeEndsFetch: 'no' },
+          async setup() {
+            const store = memory();
+            let calls = 0;
+            const fetch = store.fetch.bind(store);
+            store.fetch = (ref, signal) => (calls++, fetch(ref, signal));
+            return { provider: store, put: async (n, v) => store.set(n, v), ref: (n, o) => store.ref(n, o), storeCalls: () => calls, close: async () => {} };
+          },
+        }, { describe, it });`,
+      );
+      const output = execFileSync(process.execPath, ['--test', '--test-reporter=tap', file], {
+        cwd: root,
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
+      expect(output).toMatch(/^# fail 0$/m);
+      expect(output).toMatch(/^# skipped [1-9]$/m);
+      expect(Number(/^# pass (\d+)$/m.exec(output)?.[1])).toBeGreaterThanOrEqual(8);
+      // Each skip says why, in the report.
+      expect(output).toMatch(/\(skipped: no\) # SKIP/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -185,7 +185,7 @@ export function providerConformance(subject: ConformanceSubject, test: TestApi):
         const error = await rejection(store.provider.fetch(ref, signal()));
         assert.ok(
           error instanceof SecretNotFoundError,
-          `expected SecretNotFoundError, got ${describe(error)}`,
+          `expected SecretNotFoundError, got ${summary(error)}`,
         );
         assert.ok(error.message.includes(ref.id), `the error does not name ${ref.id}: ${error.message}`);
       }),
@@ -198,7 +198,7 @@ export function providerConformance(subject: ConformanceSubject, test: TestApi):
         const ref = await (store.denied as () => Promise<SecretRef>)();
         const error = await rejection(ref.provider.fetch(ref, signal()));
         assert.ok(!(error instanceof SecretNotFoundError), 'a denied read was reported as not found');
-        assert.ok(error instanceof FetchError, `expected FetchError, got ${describe(error)}`);
+        assert.ok(error instanceof FetchError, `expected FetchError, got ${summary(error)}`);
       },
     );
 
@@ -208,7 +208,7 @@ export function providerConformance(subject: ConformanceSubject, test: TestApi):
       async (store) => {
         const ref = await (store.unreachable as () => Promise<SecretRef>)();
         const error = await rejection(ref.provider.fetch(ref, signal()));
-        assert.ok(error instanceof FetchError, `expected FetchError, got ${describe(error)}`);
+        assert.ok(error instanceof FetchError, `expected FetchError, got ${summary(error)}`);
         await ref.provider.close?.();
       },
     );
@@ -250,9 +250,9 @@ export function providerConformance(subject: ConformanceSubject, test: TestApi):
         const batch = await (store.provider.fetchMany as NonNullable<Provider['fetchMany']>)(refs, signal());
         assert.equal(batch.length, 3);
         const [first, missing, last] = batch;
-        assert.ok(!(first instanceof Error) && first, `first: ${describe(first)}`);
-        assert.ok(!(last instanceof Error) && last, `last: ${describe(last)}`);
-        assert.ok(missing instanceof SecretNotFoundError, `missing: ${describe(missing)}`);
+        assert.ok(!(first instanceof Error) && first, `first: ${summary(first)}`);
+        assert.ok(!(last instanceof Error) && last, `last: ${summary(last)}`);
+        assert.ok(missing instanceof SecretNotFoundError, `missing: ${summary(missing)}`);
         assert.equal(text(store, a, first), 'batch a');
         assert.equal(text(store, b, last), 'batch b');
         for (const [index, name] of [a, b].entries()) {
@@ -311,7 +311,7 @@ export function providerConformance(subject: ConformanceSubject, test: TestApi):
         await store.put(name, 'value');
         await store.provider.close?.();
         const error = await rejection(store.provider.fetch(store.ref(name), signal()));
-        assert.ok(error instanceof ClosedError, `expected ClosedError, got ${describe(error)}`);
+        assert.ok(error instanceof ClosedError, `expected ClosedError, got ${summary(error)}`);
         assert.equal(error.code, 'CLOSED');
       },
     );
@@ -339,7 +339,7 @@ export function providerConformance(subject: ConformanceSubject, test: TestApi):
         for (const error of errors) {
           assert.ok(
             error instanceof TlsSecretsError,
-            `a provider error is not a TlsSecretsError: ${describe(error)}`,
+            `a provider error is not a TlsSecretsError: ${summary(error)}`,
           );
           const shown = `${inspect(error, { showHidden: true, depth: Number.POSITIVE_INFINITY })}${JSON.stringify(error)}`;
           assert.ok(!shown.includes(CANARY), `an error shows the secret: ${error.name}`);
@@ -368,7 +368,7 @@ async function rejection(promise: Promise<unknown>): Promise<Error> {
   assert.fail(`expected a rejection, got a result (${value === undefined ? 'undefined' : typeof value})`);
 }
 
-function describe(value: unknown): string {
+function summary(value: unknown): string {
   return value instanceof Error ? `${value.name}: ${value.message}` : typeof value;
 }
 
