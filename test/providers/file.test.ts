@@ -91,6 +91,41 @@ function spied<T extends object, K extends keyof T & string>(object: T, method: 
   >;
 }
 
+/**
+ * Call before a subscription to `refs` starts (a provider's watch, or a resolver's); the function returned
+ * resolves once that subscription has taken its baseline and opened the watchers of every directory its paths
+ * lead through. Its first check resolves each path's directories in turn (readlink of the path, then realpath
+ * of its directories): done when the last path's realpaths came back. Only watching calls readlink.
+ */
+function arming(refs: readonly SecretRef[]): () => Promise<void> {
+  const readlink = spied(fs.promises, 'readlink');
+  const realpath = spied(fs.promises, 'realpath');
+  const paths = new Set(refs.map((ref) => ref.id));
+  // Only calls from now on: an earlier subscription to the same path must not count.
+  const since = readlink.mock.calls.length;
+  const order = (mock: typeof readlink, at: number) => mock.mock.invocationCallOrder[at] ?? 0;
+  const lastStart = () =>
+    Math.max(
+      ...[...paths].map((path) => {
+        const at = readlink.mock.calls.findLastIndex(([called], index) => index >= since && called === path);
+        return at === -1 ? Number.POSITIVE_INFINITY : order(readlink, at);
+      }),
+    );
+  return async () => {
+    await waitFor(() => {
+      const start = lastStart();
+      const after = realpath.mock.calls.flatMap((_, at) => (order(realpath, at) > start ? [at] : []));
+      return (
+        Number.isFinite(start) &&
+        after.length > 0 &&
+        after.every((at) => realpath.mock.settledResults[at] !== undefined)
+      );
+    }, 20_000);
+    // What follows the last realpath (watchers opened, the loop's end) runs in microtasks.
+    await new Promise((resolve) => setImmediate(resolve));
+  };
+}
+
 async function waitFor(condition: () => boolean, timeoutMs = 3_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {
@@ -405,38 +440,10 @@ describe('file provider', () => {
       const sentinel = barrier ? provider.ref(join(dirname(given[0]?.id ?? dir), '.barrier')) : undefined;
       const refs = sentinel ? [...given, sentinel] : given;
       const record = recorder(sentinel?.id);
-      const readlink = spied(fs.promises, 'readlink');
-      const realpath = spied(fs.promises, 'realpath');
+      const armed = arming(refs);
       const stop = provider.watch?.(refs, record.onChange);
       if (!stop) throw new Error('provider does not watch');
       closers.push(stop);
-      /**
-       * Resolves once the subscription has taken its baseline and opened the watchers of every directory its
-       * paths lead through. The first check resolves each path's directories in turn (readlink of the path,
-       * then realpath of its directories): done when the last path's realpaths came back.
-       */
-      const armed = async () => {
-        const paths = new Set(refs.map((ref) => ref.id));
-        const order = (mock: typeof readlink, at: number) => mock.mock.invocationCallOrder[at] ?? 0;
-        const lastStart = () =>
-          Math.max(
-            ...[...paths].map((path) => {
-              const at = readlink.mock.calls.findLastIndex(([called]) => called === path);
-              return at === -1 ? Number.POSITIVE_INFINITY : order(readlink, at);
-            }),
-          );
-        await waitFor(() => {
-          const start = lastStart();
-          const after = realpath.mock.calls.flatMap((_, at) => (order(realpath, at) > start ? [at] : []));
-          return (
-            Number.isFinite(start) &&
-            after.length > 0 &&
-            after.every((at) => realpath.mock.settledResults[at] !== undefined)
-          );
-        }, 20_000);
-        // What follows the last realpath (watchers opened, the loop's end) runs in microtasks.
-        await new Promise((resolve) => setImmediate(resolve));
-      };
       let serial = 0;
       const quiet = async () => {
         if (!sentinel) throw new Error('subscribe with { barrier: true } to use quiet()');
@@ -749,8 +756,9 @@ describe('file provider', () => {
       const ref = provider.ref('tls.crt');
       await provider.fetch(ref, signal());
       const record = recorder();
+      const armed = arming([ref]);
       closers.push(provider.watch?.([ref], record.onChange) ?? (() => undefined));
-      await sleep(150);
+      await armed();
       const delays: number[] = [];
       for (let i = 1; i <= 20; i++) {
         await volume.publish({ 'tls.crt': `v${i}` });
@@ -776,10 +784,9 @@ describe('file provider', () => {
     const volume = kubeVolume(dir);
     await volume.publish({ 'tls.key': first.keyPem, 'tls.crt': first.certPem });
     const files = provide();
-    const resolver = createResolver(
-      { key: files.ref('tls.key'), cert: files.ref('tls.crt') },
-      { refreshIntervalMs: 3_600_000 },
-    );
+    const refs = { key: files.ref('tls.key'), cert: files.ref('tls.crt') };
+    const armed = arming([refs.key, refs.cert]);
+    const resolver = createResolver(refs, { refreshIntervalMs: 3_600_000 });
     closers.push(() => resolver.close());
     const initial = await resolver.resolve();
     const server = tls.createServer({ key: initial.key, cert: initial.cert }, (socket) =>
@@ -808,7 +815,8 @@ describe('file provider', () => {
         socket.on('error', fail);
       });
     expect(await peerSerial()).toBe(first.serial);
-    await sleep(100);
+    // The resolver's subscription to the files has its baseline and its watchers.
+    await armed();
 
     await volume.publish({ 'tls.key': second.keyPem, 'tls.crt': second.certPem });
     const event = await rotated;
