@@ -13,6 +13,8 @@ export default defineConfig({
     undici: 'src/undici.ts',
     otel: 'src/otel.ts',
     cli: 'src/cli.ts',
+    'provider-kit': 'src/provider-kit.ts',
+    testing: 'src/testing/index.ts',
   },
   format: ['esm', 'cjs'],
   dts: true,

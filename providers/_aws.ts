@@ -3,7 +3,8 @@
  * client, the transient/permanent split of SDK errors, and small concurrency helpers. Not a provider (the
  * leading underscore keeps it out of the package's provider list); each service keeps its own error names.
  */
-import { ConfigurationError, FetchError, safeCause } from '../src/errors.js';
+import { ClosedError, ConfigurationError, type FetchError, safeCause } from '../src/errors.js';
+import { importOptional } from '../src/optional.js';
 import { describeRef, type SecretRef } from '../src/provider.js';
 
 /** Options every AWS provider takes when it builds its own client. */
@@ -124,24 +125,21 @@ export function lazyAwsClient<Sdk, Client extends DestroyableClient>(settings: {
   let owned: Client | undefined;
   let closed = false;
   const closedError = (ref: SecretRef) =>
-    new FetchError('provider is closed', {
-      ref: describeRef(ref),
-      provider: settings.name,
-      transient: false,
-    });
+    new ClosedError(`${settings.name} provider`, { ref: describeRef(ref), provider: settings.name });
   return {
     load(ref) {
       if (closed) return Promise.reject(closedError(ref));
       loading ??= (async () => {
         let sdk: Sdk;
         try {
-          sdk = await settings.importSdk();
+          sdk = await importOptional(
+            settings.packageName,
+            `the ${settings.name} provider`,
+            settings.importSdk,
+          );
         } catch (err) {
           loading = undefined;
-          throw new FetchError(
-            `the optional dependency ${settings.packageName} is not installed: npm install ${settings.packageName}`,
-            { ref: describeRef(ref), provider: settings.name, transient: false, cause: safeCause(err) },
-          );
+          throw err;
         }
         if (settings.injected) return { sdk, client: settings.injected };
         if (closed) throw closedError(ref);

@@ -2,10 +2,10 @@
  * Environment variables: PEM text, or base64 (`encoding: 'base64'`) for binary values such as PFX or
  * ticket keys. Read at fetch time, so a test or a supervisor that changes `process.env` is seen on refresh.
  */
-import { inspect } from 'node:util';
 import { contentVersion } from '../src/content-version.js';
 import { ConfigurationError, SecretNotFoundError } from '../src/errors.js';
 import { createRef, describeRef, type Provider, type RefOptions, type SecretRef } from '../src/provider.js';
+import { redactProvider } from '../src/redact.js';
 
 export interface EnvOptions {
   /** Where variables are read. Default `process.env`. */
@@ -57,7 +57,5 @@ export function env(options: EnvOptions = {}): EnvProvider {
       return value ? version(value) : undefined;
     },
   };
-  Object.defineProperty(provider, inspect.custom, { value: () => `EnvProvider { prefix: '${prefix}' }` });
-  Object.defineProperty(provider, 'toJSON', { value: () => ({ provider: 'env', prefix }) });
-  return provider;
+  return redactProvider(provider, 'EnvProvider', () => ({ prefix }));
 }

@@ -6,10 +6,11 @@
  */
 import fs, { type BigIntStats } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
-import { inspect } from 'node:util';
 import { contentVersion } from '../src/content-version.js';
 import { ConfigurationError, FetchError, InvalidMaterialError, SecretNotFoundError } from '../src/errors.js';
 import { createRef, describeRef, type Provider, type RefOptions, type SecretRef } from '../src/provider.js';
+import { redactProvider } from '../src/redact.js';
+import { checkDurationMs } from '../src/timers.js';
 import { MAX_SECRET_BYTES } from '../src/transform.js';
 
 export interface FileOptions {
@@ -44,8 +45,6 @@ export interface FileProvider extends Provider {
   close(): Promise<void>;
 }
 
-/** Timers above this fire at once in Node (with a warning), so larger intervals are refused. */
-const MAX_TIMER_MS = 2_147_483_647;
 /** Coarse kernel timestamps: a file changed this recently may change again with an identical `stat`. */
 const RACY_MS = 2_000;
 /** Symlink hops followed when looking for directories to watch, as Linux's own limit. */
@@ -92,24 +91,9 @@ function isRacy(st: BigIntStats): boolean {
   return Math.abs(Date.now() - changed) < RACY_MS;
 }
 
-/** Keyed (see src/content-version.ts): the version is shown in status and events, the content never is. */
-function contentHash(bytes: Uint8Array): string {
-  return contentVersion(bytes);
-}
-
 function errorCode(err: unknown): string | undefined {
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === 'string' ? code : undefined;
-}
-
-function checkMs(option: string, value: unknown, fallback: number, min: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > MAX_TIMER_MS) {
-    throw new ConfigurationError(
-      `file option ${option} must be milliseconds from ${min} to ${MAX_TIMER_MS}, got ${String(value)}`,
-    );
-  }
-  return value;
 }
 
 export function file(options: FileOptions = {}): FileProvider {
@@ -121,9 +105,12 @@ export function file(options: FileOptions = {}): FileProvider {
     throw new ConfigurationError('file option baseDir must be a non-empty path', { provider: name });
   }
   const baseDir = options.baseDir === undefined ? undefined : resolve(options.baseDir);
-  const debounceMs = checkMs('debounceMs', options.debounceMs, 50, 0);
-  const settleMs = checkMs('settleMs', options.settleMs, 200, 0);
-  const pollIntervalMs = checkMs('pollIntervalMs', options.pollIntervalMs, 1000, 1);
+  // Timers above MAX_TIMER fire at once in Node (with a warning), so larger intervals are refused.
+  const debounceMs = checkDurationMs('file option debounceMs', options.debounceMs, 50);
+  const settleMs = checkDurationMs('file option settleMs', options.settleMs, 200);
+  const pollIntervalMs = checkDurationMs('file option pollIntervalMs', options.pollIntervalMs, 1000, {
+    min: 1,
+  });
   const mode = options.watch ?? true;
   if (mode !== true && mode !== false && mode !== 'poll') {
     throw new ConfigurationError(`file option watch must be true, false or 'poll', got ${String(mode)}`, {
@@ -168,7 +155,7 @@ export function file(options: FileOptions = {}): FileProvider {
       if (st.size > MAX_SECRET_BYTES) throw new Refused('EFBIG', Number(st.size));
       const bytes = await handle.readFile(signal ? { signal } : {});
       if (bytes.byteLength > MAX_SECRET_BYTES) throw new Refused('EFBIG', bytes.byteLength);
-      const snapshot = { key: statKey(st), hash: contentHash(bytes), racy: isRacy(st) };
+      const snapshot = { key: statKey(st), hash: contentVersion(bytes), racy: isRacy(st) };
       snapshots.set(path, snapshot);
       return { bytes, snapshot };
     } finally {
@@ -267,13 +254,7 @@ export function file(options: FileOptions = {}): FileProvider {
   }
 
   // Holds no secrets (only hashes of them), but shows the same shape as the other providers.
-  Object.defineProperty(provider, inspect.custom, {
-    value: () => `FileProvider { name: '${name}', baseDir: '${baseDir ?? '.'}', watch: ${String(mode)} }`,
-  });
-  Object.defineProperty(provider, 'toJSON', {
-    value: () => ({ provider: name, baseDir: baseDir ?? '.', watch: mode }),
-  });
-  return provider;
+  return redactProvider(provider, 'FileProvider', () => ({ baseDir: baseDir ?? '.', watch: mode }));
 }
 
 interface SubscriptionContext {

@@ -1,7 +1,6 @@
 /**
  * In-memory store: for tests, demos and values computed at run time. `set` pushes the change to resolvers.
  */
-import { inspect } from 'node:util';
 import { contentVersion } from '../src/content-version.js';
 import { SecretNotFoundError } from '../src/errors.js';
 import {
@@ -12,6 +11,7 @@ import {
   type RefOptions,
   type SecretRef,
 } from '../src/provider.js';
+import { redactProvider } from '../src/redact.js';
 
 export interface MemoryProvider extends Provider {
   /** A reference to `key`; the key need not exist yet (a missing key fails at resolve time). */
@@ -34,13 +34,6 @@ interface Entry {
   version: string;
 }
 
-/** Keyed (see src/content-version.ts): the version is shown in status and events, the value never is. */
-function versionOf(value: RawSecret): string {
-  return contentVersion(
-    typeof value === 'string' || value instanceof Uint8Array ? value : JSON.stringify(value),
-  );
-}
-
 export function memory(initial: Record<string, RawSecret> = {}, options: MemoryOptions = {}): MemoryProvider {
   const entries = new Map<string, Entry>();
   const listeners = new Set<{ ids: ReadonlySet<string>; onChange: (id: string) => void }>();
@@ -48,7 +41,7 @@ export function memory(initial: Record<string, RawSecret> = {}, options: MemoryO
 
   const put = (key: string, value: RawSecret) => {
     counter += 1;
-    entries.set(key, { value, version: `${counter}:${versionOf(value)}` });
+    entries.set(key, { value, version: `${counter}:${contentVersion(value)}` });
   };
   for (const [key, value] of Object.entries(initial)) put(key, value);
 
@@ -92,12 +85,6 @@ export function memory(initial: Record<string, RawSecret> = {}, options: MemoryO
       listeners.clear();
     },
   };
-  // The store holds secret values: show its keys only.
-  Object.defineProperty(provider, inspect.custom, {
-    value: () => `MemoryProvider { name: '${provider.name}', keys: ${entries.size} }`,
-  });
-  Object.defineProperty(provider, 'toJSON', {
-    value: () => ({ provider: provider.name, keys: entries.size }),
-  });
-  return provider;
+  // The store holds secret values: show how many keys only.
+  return redactProvider(provider, 'MemoryProvider', () => ({ keys: entries.size }));
 }

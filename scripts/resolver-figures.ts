@@ -13,14 +13,8 @@ import type { AddressInfo } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { memory } from '../providers/memory.js';
 import { vault } from '../providers/vault/index.js';
-import {
-  connect,
-  createRef,
-  createResolver,
-  createServer,
-  type Provider,
-  type Resolver,
-} from '../src/index.js';
+import { connect, createResolver, createServer, type Provider, type Resolver } from '../src/index.js';
+import { createRef } from '../src/provider-kit.js';
 import { createTestCA } from '../test/fixtures/ca.js';
 import { startBao } from '../test/helpers/bao.js';
 

@@ -11,9 +11,9 @@ import http2 from 'node:http2';
 import https from 'node:https';
 import type { Duplex } from 'node:stream';
 import { type ConnectionOptions, type TLSSocket, connect as tlsConnect } from 'node:tls';
-import { ConfigurationError } from './errors.js';
-import { runAt } from './resolver/clock.js';
+import { ClosedError } from './errors.js';
 import { internal, type Resolver } from './resolver/index.js';
+import { runAt } from './timers.js';
 import { type ResolvedOptions, type RotateEvent, SECRET_FIELDS, type SecretField } from './types.js';
 
 /**
@@ -290,7 +290,7 @@ export function createHttp2Client(
   return {
     async session() {
       for (let attempt = 0; ; attempt++) {
-        if (closed) throw new ConfigurationError('HTTP/2 client is closed');
+        if (closed) throw new ClosedError('HTTP/2 client');
         const latest = await resolver.resolve();
         resolver.declareRole('client');
         const { generation, options: resolved } = resolver.current() ?? { generation: 0, options: latest };

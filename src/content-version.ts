@@ -12,7 +12,24 @@ import { createHmac, randomBytes } from 'node:crypto';
 
 const KEY = randomBytes(32);
 
-/** 64 bits of HMAC-SHA-256 under the per-process key, as 16 hex digits. */
-export function contentVersion(content: string | Uint8Array): string {
-  return createHmac('sha256', KEY).update(content).digest('hex').slice(0, 16);
+/**
+ * 64 bits of HMAC-SHA-256 under the per-process key, as 16 hex digits. Text and bytes are hashed as they are;
+ * a structured value (a JSON or KV map, an array) as canonical JSON (keys sorted), so the same map read twice
+ * has the same version whatever order the store sent its keys in.
+ */
+export function contentVersion(content: string | Uint8Array | object): string {
+  const input =
+    typeof content === 'string' || content instanceof Uint8Array ? content : canonicalJson(content);
+  return createHmac('sha256', KEY).update(input).digest('hex').slice(0, 16);
+}
+
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (typeof value === 'object' && value !== null) {
+    const entries = Object.keys(value)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`);
+    return `{${entries.join(',')}}`;
+  }
+  return JSON.stringify(value) ?? 'null';
 }

@@ -109,9 +109,13 @@ export class CertificateExpiredError extends TlsSecretsError {
   }
 }
 
-export class ResolverClosedError extends TlsSecretsError {
-  constructor() {
-    super('CLOSED', 'resolver is closed');
+/**
+ * The one error for anything used after its `close()`: a resolver, a provider, an HTTP/2 client. `what` names
+ * it (`resolver`, `vault provider`); a closed thing stays closed, so retrying never helps.
+ */
+export class ClosedError extends TlsSecretsError {
+  constructor(what: string, context: Omit<ErrorContext, 'cause'> = {}) {
+    super('CLOSED', `${what} is closed`, context);
   }
 }
 

@@ -28,32 +28,21 @@ export {
   type VaultProviderConfig,
 } from './config.js';
 export { type ConnectOptions, connect } from './connect.js';
-export { contentVersion } from './content-version.js';
 export {
-  type CauseFilter,
   CertificateExpiredError,
-  CleanCause,
+  ClosedError,
   ConfigurationError,
   type ErrorCode,
   FetchError,
-  ForeignCause,
   InvalidMaterialError,
   ListenerError,
-  ResolverClosedError,
   SecretNotFoundError,
-  safeCause,
   TlsSecretsError,
 } from './errors.js';
 export { attachLogger, type Logger } from './logger.js';
-export {
-  createRef,
-  describeRef,
-  type FetchResult,
-  type Provider,
-  type RawSecret,
-  type RefOptions,
-  type SecretRef,
-} from './provider.js';
+// Types for application code that passes references and providers around; what building a provider takes
+// (createRef, describeRef, contentVersion, safeCause, …) is in `tls-secrets/provider-kit`.
+export type { FetchResult, Provider, RawSecret, RefOptions, SecretRef } from './provider.js';
 export { createResolver, type RefreshResult, Resolver } from './resolver/index.js';
 export { attach, createServer } from './server.js';
 export type * from './types.js';

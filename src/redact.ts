@@ -34,3 +34,21 @@ export function redactOptions<T extends object>(options: T): T {
     },
   });
 }
+
+/**
+ * Makes a provider object print (`util.inspect`, `console.log`) and serialise (`JSON.stringify`) as its name
+ * and the `fields` given only: a provider holds values, credentials or clients that must not show when an
+ * application logs it. Both hooks are non-enumerable, so the object's own keys are unchanged.
+ */
+export function redactProvider<T extends { readonly name: string }>(
+  provider: T,
+  className: string,
+  fields: () => Readonly<Record<string, unknown>> = () => ({}),
+): T {
+  Object.defineProperty(provider, inspect.custom, {
+    value: (_depth: number, options: object) =>
+      `${className} ${inspect({ name: provider.name, ...fields() }, options)}`,
+  });
+  Object.defineProperty(provider, 'toJSON', { value: () => ({ provider: provider.name, ...fields() }) });
+  return provider;
+}

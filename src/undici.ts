@@ -6,8 +6,8 @@
 import type { buildConnector, Dispatcher, Agent as UndiciAgent } from 'undici';
 import { atExpiry, ExpiryBook, nonSecret } from './agent.js';
 import { importOptional } from './optional.js';
-import { runAt } from './resolver/clock.js';
 import { internal, type Resolver } from './resolver/index.js';
+import { runAt } from './timers.js';
 import type { ResolvedOptions, RotateEvent, SecretField } from './types.js';
 
 export interface DispatcherOptions extends Omit<UndiciAgent.Options, 'connect'> {

@@ -15,6 +15,7 @@ import { Socket } from 'node:net';
 import { createSecureContext, type SecureContext, type SecureContextOptions, TLSSocket } from 'node:tls';
 import { crlFields, DerError, type UsageFields, usageFields } from './der.js';
 import { InvalidMaterialError, safeCause } from './errors.js';
+import { blockPath, fieldOf } from './field-path.js';
 import { looksLikePem, type PemBlock, PemSyntaxError, parsePem, pemBytes, splitPem } from './pem.js';
 import type { CertificateInfo, Role } from './types.js';
 
@@ -172,7 +173,7 @@ function splitEntries(item: Item, expectedLabels: readonly string[], what: strin
       );
     }
     return {
-      path: blocks.length > 1 ? `${item.path}#${index}` : item.path,
+      path: blockPath(item.path, index, blocks.length),
       ref: item.ref,
       value: block.text,
     };
@@ -839,7 +840,7 @@ function checkChainKept(
       ? '; it is a CA entry, but OpenSSL sends a `cert` value with chain entries as given, adding no CA entry'
       : '';
   throw invalid(
-    { path: blamed.path.replace(/#\d+$/, ''), ref: blamed.ref },
+    { path: fieldOf(blamed.path), ref: blamed.ref },
     `certificate chain of ${item.path} ends at certificate ${top.cert.serialNumber}, issued by intermediate ${lost.cert.serialNumber} ${JSON.stringify(lost.cert.subject)} (from ${lost.field}), which the served chain carried and this one lacks${hint} (incomplete write, or a CA entry removed?)`,
   );
 }

@@ -3,7 +3,8 @@
  * one copy of the error classes across entry points, and store SDKs not loaded by importing a provider.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import ts from 'typescript';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { packed } from './helpers/packed.js';
@@ -89,7 +90,8 @@ describe('build', () => {
         expect(missing, `${files.types} declares values that ${files.default} does not export`).toEqual([]);
       }
     }
-  });
+    // A compiler program and a node process per entry and flavour: slow on a loaded machine.
+  }, 180_000);
 
   it('every subpath loads as ESM', () => {
     const script = `
@@ -105,5 +107,80 @@ describe('build', () => {
     };
     expect(result.exports.every((count) => count > 0)).toBe(true);
     expect(result.sameClass).toBe(true);
+  });
+
+  it('the built tls-secrets/testing registers its cases with any describe/it and runs them on a provider', () => {
+    // A framework of ten lines: what the suite needs of vitest, jest or node:test is describe, it and it.skip.
+    const script = `
+      import { providerConformance } from 'tls-secrets/testing';
+      import { ClosedError } from 'tls-secrets/provider-kit';
+      import { ClosedError as MainClosedError } from 'tls-secrets';
+      import { memory } from 'tls-secrets/providers/memory';
+      const cases = [];
+      const it = (name, body) => cases.push({ name, body });
+      it.skip = (name) => cases.push({ name, skipped: true });
+      const describe = (name, body) => body();
+      providerConformance({
+        name: 'memory (built)',
+        capabilities: { watch: true, probe: true, binary: true, batch: 'none', deny: 'none', unreachable: 'none', abort: 'none', closeEndsFetch: 'none' },
+        async setup() {
+          const store = memory();
+          let calls = 0;
+          const fetch = store.fetch.bind(store);
+          store.fetch = (ref, signal) => (calls++, fetch(ref, signal));
+          return { provider: store, put: async (n, v) => store.set(n, v), ref: (n, o) => store.ref(n, o), storeCalls: () => calls, close: async () => {} };
+        },
+      }, { describe, it });
+      const failed = [];
+      for (const c of cases) if (!c.skipped) await c.body().catch((e) => failed.push(c.name + ': ' + e.message));
+      console.log(JSON.stringify({ ran: cases.filter((c) => !c.skipped).length, skipped: cases.filter((c) => c.skipped).map((c) => c.name), failed, sameClosed: ClosedError === MainClosedError }));`;
+    const result = JSON.parse(node(['--input-type=module', '-e', script])) as {
+      ran: number;
+      skipped: string[];
+      failed: string[];
+      sameClosed: boolean;
+    };
+    expect(result.failed).toEqual([]);
+    expect(result.ran).toBeGreaterThanOrEqual(8);
+    expect(result.skipped.length).toBeGreaterThan(0);
+    for (const name of result.skipped) expect(name).toMatch(/\(skipped: none\)$/);
+    expect(result.sameClosed).toBe(true);
+  });
+
+  it('the built suite runs under node:test, its skips reported as skips', () => {
+    // Inside the package, so that `tls-secrets/…` resolves to this package's exports (self-reference).
+    const dir = mkdtempSync(join(root, '.node-test-'));
+    const file = join(dir, 'memory.test.mjs');
+    try {
+      writeFileSync(
+        file,
+        `import { describe, it } from 'node:test';
+        import { providerConformance } from 'tls-secrets/testing';
+        import { memory } from 'tls-secrets/providers/memory';
+        providerConformance({
+          name: 'memory under node:test',
+          capabilities: { watch: true, probe: true, binary: true, batch: 'no', deny: 'no', unreachable: 'no', abort: 'no', closeEndsFetch: 'no' },
+          async setup() {
+            const store = memory();
+            let calls = 0;
+            const fetch = store.fetch.bind(store);
+            store.fetch = (ref, signal) => (calls++, fetch(ref, signal));
+            return { provider: store, put: async (n, v) => store.set(n, v), ref: (n, o) => store.ref(n, o), storeCalls: () => calls, close: async () => {} };
+          },
+        }, { describe, it });`,
+      );
+      const output = execFileSync(process.execPath, ['--test', '--test-reporter=tap', file], {
+        cwd: root,
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
+      expect(output).toMatch(/^# fail 0$/m);
+      expect(output).toMatch(/^# skipped [1-9]$/m);
+      expect(Number(/^# pass (\d+)$/m.exec(output)?.[1])).toBeGreaterThanOrEqual(8);
+      // Each skip says why, in the report.
+      expect(output).toMatch(/\(skipped: no\) # SKIP/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

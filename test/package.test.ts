@@ -19,7 +19,9 @@ describe('package layout', () => {
   it.each(providers)('provider %s has a subpath export, a build entry and a conformance run', (name) => {
     expect(pkg.exports[`./providers/${name}`]).toBeDefined();
     expect(read('tsup.config.ts')).toContain(`'providers/${name}'`);
-    expect(read(`test/providers/${name}.test.ts`)).toContain('runProviderConformance(');
+    const test = read(`test/providers/${name}.test.ts`);
+    expect(test).toContain("from 'tls-secrets/testing'");
+    expect(test).toContain('providerConformance(');
   });
 
   it('store SDKs are optional peers, never imported at the top of a provider', () => {
@@ -40,6 +42,18 @@ describe('package layout', () => {
     for (const source of sources) {
       expect(source).not.toMatch(/^import (?!type)[^;]*from '(node-vault|@aws-sdk\/[^']+)'/m);
     }
+  });
+
+  it('the provider kit and the conformance suite are entries of their own', () => {
+    for (const [subpath, source] of [
+      ['provider-kit', 'src/provider-kit.ts'],
+      ['testing', 'src/testing/index.ts'],
+    ]) {
+      expect(pkg.exports[`./${subpath}`]).toBeDefined();
+      expect(read('tsup.config.ts')).toContain(`'${source}'`);
+    }
+    // The suite is package code: it registers with the caller's test framework and never imports one.
+    expect(read('src/testing/index.ts')).not.toMatch(/from '(vitest|jest|node:test)'/);
   });
 
   it('the barrel exports the fixed public names', async () => {

@@ -10,7 +10,6 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { memory } from '../providers/memory.js';
 import { safeCause } from '../src/errors.js';
 import {
-  createRef,
   createResolver,
   InvalidMaterialError,
   type Provider,
@@ -19,6 +18,7 @@ import {
   TlsSecretsError,
 } from '../src/index.js';
 import { looksLikePem, splitPem } from '../src/pem.js';
+import { createRef } from '../src/provider-kit.js';
 import { MAX_SECRET_BYTES, transformValue } from '../src/transform.js';
 import { createTestCA, type Issued, type TestCA } from './fixtures/ca.js';
 

@@ -10,7 +10,6 @@ import { memory } from '../providers/memory.js';
 import { vault } from '../providers/vault/index.js';
 import {
   connect,
-  createRef,
   createResolver,
   createServer,
   FetchError,
@@ -21,6 +20,7 @@ import {
   type TlsSecretsError,
   type TlsSecretsSpec,
 } from '../src/index.js';
+import { createRef } from '../src/provider-kit.js';
 import { createTestCA, type Issued, type TestCA } from './fixtures/ca.js';
 import { closeServer, eventually, listen } from './helpers/tls.js';
 
@@ -387,7 +387,8 @@ describe('timers', () => {
   it('close() during a hung fetch leaves no timer behind', async () => {
     const { execFileSync } = await import('node:child_process');
     const script = `
-      import { createRef, createResolver } from './src/index.ts';
+      import { createResolver } from './src/index.ts';
+      import { createRef } from './src/provider-kit.ts';
       const hung = { name: 'hung', fetch: () => new Promise(() => undefined) };
       const resolver = createResolver({ ca: createRef(hung, 'ca') }, { fetchTimeoutMs: 600_000 });
       const pending = resolver.resolve().catch((error) => error.code);

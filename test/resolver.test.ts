@@ -3,7 +3,6 @@ import { memory } from '../providers/memory.js';
 import {
   CertificateExpiredError,
   ConfigurationError,
-  createRef,
   createResolver,
   FetchError,
   InvalidMaterialError,
@@ -13,6 +12,7 @@ import {
   type StaleEvent,
   type TlsSecretsError,
 } from '../src/index.js';
+import { createRef } from '../src/provider-kit.js';
 import { createTestCA, type Issued, type TestCA } from './fixtures/ca.js';
 import { countingProvider, eventually, sleep } from './helpers/tls.js';
 

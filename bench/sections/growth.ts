@@ -5,7 +5,8 @@
  * the heap a resolved resolver keeps.
  */
 import { memory } from '../../providers/memory.js';
-import { createRef, createResolver, type Provider, type Resolver } from '../../src/index.js';
+import { createResolver, type Provider, type Resolver } from '../../src/index.js';
+import { createRef } from '../../src/provider-kit.js';
 import type { BenchContext, SectionResult } from '../lib/context.js';
 import { retainedBytes } from '../lib/heap.js';
 import { distinctCaCertificates } from '../lib/material.js';

@@ -2,7 +2,7 @@
  * KV secrets (v1 and v2). A reference names a full path (`secret/app/tls`); the mount and its KV version are
  * asked of Vault once per mount (`sys/internal/ui/mounts/<path>`, what the `vault kv` CLI does) and kept.
  */
-import { contentVersion as keyedVersion } from '../../src/content-version.js';
+import { contentVersion } from '../../src/content-version.js';
 import { FetchError, SecretNotFoundError } from '../../src/errors.js';
 import type { FetchResult } from '../../src/provider.js';
 import { malformedAnswer, statusOf } from './errors.js';
@@ -36,25 +36,6 @@ export function kvId(spec: KvSpec): string {
   return query.length ? `${spec.path}?${query.join('&')}` : spec.path;
 }
 
-/**
- * KV v1 keeps no versions: a keyed hash of the content stands in (see src/content-version.ts), so a change is
- * still a new version and the version reveals nothing about the map.
- */
-export function contentVersion(value: unknown): string {
-  return keyedVersion(canonicalJson(value));
-}
-
-function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  if (typeof value === 'object' && value !== null) {
-    const entries = Object.keys(value)
-      .sort()
-      .map((k) => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`);
-    return `{${entries.join(',')}}`;
-  }
-  return JSON.stringify(value) ?? 'null';
-}
-
 export class KvEngine {
   /** Known mounts by path. Vault refuses a mount inside another, so a prefix match is unambiguous. */
   private readonly mounts = new Map<string, MountInfo>();
@@ -86,6 +67,7 @@ export class KvEngine {
       // is an answer that did not arrive whole.
       const data = (response as { data?: unknown } | null)?.data;
       if (!isMap(data)) throw this.malformed(`read ${path}`, ref, 'data is missing or not a map');
+      // KV v1 keeps no versions: a keyed hash of the map stands in (see src/content-version.ts).
       return { value: data, version: contentVersion(data) };
     }
     const query = spec.version === undefined ? '' : `?version=${spec.version}`;

@@ -6,6 +6,7 @@ import { X509Certificate } from 'node:crypto';
 import { createSecureContext } from 'node:tls';
 import { ConfigurationError } from '../../src/errors.js';
 import { PemSyntaxError, parsePem, pemBytes } from '../../src/pem.js';
+import { MAX_TIMER } from '../../src/timers.js';
 
 /** TLS settings for the connection to Vault itself (not the material fetched from it). */
 export interface VaultTlsOptions {
@@ -154,7 +155,7 @@ export function resolveOptions(options: VaultOptions): ResolvedOptions {
   if (typeof options !== 'object' || options === null) throw fail('options must be an object');
   const name = nonEmpty(options.name ?? 'vault', 'name');
   const timeout = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
-  if (!Number.isFinite(timeout) || timeout <= 0 || timeout > 2 ** 31 - 1) {
+  if (!Number.isFinite(timeout) || timeout <= 0 || timeout > MAX_TIMER) {
     throw fail('requestTimeoutMs must be a positive number of milliseconds');
   }
   const namespace = options.namespace ?? (process.env.VAULT_NAMESPACE || undefined);

@@ -3,10 +3,12 @@
  * Every issue call makes a new certificate and key, so an issued bundle has no cheap version probe: the
  * resolver re-fetches ahead of `expiresAt` instead.
  */
+
+import { contentVersion } from '../../src/content-version.js';
 import { SecretNotFoundError } from '../../src/errors.js';
 import type { FetchResult } from '../../src/provider.js';
 import { malformedAnswer } from './errors.js';
-import { contentVersion, encodePath } from './kv.js';
+import { encodePath } from './kv.js';
 import type { VaultSession } from './session.js';
 
 export interface PkiSpec {

@@ -6,7 +6,10 @@
 import { readFile } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
-import { ConfigurationError, FetchError, safeCause } from '../../src/errors.js';
+import { abortable } from '../../src/abort.js';
+import { ClosedError, ConfigurationError, FetchError, safeCause } from '../../src/errors.js';
+import { importOptional } from '../../src/optional.js';
+import { runAt, type TimerHandle } from '../../src/timers.js';
 import {
   EmptyAnswer,
   type ErrorWhere,
@@ -37,8 +40,6 @@ export interface VaultCall {
 const EXPIRY_MARGIN_MS = 1_000;
 /** Never re-arm a renewal timer faster than this, whatever TTL Vault hands out. */
 const MIN_TIMER_MS = 100;
-/** setTimeout fires at once for delays above 2^31-1 ms (about 24.8 days): longer waits are re-armed. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 interface TokenState {
   token: string;
@@ -52,7 +53,7 @@ export class VaultSession {
   private clientPromise: Promise<VaultClient> | undefined;
   private state: TokenState | undefined;
   private authInFlight: Promise<TokenState> | undefined;
-  private timer: NodeJS.Timeout | undefined;
+  private timer: TimerHandle | undefined;
   /** Tokens this session has sent lately: a late answer may echo one that was replaced since. */
   private readonly recentTokens: string[] = [];
   /** The Kubernetes service-account token last read, for scrubbing. */
@@ -98,7 +99,7 @@ export class VaultSession {
 
   async close(): Promise<void> {
     this.closed = true;
-    if (this.timer) clearTimeout(this.timer);
+    this.timer?.cancel();
     this.timer = undefined;
     this.background.abort();
     this.state = undefined;
@@ -134,11 +135,7 @@ export class VaultSession {
 
   private assertOpen(where: ErrorWhere): void {
     if (this.closed) {
-      throw new FetchError('vault provider is closed', {
-        provider: where.provider,
-        ref: where.ref,
-        transient: false,
-      });
+      throw new ClosedError('vault provider', { provider: where.provider, ref: where.ref });
     }
   }
 
@@ -157,16 +154,9 @@ export class VaultSession {
   private async createClient(): Promise<VaultClient> {
     const { client, endpoint, namespace, tls, requestTimeoutMs } = this.options;
     if (client) return client;
-    let factory: typeof import('node-vault');
-    try {
-      // Loaded here so that users who never use Vault need not install it (optional peer dependency).
-      factory = (await import('node-vault')).default;
-    } catch (err) {
-      throw new ConfigurationError('the vault provider needs node-vault: npm install node-vault', {
-        provider: this.options.name,
-        cause: safeCause(err),
-      });
-    }
+    // Loaded here so that users who never use Vault need not install it (optional peer dependency).
+    const factory = (await importOptional('node-vault', 'the vault provider', () => import('node-vault')))
+      .default;
     const tlsOptions = {
       ...(tls?.ca !== undefined ? { ca: tls.ca as string | Buffer | (string | Buffer)[] } : {}),
       ...(tls?.cert !== undefined ? { cert: tls.cert } : {}),
@@ -297,37 +287,17 @@ export class VaultSession {
     where: ErrorWhere,
     timed: boolean,
   ): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
-      // Whichever ends first (answer, abort, timeout) clears the others: the request itself cannot be
-      // cancelled, and a hung one must not keep a timer alive after an abort or a close().
-      const done = () => {
-        clearTimeout(timer);
-        signal.removeEventListener('abort', onAbort);
-      };
-      const onAbort = () => {
-        done();
-        reject(
-          new FetchError(`Vault request aborted (${where.action})`, {
-            provider: where.provider,
-            ref: where.ref,
-            transient: true,
-            cause: signal.reason,
-          }),
-        );
-      };
-      if (signal.aborted) {
-        onAbort();
-        return;
-      }
-      if (timed) {
-        timer = setTimeout(() => {
-          done();
-          reject(timeoutError(where));
-        }, where.requestTimeoutMs);
-      }
-      signal.addEventListener('abort', onAbort, { once: true });
-      promise.then(resolve, reject).finally(done);
+    // The request itself cannot be cancelled; abortable clears the timer and the listener whichever comes
+    // first, so a hung one keeps no timer alive after an abort or a close().
+    return abortable(promise, signal, {
+      onAbort: (reason) =>
+        new FetchError(`Vault request aborted (${where.action})`, {
+          provider: where.provider,
+          ref: where.ref,
+          transient: true,
+          cause: reason,
+        }),
+      ...(timed ? { timeoutMs: where.requestTimeoutMs, onTimeout: () => timeoutError(where) } : {}),
     });
   }
 
@@ -396,8 +366,7 @@ export class VaultSession {
       }
       state = this.fromAuth(response, this.where(call));
     }
-    if (this.closed)
-      throw new FetchError('vault provider is closed', { provider: this.options.name, transient: false });
+    if (this.closed) throw new ClosedError('vault provider', { provider: this.options.name });
     this.state = state;
     this.schedule(state);
     return state;
@@ -464,21 +433,12 @@ export class VaultSession {
 
   /** Arms the timer that keeps `state` alive: renewal (or a new login) at 2/3 of its TTL. */
   private schedule(state: TokenState, delayMs = (state.ttlMs * 2) / 3): void {
-    if (this.timer) clearTimeout(this.timer);
+    this.timer?.cancel();
     this.timer = undefined;
     if (this.closed || state.expiresAt === undefined) return;
     if (!state.renewable && !this.canLogin()) return; // nothing to do before it expires
-    // A token TTL beyond ~37 days puts 2/3 of it past what one timer can wait (it would fire at once, and
-    // renew in a loop): wait in steps until the renewal is due.
-    const dueAt = Date.now() + Math.max(MIN_TIMER_MS, delayMs);
-    const arm = () => {
-      this.timer = setTimeout(
-        () => (Date.now() >= dueAt ? void this.keepAlive(state) : arm()),
-        Math.min(dueAt - Date.now(), MAX_TIMER_MS),
-      );
-      this.timer.unref();
-    };
-    arm();
+    // A token TTL beyond ~37 days puts 2/3 of it past what one timer can wait: runAt waits in steps.
+    this.timer = runAt(Date.now() + Math.max(MIN_TIMER_MS, delayMs), () => void this.keepAlive(state));
   }
 
   private async keepAlive(state: TokenState): Promise<void> {

@@ -2,6 +2,7 @@
  * The fetch step of a cycle: version probes where the store offers them, then one request per reference
  * (batched per provider where it can). Each unit records what happened to it; nothing here schedules.
  */
+import { abortable } from '../abort.js';
 import { FetchError, TlsSecretsError } from '../errors.js';
 import { describeRef, type FetchResult, type Provider, type SecretRef } from '../provider.js';
 import type { StoreCallEvent } from '../types.js';
@@ -45,25 +46,6 @@ export function asTlsError(err: unknown, unit: Unit): TlsSecretsError {
           { ref: describeRef(unit.ref), provider: unit.provider.name, cause: err },
         );
   return field ? error.withField(field) : error;
-}
-
-/** Rejects when the signal aborts, for providers that ignore it: a hung store must not block later refreshes. */
-function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(error);
-      },
-    );
-  });
 }
 
 function failed(unit: Unit, err: unknown, at: number, errors: TlsSecretsError[]): void {

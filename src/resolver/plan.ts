@@ -12,8 +12,10 @@
  * - While the store fails, ONE backoff gates every path to it (cold resolve, refresh(), connect()'s retry,
  *   timers, pushes): equal-jitter exponential steps, tightened by the step above when a deadline is near.
  */
+
+import { fieldOf } from '../field-path.js';
+import { TIMER_SLACK } from '../timers.js';
 import type { CertificateInfo, ResolverState } from '../types.js';
-import { TIMER_SLACK } from './clock.js';
 
 export interface StateFacts {
   readonly closed: boolean;
@@ -77,8 +79,6 @@ export interface ServedFacts {
 
 /** CA entries are announced over their last 90 days only (`expiring` 30 days before at the default 2/3). */
 export const AUTHORITY_WARNING_SPAN_MS = 90 * 86_400_000;
-
-const fieldOf = (field: string) => field.replace(/#\d+$/, '');
 
 /**
  * Every deadline, in ONE place: leaves, the intermediates of their chains and CRLs (nextUpdate) get

@@ -17,13 +17,15 @@ import { EventEmitter } from 'node:events';
 import { inspect } from 'node:util';
 import {
   CertificateExpiredError,
+  ClosedError,
   ConfigurationError,
   FetchError,
   ListenerError,
-  ResolverClosedError,
   TlsSecretsError,
 } from '../errors.js';
+import { fieldOf } from '../field-path.js';
 import { describeRef, isSecretRef, type Provider, type SecretRef } from '../provider.js';
+import { after, type Clock, runAt, systemClock, TIMER_SLACK, type TimerHandle } from '../timers.js';
 import {
   type CertificateInfo,
   type FieldStatus,
@@ -40,7 +42,6 @@ import {
 } from '../types.js';
 import { checkRoles, type ValidatedBundle } from '../validate.js';
 import { buildGeneration, type ContextProfile, type Generation } from './build.js';
-import { after, type Clock, runAt, systemClock, TIMER_SLACK, type TimerHandle } from './clock.js';
 import { fetchStep, type Unit } from './fetch.js';
 import {
   aheadPoint,
@@ -199,7 +200,7 @@ export class Resolver extends EventEmitter<ResolverEvents> {
   }
 
   async #resolveSlow(): Promise<ResolvedOptions> {
-    if (this.#closed) throw new ResolverClosedError();
+    if (this.#closed) throw new ClosedError('resolver');
     // Cold callers join the start in flight: N concurrent first calls make one fetch per reference.
     if (!this.#generation) {
       this.#starting ??= this.#coldStart().finally(() => {
@@ -208,7 +209,7 @@ export class Resolver extends EventEmitter<ResolverEvents> {
       await this.#starting;
     }
     let generation = this.#generation;
-    if (!generation) throw new ResolverClosedError();
+    if (!generation) throw new ClosedError('resolver');
     if (this.#isPastMaxStale(generation)) {
       // The bundle is beyond use: one attempt at a fresh one before refusing (the backoff permitting).
       await this.#request({ units: 'all', force: true }).catch(() => undefined);
@@ -235,14 +236,14 @@ export class Resolver extends EventEmitter<ResolverEvents> {
       try {
         await (this.#running ?? this.#request({ units: 'all', force: true }));
       } catch (err) {
-        if (this.#closed) throw new ResolverClosedError();
+        if (this.#closed) throw new ClosedError('resolver');
         // A cycle held by the backoff rejects with the last errors without a store call: the same test.
         const { errors, retryAt } = this.#backoff;
         if (!allTransient(errors) || retryAt > budgetEnd + TIMER_SLACK) throw err;
         await this.#waitUntil(retryAt);
         continue;
       }
-      if (this.#closed) throw new ResolverClosedError();
+      if (this.#closed) throw new ClosedError('resolver');
       if (this.#generation) return;
     }
   }
@@ -261,7 +262,7 @@ export class Resolver extends EventEmitter<ResolverEvents> {
       this.#stopWaiting = () => {
         timer.cancel();
         this.#stopWaiting = undefined;
-        reject(new ResolverClosedError());
+        reject(new ClosedError('resolver'));
       };
     });
   }
@@ -319,7 +320,7 @@ export class Resolver extends EventEmitter<ResolverEvents> {
    * While the store is failing and its backoff holds, answers with the last errors without asking it.
    */
   refresh(): Promise<RefreshResult> {
-    if (this.#closed) return Promise.reject(new ResolverClosedError());
+    if (this.#closed) return Promise.reject(new ClosedError('resolver'));
     return this.#request({ units: 'all', force: false });
   }
 
@@ -358,7 +359,7 @@ export class Resolver extends EventEmitter<ResolverEvents> {
     const certs = new Map<string, CertificateInfo>();
     const bundle = generation?.bundle;
     for (const cert of [...(bundle?.deadlines ?? []), ...(bundle?.authorities ?? [])]) {
-      const field = cert.field.replace(/#\d+$/, '');
+      const field = fieldOf(cert.field);
       const known = certs.get(field);
       if (!known || cert.notAfter < known.notAfter) certs.set(field, cert);
     }
@@ -402,7 +403,7 @@ export class Resolver extends EventEmitter<ResolverEvents> {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    for (const controller of this.#cycles) controller.abort(new ResolverClosedError());
+    for (const controller of this.#cycles) controller.abort(new ClosedError('resolver'));
     this.#wake?.cancel();
     this.#debounce?.cancel();
     this.#stopWaiting?.();
@@ -489,7 +490,7 @@ export class Resolver extends EventEmitter<ResolverEvents> {
 
   /** One cycle: backoff gate, fetch step, build step, swap or refusal, then the backoff's bookkeeping. */
   async #cycle(request: RefreshRequest): Promise<RefreshResult> {
-    if (this.#closed) throw new ResolverClosedError();
+    if (this.#closed) throw new ClosedError('resolver');
     const now = this.#clock.now();
     if (this.#holding(now)) {
       // No store call: the current answer, or on a cold resolver the last error.
@@ -511,7 +512,7 @@ export class Resolver extends EventEmitter<ResolverEvents> {
       timeout.cancel();
       this.#cycles.delete(controller);
     }
-    if (this.#closed) throw new ResolverClosedError();
+    if (this.#closed) throw new ClosedError('resolver');
     const errors = [...step.errors];
 
     const current = this.#generation;
@@ -559,7 +560,7 @@ export class Resolver extends EventEmitter<ResolverEvents> {
   /** A refused candidate is reported on the field it names (status().refused) until one is swapped in. */
   #noteRefusal(error: TlsSecretsError, now: number): void {
     if (!error.field) return;
-    const field = error.field.replace(/#\d+$/, '');
+    const field = fieldOf(error.field);
     const slot = this.#slots.find((s) => s.path === field);
     const unit = slot && this.#unitBySlot.get(slot);
     this.#refused = { field, error, at: now, version: unit?.result?.version };

@@ -3,7 +3,7 @@
  * that a test moves forward, e.g. past a backoff step of an hour. Timers run on real time; whatever they
  * and the resolver decide reads the skewed `now`.
  */
-import { type Clock, systemClock } from '../../src/resolver/clock.js';
+import { type Clock, systemClock } from '../../src/timers.js';
 
 export function skewedClock(): Clock & { advance(ms: number): void } {
   let offset = 0;

@@ -7,7 +7,6 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { connect, createServer as createTlsServer, type TLSSocket, type TlsOptions } from 'node:tls';
-import { inspect } from 'node:util';
 import {
   CreateSecretCommand,
   DeleteSecretCommand,
@@ -18,6 +17,7 @@ import {
   SecretsManagerServiceException,
   UpdateSecretVersionStageCommand,
 } from '@aws-sdk/client-secrets-manager';
+import { providerConformance } from 'tls-secrets/testing';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it, vi } from 'vitest';
 import { awsSecretsManager } from '../../providers/aws-secrets-manager.js';
 import { ConfigurationError, FetchError, SecretNotFoundError } from '../../src/errors.js';
@@ -25,7 +25,7 @@ import { createResolver } from '../../src/index.js';
 import { transformValue } from '../../src/transform.js';
 import { createTestCA, toPfx } from '../fixtures/ca.js';
 import { closeServer, listen, readAll } from '../helpers/tls.js';
-import { type ConformanceHarness, runProviderConformance } from './conformance.js';
+import { awsOptionsSuite, CREDENTIALS, deniedByIam, nobodyListening, REGION } from './aws-options.js';
 
 const endpoint = inject('motoEndpoint');
 if (!endpoint) {
@@ -34,8 +34,6 @@ if (!endpoint) {
   );
 }
 
-const REGION = 'us-east-1';
-const CREDENTIALS = { accessKeyId: 'AKIDTEST', secretAccessKey: 'test-secret-access-key' };
 const signal = () => new AbortController().signal;
 const unique = (prefix: string) => `${prefix}-${randomUUID().slice(0, 8)}`;
 /** A PEM field as the resolver hands it out (a list, each ending in a newline), compared by content. */
@@ -74,46 +72,14 @@ function countingClient(url: string, options: { denyBatch?: boolean } = {}) {
   };
 }
 
-describe('awsSecretsManager: options and references (no I/O)', () => {
-  afterEach(() => {
-    vi.unstubAllEnvs();
-  });
+awsOptionsSuite({
+  label: 'awsSecretsManager',
+  create: (options) => awsSecretsManager(options as Parameters<typeof awsSecretsManager>[0]),
+  client: () => new SecretsManagerClient({ region: REGION, credentials: CREDENTIALS }),
+  endpointVariable: 'AWS_ENDPOINT_URL_SECRETS_MANAGER',
+});
 
-  it('refuses bad options at creation with a ConfigurationError', () => {
-    const client = new SecretsManagerClient({ region: REGION, credentials: CREDENTIALS });
-    const bad: unknown[] = [
-      { region: 'Europe West' },
-      { endpoint: 'localhost:4566' },
-      { endpoint: 'ftp://example.test' },
-      { maxAttempts: 0 },
-      { maxAttempts: 2.5 },
-      { requestTimeoutMs: -1 },
-      { name: '' },
-      { client, region: REGION },
-      { client: {} },
-    ];
-    for (const options of bad) {
-      expect(() => awsSecretsManager(options as Parameters<typeof awsSecretsManager>[0])).toThrow(
-        ConfigurationError,
-      );
-    }
-    client.destroy();
-  });
-
-  it('validates AWS_ENDPOINT_URL_SECRETS_MANAGER at creation, without echoing it', () => {
-    vi.stubEnv('AWS_ENDPOINT_URL_SECRETS_MANAGER', 'not a url with-password');
-    const error = (() => {
-      try {
-        awsSecretsManager({ region: REGION });
-      } catch (err) {
-        return err;
-      }
-    })();
-    expect(error).toBeInstanceOf(ConfigurationError);
-    expect((error as Error).message).toContain('AWS_ENDPOINT_URL_SECRETS_MANAGER');
-    expect((error as Error).message).not.toContain('with-password');
-  });
-
+describe('awsSecretsManager: references (no I/O)', () => {
   it('gives references to the same secret and version one id, whatever jsonKey or encoding', () => {
     const sm = awsSecretsManager({ region: REGION, credentials: CREDENTIALS });
     const plain = sm.secret('prod/api/tls', { jsonKey: 'key' });
@@ -133,14 +99,6 @@ describe('awsSecretsManager: options and references (no I/O)', () => {
     expect(() => sm.secret('a?b')).toThrow(ConfigurationError);
     expect(() => sm.secret('x', { versionId: 'short' })).toThrow(ConfigurationError);
     expect(() => sm.secret('x', { versionStage: '' })).toThrow(ConfigurationError);
-  });
-
-  it('shows neither credentials nor client in inspect or JSON', () => {
-    const sm = awsSecretsManager({ region: 'eu-west-1', credentials: CREDENTIALS });
-    const shown = `${inspect(sm, { depth: 5, showHidden: true })} ${JSON.stringify(sm)}`;
-    expect(shown).toContain('eu-west-1');
-    expect(shown).not.toContain(CREDENTIALS.secretAccessKey);
-    expect(shown).not.toContain(CREDENTIALS.accessKeyId);
   });
 });
 
@@ -354,22 +312,56 @@ describe.skipIf(!endpoint)('awsSecretsManager against moto', () => {
     }
   }
 
-  runProviderConformance('aws-secrets-manager (moto)', async (): Promise<ConformanceHarness> => {
-    const counted = countingClient(url);
-    const provider = awsSecretsManager({ client: counted.client });
-    return {
-      provider,
-      put: async (name, value) => {
-        await put(name, value);
+  providerConformance(
+    {
+      name: 'aws-secrets-manager (moto)',
+      capabilities: {
+        batch: true,
+        watch: 'the service sends no notifications; the resolver probes versions',
+        probe: true,
+        deny: true,
+        unreachable: true,
+        abort: true,
+        binary: true,
+        closeEndsFetch: true,
       },
-      ref: (name, options) => provider.secret(name, options),
-      storeCalls: () => counted.calls.length,
-      close: async () => {
-        await provider.close();
-        counted.client.destroy();
+      async setup() {
+        const counted = countingClient(url);
+        const provider = awsSecretsManager({ client: counted.client });
+        const others: { close(): Promise<void> }[] = [];
+        const alike = (endpoint: string) => {
+          const other = awsSecretsManager({
+            endpoint,
+            region: REGION,
+            credentials: CREDENTIALS,
+            maxAttempts: 1,
+          });
+          others.push(other);
+          return other;
+        };
+        return {
+          provider,
+          put: async (name, value) => {
+            await put(`${name}`, value);
+          },
+          ref: (name, options) => provider.secret(`${name}`, options),
+          storeCalls: () => counted.calls.length,
+          async denied() {
+            await put(`denied`, 'not for this identity');
+            const proxy = await deniedByIam(url);
+            others.push(proxy);
+            return alike(proxy.url).secret(`denied`);
+          },
+          unreachable: async () => alike(await nobodyListening()).secret(`anything`),
+          async close() {
+            for (const other of others) await other.close();
+            counted.client.destroy();
+          },
+        };
       },
-    };
-  });
+    },
+    { describe, it },
+  );
 
   it('reads SecretString as text and SecretBinary as bytes, with the VersionId as version', async () => {
     const sm = awsSecretsManager({ region: REGION, endpoint: url, credentials: CREDENTIALS });

@@ -11,21 +11,20 @@ import {
   SSMClient,
   SSMServiceException,
 } from '@aws-sdk/client-ssm';
+import { providerConformance } from 'tls-secrets/testing';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it, vi } from 'vitest';
 import { ssmParameterStore } from '../../providers/aws-ssm.js';
 import { ConfigurationError, FetchError, SecretNotFoundError } from '../../src/errors.js';
 import { createResolver, createResolverFromConfig } from '../../src/index.js';
 import { createTestCA } from '../fixtures/ca.js';
 import { type FaultProxy, type ProxyFault, startFaultProxy } from '../helpers/fault-proxy.js';
-import { type ConformanceHarness, runProviderConformance } from './conformance.js';
+import { awsOptionsSuite, CREDENTIALS, deniedByIam, nobodyListening, REGION } from './aws-options.js';
 
 const endpoint = inject('motoEndpoint');
 if (!endpoint) {
   console.warn(`[aws-ssm] moto tests SKIPPED: ${inject('motoUnavailable') || 'no moto endpoint'}`);
 }
 
-const REGION = 'us-east-1';
-const CREDENTIALS = { accessKeyId: 'AKIDTEST', secretAccessKey: 'test-secret-access-key' };
 const signal = () => new AbortController().signal;
 const unique = (prefix: string) => `/tls-secrets-test/${prefix}-${randomUUID().slice(0, 8)}`;
 const pems = (value: unknown) => [value].flat().map((pem) => String(pem).trim());
@@ -66,46 +65,15 @@ function countingClient(url: string, options: { denyBatch?: boolean } = {}) {
   };
 }
 
-describe('ssmParameterStore: options and references (no I/O)', () => {
-  afterEach(() => {
-    vi.unstubAllEnvs();
-  });
+awsOptionsSuite({
+  label: 'ssmParameterStore',
+  create: (options) => ssmParameterStore(options as Parameters<typeof ssmParameterStore>[0]),
+  client: () => new SSMClient({ region: REGION, credentials: CREDENTIALS }),
+  endpointVariable: 'AWS_ENDPOINT_URL_SSM',
+  extraBad: [{ withDecryption: 'yes' }],
+});
 
-  it('refuses bad options at creation with a ConfigurationError', () => {
-    const client = new SSMClient({ region: REGION, credentials: CREDENTIALS });
-    const bad: unknown[] = [
-      { region: 'Europe West' },
-      { endpoint: 'localhost:4566' },
-      { maxAttempts: 0 },
-      { requestTimeoutMs: -1 },
-      { name: '' },
-      { withDecryption: 'yes' },
-      { client, region: REGION },
-      { client, credentials: CREDENTIALS },
-      { client: {} },
-    ];
-    for (const options of bad) {
-      expect(() => ssmParameterStore(options as Parameters<typeof ssmParameterStore>[0])).toThrow(
-        ConfigurationError,
-      );
-    }
-    client.destroy();
-  });
-
-  it('validates AWS_ENDPOINT_URL_SSM at creation, without echoing it', () => {
-    vi.stubEnv('AWS_ENDPOINT_URL_SSM', 'not a url with-password');
-    const error = (() => {
-      try {
-        ssmParameterStore({ region: REGION });
-      } catch (err) {
-        return err;
-      }
-    })();
-    expect(error).toBeInstanceOf(ConfigurationError);
-    expect((error as Error).message).toContain('AWS_ENDPOINT_URL_SSM');
-    expect((error as Error).message).not.toContain('with-password');
-  });
-
+describe('ssmParameterStore: references (no I/O)', () => {
   it('reads selectors from the name; the same name and selector share one id', () => {
     const ssm = ssmParameterStore({ region: REGION, credentials: CREDENTIALS });
     const plain = ssm.ref('/svc/tls/cert', { jsonKey: 'a' });
@@ -130,14 +98,6 @@ describe('ssmParameterStore: options and references (no I/O)', () => {
     ]) {
       expect(() => ssm.ref(bad), bad).toThrow(ConfigurationError);
     }
-  });
-
-  it('shows neither credentials nor client in inspect or JSON', () => {
-    const ssm = ssmParameterStore({ region: 'eu-west-1', credentials: CREDENTIALS });
-    const shown = `${inspect(ssm, { depth: 5, showHidden: true })} ${JSON.stringify(ssm)}`;
-    expect(shown).toContain('eu-west-1');
-    expect(shown).not.toContain(CREDENTIALS.secretAccessKey);
-    expect(shown).not.toContain(CREDENTIALS.accessKeyId);
   });
 });
 
@@ -164,22 +124,56 @@ describe.skipIf(!endpoint)('ssmParameterStore against moto', () => {
       ).Version,
     );
 
-  runProviderConformance('aws-ssm (moto)', async (): Promise<ConformanceHarness> => {
-    const counted = countingClient(url);
-    const ssm = ssmParameterStore({ client: counted.client });
-    return {
-      provider: ssm,
-      put: async (name, value) => {
-        await put(`/tls-secrets-conformance/${name}`, value);
+  providerConformance(
+    {
+      name: 'aws-ssm (moto)',
+      capabilities: {
+        batch: true,
+        watch: 'the service sends no notifications; the resolver probes versions',
+        probe: true,
+        deny: true,
+        unreachable: true,
+        abort: true,
+        binary: 'a parameter holds text only (binary values are stored base64)',
+        closeEndsFetch: true,
       },
-      ref: (name, options) => ssm.ref(`/tls-secrets-conformance/${name}`, options),
-      storeCalls: () => counted.calls.length,
-      close: async () => {
-        await ssm.close();
-        counted.client.destroy();
+      async setup() {
+        const counted = countingClient(url);
+        const provider = ssmParameterStore({ client: counted.client });
+        const others: { close(): Promise<void> }[] = [];
+        const alike = (endpoint: string) => {
+          const other = ssmParameterStore({
+            endpoint,
+            region: REGION,
+            credentials: CREDENTIALS,
+            maxAttempts: 1,
+          });
+          others.push(other);
+          return other;
+        };
+        return {
+          provider,
+          put: async (name, value) => {
+            await put(`/tls-secrets-conformance/${name}`, String(value));
+          },
+          ref: (name, options) => provider.ref(`/tls-secrets-conformance/${name}`, options),
+          storeCalls: () => counted.calls.length,
+          async denied() {
+            await put(`/tls-secrets-conformance/denied`, 'not for this identity');
+            const proxy = await deniedByIam(url);
+            others.push(proxy);
+            return alike(proxy.url).ref(`/tls-secrets-conformance/denied`);
+          },
+          unreachable: async () => alike(await nobodyListening()).ref(`/tls-secrets-conformance/anything`),
+          async close() {
+            for (const other of others) await other.close();
+            counted.client.destroy();
+          },
+        };
       },
-    };
-  });
+    },
+    { describe, it },
+  );
 
   it('decrypts SecureString by default and reads String and StringList', async () => {
     const ssm = ssmParameterStore({ region: REGION, endpoint: url, credentials: CREDENTIALS });

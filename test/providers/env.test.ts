@@ -1,30 +1,46 @@
+import { providerConformance } from 'tls-secrets/testing';
 import { describe, expect, it } from 'vitest';
 import { env } from '../../providers/env.js';
 import { ConfigurationError } from '../../src/errors.js';
 import { createResolver } from '../../src/index.js';
 import { createTestCA } from '../fixtures/ca.js';
-import { runProviderConformance } from './conformance.js';
 
-runProviderConformance('env', async () => {
-  const variables: NodeJS.ProcessEnv = {};
-  const provider = env({ env: variables, prefix: 'TLS_' });
-  let calls = 0;
-  const fetch = provider.fetch.bind(provider);
-  provider.fetch = (ref, signal) => {
-    calls += 1;
-    return fetch(ref, signal);
-  };
-  const variable = (name: string) => name.replace(/[^A-Za-z0-9_]/g, '_');
-  return {
-    provider,
-    put: async (name, value) => {
-      variables[`TLS_${variable(name)}`] = value;
+providerConformance(
+  {
+    name: 'env',
+    capabilities: {
+      batch: 'variables are read one by one',
+      watch: 'the environment sends no notifications; the resolver checks versions',
+      probe: true,
+      deny: 'the environment has no permissions',
+      unreachable: 'the environment is always there',
+      abort: 'env answers synchronously; the resolver bounds every call by its signal',
+      binary: 'a variable holds text only (binary values are base64 text)',
+      closeEndsFetch: 'env has no close()',
     },
-    ref: (name, options) => provider.ref(variable(name), options),
-    storeCalls: () => calls,
-    close: async () => undefined,
-  };
-});
+    async setup() {
+      const variables: NodeJS.ProcessEnv = {};
+      const provider = env({ env: variables, prefix: 'TLS_' });
+      let calls = 0;
+      const fetch = provider.fetch.bind(provider);
+      provider.fetch = (ref, signal) => {
+        calls += 1;
+        return fetch(ref, signal);
+      };
+      const variable = (name: string) => name.replace(/[^A-Za-z0-9_]/g, '_');
+      return {
+        provider,
+        put: async (name, value) => {
+          variables[`TLS_${variable(name)}`] = String(value);
+        },
+        ref: (name, options) => provider.ref(variable(name), options),
+        storeCalls: () => calls,
+        close: async () => undefined,
+      };
+    },
+  },
+  { describe, it },
+);
 
 describe('env provider', () => {
   it('resolves PEM text and base64-encoded ticket keys from variables', async () => {

@@ -5,10 +5,11 @@ import fs from 'node:fs';
 import { chmod, mkdir, mkdtemp, readdir, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import tls from 'node:tls';
 import { pathToFileURL } from 'node:url';
 import { inspect, promisify } from 'node:util';
+import { providerConformance } from 'tls-secrets/testing';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { file } from '../../providers/file.js';
 import { contentVersion } from '../../src/content-version.js';
@@ -23,7 +24,6 @@ import {
 } from '../../src/index.js';
 import { MAX_SECRET_BYTES, transformValue } from '../../src/transform.js';
 import { createTestCA } from '../fixtures/ca.js';
-import { runProviderConformance } from './conformance.js';
 
 const run = promisify(execFile);
 const signal = () => new AbortController().signal;
@@ -67,13 +67,62 @@ function kubeVolume(dir: string) {
   };
 }
 
-/** Collects notifications with the time each arrived. */
-function recorder() {
+/** Collects notifications with the time each arrived; those for `ignored` (a barrier file) go to `ignoredCount`. */
+function recorder(ignored?: string) {
   const events: { id: string; ref: SecretRef; at: number }[] = [];
+  let ignoredCount = 0;
   return {
     events,
-    onChange: (ref: SecretRef) => events.push({ id: ref.id, ref, at: performance.now() }),
+    onChange: (ref: SecretRef) => {
+      if (ref.id === ignored) ignoredCount += 1;
+      else events.push({ id: ref.id, ref, at: performance.now() });
+    },
     count: (id?: string) => events.filter((event) => id === undefined || event.id === id).length,
+    ignoredCount: () => ignoredCount,
+  };
+}
+
+/** The spy on `object[method]`, reusing one a test already set (with its implementation). */
+function spied<T extends object, K extends keyof T & string>(object: T, method: K) {
+  const current = object[method];
+  // biome-ignore lint/suspicious/noExplicitAny: vitest's spy types do not follow a generic key.
+  return (vi.isMockFunction(current) ? current : vi.spyOn(object as any, method)) as unknown as ReturnType<
+    typeof vi.fn
+  >;
+}
+
+/**
+ * Call before a subscription to `refs` starts (a provider's watch, or a resolver's); the function returned
+ * resolves once that subscription has taken its baseline and opened the watchers of every directory its paths
+ * lead through. Its first check resolves each path's directories in turn (readlink of the path, then realpath
+ * of its directories): done when the last path's realpaths came back. Only watching calls readlink.
+ */
+function arming(refs: readonly SecretRef[]): () => Promise<void> {
+  const readlink = spied(fs.promises, 'readlink');
+  const realpath = spied(fs.promises, 'realpath');
+  const paths = new Set(refs.map((ref) => ref.id));
+  // Only calls from now on: an earlier subscription to the same path must not count.
+  const since = readlink.mock.calls.length;
+  const order = (mock: typeof readlink, at: number) => mock.mock.invocationCallOrder[at] ?? 0;
+  const lastStart = () =>
+    Math.max(
+      ...[...paths].map((path) => {
+        const at = readlink.mock.calls.findLastIndex(([called], index) => index >= since && called === path);
+        return at === -1 ? Number.POSITIVE_INFINITY : order(readlink, at);
+      }),
+    );
+  return async () => {
+    await waitFor(() => {
+      const start = lastStart();
+      const after = realpath.mock.calls.flatMap((_, at) => (order(realpath, at) > start ? [at] : []));
+      return (
+        Number.isFinite(start) &&
+        after.length > 0 &&
+        after.every((at) => realpath.mock.settledResults[at] !== undefined)
+      );
+    }, 20_000);
+    // What follows the last realpath (watchers opened, the loop's end) runs in microtasks.
+    await new Promise((resolve) => setImmediate(resolve));
   };
 }
 
@@ -90,29 +139,49 @@ function percentile(values: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? Number.NaN;
 }
 
-runProviderConformance('file', async () => {
-  const dir = await tempDir();
-  const provider = file({ baseDir: dir });
-  // Every file-system call the provider makes goes through fs.promises; count those on this store's paths.
-  const spies = (['open', 'stat', 'readlink', 'realpath'] as const).map((method) =>
-    vi.spyOn(fs.promises, method),
-  );
-  return {
-    provider,
-    put: (name, value) => atomicWrite(join(dir, name), value),
-    ref: (name, options) => provider.ref(name, options),
-    storeCalls: () =>
-      spies.reduce(
-        (sum, spy) => sum + spy.mock.calls.filter(([path]) => String(path).startsWith(dir)).length,
-        0,
-      ),
-    async close() {
-      for (const spy of spies) spy.mockRestore();
-      await provider.close();
-      await rm(dir, { recursive: true, force: true });
+providerConformance(
+  {
+    name: 'file',
+    capabilities: {
+      batch: 'files are read one by one',
+      watch: true,
+      probe: true,
+      deny: isRoot ? 'running as root, whom file modes do not deny' : true,
+      unreachable: 'a local file system has no address to be unreachable at',
+      abort: true,
+      binary: true,
+      closeEndsFetch: 'close() only stops watchers and timers; files stay readable',
     },
-  };
-});
+    async setup() {
+      const dir = await tempDir();
+      const provider = file({ baseDir: dir });
+      // Every file-system call the provider makes goes through fs.promises; count those on this store's paths.
+      const spies = (['open', 'stat', 'readlink', 'realpath'] as const).map((method) =>
+        vi.spyOn(fs.promises, method),
+      );
+      return {
+        provider,
+        put: (name, value) => atomicWrite(join(dir, name), value),
+        ref: (name, options) => provider.ref(name, options),
+        storeCalls: () =>
+          spies.reduce(
+            (sum, spy) => sum + spy.mock.calls.filter(([path]) => String(path).startsWith(dir)).length,
+            0,
+          ),
+        async denied() {
+          await writeFile(join(dir, 'denied.pem'), 'unreadable');
+          await chmod(join(dir, 'denied.pem'), 0o000);
+          return provider.ref('denied.pem');
+        },
+        async close() {
+          for (const spy of spies) spy.mockRestore();
+          await rm(dir, { recursive: true, force: true });
+        },
+      };
+    },
+  },
+  { describe, it },
+);
 
 describe('file provider', () => {
   let dir: string;
@@ -358,15 +427,32 @@ describe('file provider', () => {
   });
 
   describe('watch', () => {
-    const subscribe = (provider: ReturnType<typeof file>, refs: SecretRef[]) => {
-      const record = recorder();
+    /**
+     * `barrier`: the subscription also watches a file next to the first reference, which `quiet()` changes;
+     * once that change is reported, every path of that directory has been checked after whatever the test
+     * did before (one event on a directory checks all its paths), so anything it caused has been reported.
+     */
+    const subscribe = (
+      provider: ReturnType<typeof file>,
+      given: SecretRef[],
+      { barrier = false }: { barrier?: boolean } = {},
+    ) => {
+      const sentinel = barrier ? provider.ref(join(dirname(given[0]?.id ?? dir), '.barrier')) : undefined;
+      const refs = sentinel ? [...given, sentinel] : given;
+      const record = recorder(sentinel?.id);
+      const armed = arming(refs);
       const stop = provider.watch?.(refs, record.onChange);
       if (!stop) throw new Error('provider does not watch');
       closers.push(stop);
-      return { ...record, stop };
+      let serial = 0;
+      const quiet = async () => {
+        if (!sentinel) throw new Error('subscribe with { barrier: true } to use quiet()');
+        const seen = record.ignoredCount();
+        await atomicWrite(sentinel.id, `barrier ${++serial}`);
+        await waitFor(() => record.ignoredCount() > seen, 20_000);
+      };
+      return { ...record, stop, armed, quiet };
     };
-    /** Lets the subscription take its baseline and open its watchers. */
-    const settle = () => sleep(100);
 
     it('a Kubernetes ..data swap notifies each reference once and the new content is read', async () => {
       const volume = kubeVolume(dir);
@@ -378,12 +464,12 @@ describe('file provider', () => {
         SecretRef,
       ];
       for (const ref of [crt, key, ca]) await provider.fetch(ref, signal());
-      const watch = subscribe(provider, [crt, key, ca]);
-      await settle();
+      const watch = subscribe(provider, [crt, key, ca], { barrier: true });
+      await watch.armed();
 
       await volume.publish({ 'tls.crt': 'cert v2', 'tls.key': 'key v2', 'ca.crt': 'ca v1' });
       await waitFor(() => watch.count() >= 2);
-      await sleep(300);
+      await watch.quiet();
       expect(watch.events.map((event) => event.id).sort()).toEqual([crt.id, key.id].sort());
       expect(Buffer.from((await provider.fetch(crt, signal())).value as Uint8Array).toString()).toBe(
         'cert v2',
@@ -399,8 +485,8 @@ describe('file provider', () => {
       await writeFile(path, 'v1');
       const ref = provider.ref('tls.crt');
       await provider.fetch(ref, signal());
-      const watch = subscribe(provider, [ref]);
-      await settle();
+      const watch = subscribe(provider, [ref], { barrier: true });
+      await watch.armed();
       const steps: [string, () => Promise<void>][] = [
         ['rename over', () => atomicWrite(path, 'v2')],
         ['in place', () => writeFile(path, 'v3')],
@@ -411,7 +497,7 @@ describe('file provider', () => {
         await step();
         await waitFor(() => watch.count() === index + 1);
       }
-      await sleep(200);
+      await watch.quiet();
       expect(watch.count()).toBe(steps.length);
     });
 
@@ -421,13 +507,13 @@ describe('file provider', () => {
       await writeFile(path, 'v0');
       const ref = provider.ref('tls.crt');
       await provider.fetch(ref, signal());
-      const watch = subscribe(provider, [ref]);
-      await settle();
+      const watch = subscribe(provider, [ref], { barrier: true });
+      await watch.armed();
       const started = performance.now();
       for (let i = 1; i <= 10; i++) await atomicWrite(path, `v${i}`);
       const burstMs = performance.now() - started;
       await waitFor(() => watch.count() >= 1);
-      await sleep(400);
+      await watch.quiet();
       expect(burstMs).toBeLessThan(300);
       expect(watch.count()).toBe(1);
       expect(await provider.currentVersion(ref, signal())).toBe(sha('v10'));
@@ -440,7 +526,7 @@ describe('file provider', () => {
       const ref = provider.ref('tls.crt');
       await provider.fetch(ref, signal());
       const watch = subscribe(provider, [ref]);
-      await settle();
+      await watch.armed();
       let noisy = true;
       const noise = (async () => {
         for (let i = 0; noisy; i++) {
@@ -466,11 +552,11 @@ describe('file provider', () => {
       const provider = provide();
       const ref = provider.ref('tls.crt');
       await provider.fetch(ref, signal());
-      const watch = subscribe(provider, [ref]);
-      await settle();
+      const watch = subscribe(provider, [ref], { barrier: true });
+      await watch.armed();
       await volume.publish({ 'tls.crt': 'same cert' });
       await atomicWrite(join(dir, 'unrelated.log'), 'noise');
-      await sleep(400);
+      await watch.quiet();
       expect(watch.count()).toBe(0);
       await volume.publish({ 'tls.crt': 'new cert' });
       await waitFor(() => watch.count() === 1);
@@ -483,11 +569,11 @@ describe('file provider', () => {
       const a = provider.ref('a.pem');
       const aBinary = provider.ref('a.pem', { encoding: 'binary' });
       const b = provider.ref('b.pem');
-      const watch = subscribe(provider, [a, aBinary, b]);
-      await settle();
+      const watch = subscribe(provider, [a, aBinary, b], { barrier: true });
+      await watch.armed();
       await atomicWrite(join(dir, 'a.pem'), 'a2');
       await waitFor(() => watch.count() >= 2);
-      await sleep(200);
+      await watch.quiet();
       expect(watch.events.map((event) => event.ref)).toEqual([a, aBinary]);
     });
 
@@ -500,7 +586,7 @@ describe('file provider', () => {
       const ref = provider.ref('live/cert.pem');
       await provider.fetch(ref, signal());
       const watch = subscribe(provider, [ref]);
-      await settle();
+      await watch.armed();
       // The target is replaced in its own directory; the link's directory sees nothing.
       await atomicWrite(join(dir, 'archive', 'cert1.pem'), 'c2');
       await waitFor(() => watch.count() === 1);
@@ -522,7 +608,7 @@ describe('file provider', () => {
       const ref = provider.ref('tls.crt');
       await provider.fetch(ref, signal());
       const watch = subscribe(provider, [ref]);
-      await settle();
+      await watch.armed();
       const changed = performance.now();
       await atomicWrite(path, 'v2');
       await waitFor(() => watch.count() === 1);
@@ -542,28 +628,37 @@ describe('file provider', () => {
       const ref = provider.ref('tls.crt');
       await provider.fetch(ref, signal());
       const watch = subscribe(provider, [ref]);
-      await settle();
+      await watch.armed();
       await atomicWrite(path, 'v2');
       await waitFor(() => watch.count() === 1);
     });
 
     it('polls a directory that does not exist yet and watches it once it appears', async () => {
+      // Waits on the provider's own calls, never on the clock: a loaded machine only makes it slower.
       const watchSpy = vi.spyOn(fs, 'watch');
+      const stat = vi.spyOn(fs.promises, 'stat');
+      const statsOf = (path: string) => stat.mock.calls.filter(([called]) => called === path).length;
       const provider = provide({ pollIntervalMs: 50 });
       const ref = provider.ref('secrets/tls.crt');
       const watch = subscribe(provider, [ref]);
-      await settle();
+      // Two stats of the path: the baseline (absent) was taken and the poll timer runs.
+      await waitFor(() => statsOf(ref.id) >= 2, 20_000);
       await mkdir(join(dir, 'secrets'));
       await writeFile(join(dir, 'secrets', 'tls.crt'), 'v1');
-      await waitFor(() => watch.count() === 1);
-      await waitFor(() => watchSpy.mock.calls.some(([path]) => path === join(dir, 'secrets')));
-      // Watched now: polling has stopped, so a quiet directory costs no stat calls.
-      await sleep(100);
-      const stat = vi.spyOn(fs.promises, 'stat');
-      await sleep(300);
-      expect(stat).not.toHaveBeenCalled();
+      await waitFor(() => watch.count() === 1, 20_000);
+      await waitFor(() => watchSpy.mock.calls.some(([path]) => path === join(dir, 'secrets')), 20_000);
+      // Watched now: polling has stopped, so a quiet directory costs no stat calls. A witness subscription on
+      // a path that stays absent polls at the same interval: while it polls five times, the watched path
+      // must not be polled once (the first witness poll lets a check already under way finish).
+      const witness = provider.ref('never/there.pem');
+      subscribe(provider, [witness]);
+      const start = statsOf(witness.id);
+      await waitFor(() => statsOf(witness.id) >= start + 2, 20_000);
+      const quiet = statsOf(ref.id);
+      await waitFor(() => statsOf(witness.id) >= start + 7, 20_000);
+      expect(statsOf(ref.id)).toBe(quiet);
       await atomicWrite(join(dir, 'secrets', 'tls.crt'), 'v2');
-      await waitFor(() => watch.count() === 2);
+      await waitFor(() => watch.count() === 2, 20_000);
     });
 
     it('unsubscribe and close() stop watchers and timers, which never hold the process open', async () => {
@@ -596,7 +691,8 @@ describe('file provider', () => {
       closers.push(() => hook.disable());
       const first = subscribe(provider, [a, missing]);
       const second = subscribe(provider, [b]);
-      await settle();
+      await first.armed();
+      await second.armed();
       await atomicWrite(join(dir, 'a.pem'), 'a2');
       await waitFor(() => first.count() === 1);
       const created = [...live.values()];
@@ -604,21 +700,23 @@ describe('file provider', () => {
       expect(created).toContain('Timeout');
 
       first.stop();
+      // A witness on the same file: once it has heard of a3, the stopped subscription had its chance too.
+      const witness = subscribe(provider, [a]);
+      await witness.armed();
       await atomicWrite(join(dir, 'a.pem'), 'a3');
       await atomicWrite(join(dir, 'sub', 'b.pem'), 'b2');
-      await waitFor(() => second.count() === 1);
-      await sleep(200);
+      await waitFor(() => second.count() === 1 && witness.count() === 1);
       expect(first.count()).toBe(1);
 
       await provider.close();
-      await sleep(20);
-      await atomicWrite(join(dir, 'sub', 'b.pem'), 'b3');
-      await sleep(300);
-      expect(second.count()).toBe(1);
       // Destroy hooks run from a queue: let it drain before looking.
       for (let i = 0; i < 3; i++) await new Promise((done) => setImmediate(done));
-      // Every watcher and timer created since the subscriptions began has been closed.
+      // Every watcher and timer created since the subscriptions began has been closed: nothing is left that
+      // could report a later change.
       expect([...live.values()]).toEqual([]);
+      await atomicWrite(join(dir, 'sub', 'b.pem'), 'b3');
+      for (let i = 0; i < 3; i++) await new Promise((done) => setImmediate(done));
+      expect(second.count()).toBe(1);
       expect(provider.watch?.([a], () => undefined)).toBeTypeOf('function');
     });
 
@@ -658,8 +756,9 @@ describe('file provider', () => {
       const ref = provider.ref('tls.crt');
       await provider.fetch(ref, signal());
       const record = recorder();
+      const armed = arming([ref]);
       closers.push(provider.watch?.([ref], record.onChange) ?? (() => undefined));
-      await sleep(150);
+      await armed();
       const delays: number[] = [];
       for (let i = 1; i <= 20; i++) {
         await volume.publish({ 'tls.crt': `v${i}` });
@@ -685,10 +784,9 @@ describe('file provider', () => {
     const volume = kubeVolume(dir);
     await volume.publish({ 'tls.key': first.keyPem, 'tls.crt': first.certPem });
     const files = provide();
-    const resolver = createResolver(
-      { key: files.ref('tls.key'), cert: files.ref('tls.crt') },
-      { refreshIntervalMs: 3_600_000 },
-    );
+    const refs = { key: files.ref('tls.key'), cert: files.ref('tls.crt') };
+    const armed = arming([refs.key, refs.cert]);
+    const resolver = createResolver(refs, { refreshIntervalMs: 3_600_000 });
     closers.push(() => resolver.close());
     const initial = await resolver.resolve();
     const server = tls.createServer({ key: initial.key, cert: initial.cert }, (socket) =>
@@ -717,7 +815,8 @@ describe('file provider', () => {
         socket.on('error', fail);
       });
     expect(await peerSerial()).toBe(first.serial);
-    await sleep(100);
+    // The resolver's subscription to the files has its baseline and its watchers.
+    await armed();
 
     await volume.publish({ 'tls.key': second.keyPem, 'tls.crt': second.certPem });
     const event = await rotated;

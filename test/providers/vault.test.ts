@@ -16,9 +16,11 @@ import { join } from 'node:path';
 import * as tls from 'node:tls';
 import { inspect } from 'node:util';
 import nodeVault from 'node-vault';
+import { providerConformance } from 'tls-secrets/testing';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it, vi } from 'vitest';
 import { type VaultClient, vault } from '../../providers/vault/index.js';
 import {
+  ClosedError,
   ConfigurationError,
   createResolver,
   FetchError,
@@ -30,7 +32,6 @@ import { createTestCA } from '../fixtures/ca.js';
 import { startBao } from '../helpers/bao.js';
 import { startFaultProxy, vaultFaults } from '../helpers/fault-proxy.js';
 import { closeServer, listen, sleep } from '../helpers/tls.js';
-import { runProviderConformance } from './conformance.js';
 
 const url = inject('vaultAddr');
 const rootToken = inject('vaultToken');
@@ -257,21 +258,54 @@ afterAll(async () => {
 describe.skipIf(NO_VAULT)(`vault provider ${ON}`, () => runConformance());
 
 function runConformance() {
-  runProviderConformance(`vault ${ON}`, async () => {
-    const { client, calls } = countingClient();
-    const provider = vault({ client, auth: { token: rootToken } });
-    return {
-      provider,
-      put: (name, value) => putKv(`${RUN}/conformance/${name}`, { value }),
-      ref: (name, options) =>
-        provider.kv(`secret/${RUN}/conformance/${name}`, {
-          field: options?.jsonKey ?? 'value',
-          ...(options?.encoding ? { encoding: options.encoding } : {}),
-        }),
-      storeCalls: () => calls.length,
-      close: () => provider.close(),
-    };
-  });
+  providerConformance(
+    {
+      name: `vault ${ON}`,
+      capabilities: {
+        batch: 'Vault has no batch read',
+        watch: 'Vault sends no notifications; the resolver probes versions',
+        probe: true,
+        deny: true,
+        unreachable: true,
+        abort: true,
+        binary: 'KV values are JSON strings (binary values are stored base64)',
+        closeEndsFetch: true,
+      },
+      async setup() {
+        const { client, calls } = countingClient();
+        const provider = vault({ client, auth: { token: rootToken } });
+        const others: { close(): Promise<void> }[] = [];
+        return {
+          provider,
+          put: (name, value) => putKv(`${RUN}/conformance/${name}`, { value: String(value) }),
+          ref: (name, options) =>
+            provider.kv(`secret/${RUN}/conformance/${name}`, {
+              field: options?.jsonKey ?? 'value',
+              ...(options?.encoding ? { encoding: options.encoding } : {}),
+            }),
+          storeCalls: () => calls.length,
+          // A token whose policy reads secret/<run>/* only, asking for a secret that exists outside it.
+          async denied() {
+            await putKv(`${RUN}-outside/denied`, { value: 'not for this token' });
+            const limited = vault({ endpoint: url, auth: { token: await tokenWith([POLICY]) } });
+            others.push(limited);
+            return limited.kv(`secret/${RUN}-outside/denied`, { field: 'value' });
+          },
+          async unreachable() {
+            const server = tls.createServer();
+            const port = await listen(server);
+            await closeServer(server);
+            const gone = vault({ endpoint: `http://127.0.0.1:${port}`, auth: { token: 'not-used' } });
+            return gone.kv('secret/anything', { field: 'value' });
+          },
+          async close() {
+            for (const other of others) await other.close();
+          },
+        };
+      },
+    },
+    { describe, it },
+  );
 }
 
 describe('vault provider: options', () => {
@@ -756,7 +790,7 @@ describe.skipIf(NO_VAULT)(`vault provider: authentication ${ON}`, () => {
     // Without renewals the server lets the token expire within its TTL: wait for that, not for a while.
     await until('the token to expire', async () => (await tokenTtl(token)) === undefined);
     expect(count('POST auth/token/renew-self')).toBe(atClose);
-    expect(await failure(v.fetch(ref, signal()))).toBeInstanceOf(FetchError);
+    expect(await failure(v.fetch(ref, signal()))).toBeInstanceOf(ClosedError);
   });
 
   it.concurrent('keeps a periodic token alive past its period, renewing to the period each time', async () => {

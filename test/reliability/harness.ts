@@ -6,7 +6,6 @@
 import type { Server } from 'node:tls';
 import {
   connect,
-  createRef,
   createResolver,
   createServer,
   type FetchResult,
@@ -18,6 +17,7 @@ import {
   type TlsSecretsSpec,
 } from '../../src/index.js';
 import type { VersionProbe } from '../../src/provider.js';
+import { createRef } from '../../src/provider-kit.js';
 import { closeServer, listen, sleep } from '../helpers/tls.js';
 
 /** Resolver settings of the fault matrix: short steps so an outage of OUTAGE_MS spans several backoffs. */

@@ -13,9 +13,9 @@ import { ssmParameterStore } from '../../providers/aws-ssm.js';
 import { parseRetryAfter } from '../../providers/vault/errors.js';
 import { vault } from '../../providers/vault/index.js';
 import {
+  ClosedError,
   FetchError,
   Resolver,
-  ResolverClosedError,
   type ResolverOptions,
   SecretNotFoundError,
   type TlsSecretsError,
@@ -224,8 +224,8 @@ describe.skipIf(!motoEndpoint)('AWS Secrets Manager quotas (moto behind a quota-
       resolver.resolve().catch((e: unknown) => e),
       resolver.resolve().catch((e: unknown) => e),
     ]);
-    expect(a).toBeInstanceOf(ResolverClosedError);
-    expect(b).toBeInstanceOf(ResolverClosedError);
+    expect(a).toBeInstanceOf(ClosedError);
+    expect(b).toBeInstanceOf(ClosedError);
     expect(calls('GetSecretValue')).toBe(1);
   });
 });

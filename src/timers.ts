@@ -1,8 +1,10 @@
 /**
  * The one module for timers. Every timer of the resolver (the plan's wake-up, the push debounce, a cycle's
- * fetch timeout) and of the agents goes through a `Clock`, so that a test can drive time and the 2^31-1 ms
- * cap of setTimeout is handled once. Timers never hold the process open (`unref`).
+ * fetch timeout), of the agents and of the providers (token renewal, request bounds) goes through a `Clock`,
+ * so that a test can drive time and the 2^31-1 ms cap of setTimeout is handled once. Timers never hold the
+ * process open (`unref`).
  */
+import { ConfigurationError } from './errors.js';
 
 /** setTimeout fires at once for delays above 2^31-1 ms: longer waits are cut and re-planned or re-armed. */
 export const MAX_TIMER = 2 ** 31 - 1;
@@ -44,4 +46,25 @@ export function runAt(at: number, fn: () => void, clock: Clock = systemClock): T
   };
   arm();
   return { cancel: () => timer.cancel() };
+}
+
+/**
+ * A duration option in milliseconds, checked where the options are given: a finite number from `min` to
+ * MAX_TIMER (a larger one would fire at once). `what` names the option in the error, e.g. `file option
+ * debounceMs`.
+ */
+export function checkDurationMs(
+  what: string,
+  value: unknown,
+  fallback: number,
+  { min = 0, provider }: { min?: number; provider?: string } = {},
+): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > MAX_TIMER) {
+    throw new ConfigurationError(
+      `${what} must be milliseconds from ${min} to ${MAX_TIMER}, got ${typeof value === 'number' ? value : typeof value}`,
+      provider === undefined ? {} : { provider },
+    );
+  }
+  return value;
 }
