@@ -53,7 +53,7 @@ import {
   type TimedDeadline,
   type UnitFacts,
 } from './plan.js';
-import { allSlots, checkOptions, parseSpec, type Shape, type Slot } from './spec.js';
+import { allSlots, checkOptions, checkSpecKeys, parseSpec, type Shape, type Slot } from './spec.js';
 
 /** After a store's scheduled change (e.g. an AWS rotation date), probe at these offsets until it lands. */
 const SCHEDULED_CHANGE_PROBES = [1_000, 10_000, 60_000, 300_000];
@@ -139,12 +139,15 @@ export class Resolver extends EventEmitter<ResolverEvents> {
   readonly #unwatch: (() => void)[] = [];
   #watching = false;
   #closed = false;
+  /** When the current run of failed checks or refusals began; cleared (with `recovered`) by a clean cycle. */
+  #troubleSince: number | undefined;
 
   constructor(spec: TlsSecretsSpec, options: ResolverOptions = {}, internals: ResolverInternals = {}) {
     super();
     this.#options = checkOptions(options);
     this.#clock = internals.clock ?? systemClock;
     this.#shape = parseSpec(spec);
+    checkSpecKeys(spec);
     this.#slots = allSlots(this.#shape);
     const passThrough: Record<string, unknown> = { ...spec };
     for (const field of SECRET_FIELDS) delete passThrough[field];
@@ -569,8 +572,14 @@ export class Resolver extends EventEmitter<ResolverEvents> {
     if (errors.length === 0) {
       this.#backoff = { streak: 0, retryAt: 0, errors: [] };
       this.#staleSince = undefined;
+      const since = this.#troubleSince;
+      this.#troubleSince = undefined;
+      if (since !== undefined && this.#generation && !this.#refused) {
+        this.#deliver('recovered', { generation: this.#generation.number, since: new Date(since) });
+      }
       return;
     }
+    this.#troubleSince ??= now;
     const streak = this.#backoff.streak + 1;
     const retryAt = nextRetryAt(end, streak, this.#deadlines(), this.#options, Math.random());
     this.#backoff = { streak, retryAt, errors };

@@ -12,9 +12,10 @@ import {
   SSMServiceException,
 } from '@aws-sdk/client-ssm';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it, vi } from 'vitest';
+import { createResolverFromConfig } from '../../config/index.js';
 import { ssmParameterStore } from '../../providers/aws-ssm.js';
 import { ConfigurationError, FetchError, SecretNotFoundError } from '../../src/errors.js';
-import { createResolver, createResolverFromConfig } from '../../src/index.js';
+import { createResolver } from '../../src/index.js';
 import { createTestCA } from '../fixtures/ca.js';
 import { type FaultProxy, type ProxyFault, startFaultProxy } from '../helpers/fault-proxy.js';
 import { type ConformanceHarness, runProviderConformance } from './conformance.js';
