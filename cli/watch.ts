@@ -2,6 +2,8 @@
  * `tls-secrets watch <config>`: keep the resolver running and print rotations, recoveries, errors and expiry
  * warnings as they happen, until SIGINT or SIGTERM.
  */
+
+import { DEFAULTS } from '../src/resolver/spec.js';
 import type {
   CertificateInfo,
   ExpiringEvent,
@@ -92,28 +94,37 @@ export async function watch(configPath: string, flags: Flags): Promise<number> {
   resolver.on('expiring', onExpiry('expiring'));
   resolver.on('expired', onExpiry('expired'));
 
-  // The resolver's timers and watchers never hold the process open: this does, until a signal.
-  const keepAlive = setInterval(() => {}, 1 << 30);
   let stopping = false;
   let wake: (() => void) | undefined;
-  let stop: (signal: NodeJS.Signals) => void = () => {};
-  const stopped = new Promise<NodeJS.Signals>((resolve) => {
-    stop = (signal) => {
+  let stop: (reason: string) => void = () => {};
+  const stopped = new Promise<void>((resolve) => {
+    stop = (reason) => {
       if (stopping) return;
       stopping = true;
-      err(`tls-secrets: ${signal}, stopping`);
+      err(`tls-secrets: ${reason}, stopping`);
       wake?.();
-      resolve(signal);
+      resolve();
     };
   });
-  // Handlers stay until the end (not once): Ctrl-C under npx delivers SIGINT twice (the terminal's to the
-  // process group, npm's forwarded copy), and a second one with no handler would kill the process mid-close.
+  // Handlers stay until the end (not once): a second SIGINT (Ctrl-C twice, or a supervisor that repeats
+  // the signal) with no handler would kill the process in the middle of closing.
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
+  // Under `npx`/`npm exec` the bin runs in `sh -c`, and npm forwards a signal it receives to that shell
+  // only: on SIGTERM (docker stop, Kubernetes) the shell dies and this process would live on, orphaned.
+  // The parent changing is that case: stop as if signalled.
+  const parent = process.ppid;
+  const underNpm = process.env.npm_command === 'exec';
+  // The resolver's timers and watchers never hold the process open: this does, until a signal.
+  const keepAlive = setInterval(() => {
+    if (underNpm && process.ppid !== parent) stop('npm exec (npx) ended');
+  }, 1_000);
 
   // A cold load that fails is retried here: the resolver schedules refreshes only once it has a bundle.
   let resolved: ResolvedOptions | undefined;
-  for (let delay = 1_000; !stopping; delay = Math.min(delay * 2, 30_000)) {
+  // It keeps the config's backoff (retryInitialDelayMs doubling up to retryMaxDelayMs).
+  const { retryInitialDelayMs, retryMaxDelayMs } = { ...DEFAULTS, ...configured.options };
+  for (let delay = retryInitialDelayMs; !stopping; delay = Math.min(delay * 2, retryMaxDelayMs)) {
     try {
       resolved = await resolver.resolve();
       break;

@@ -23,7 +23,7 @@ export interface ConfigLoadOptions {
   /** Where relative paths in a config given as an object are resolved. Default: the cwd. */
   baseDir?: string;
   /** Adapters for this call only, besides the registered ones (see `registerProviderAdapter`). */
-  adapters?: readonly ProviderAdapter<never, never>[];
+  adapters?: readonly ProviderAdapter<never, Provider>[];
 }
 
 /** A resolver built from a config, with the providers it created (which `close()` closes too). */
@@ -34,6 +34,8 @@ export interface ConfiguredResolver {
   readonly path: string | undefined;
   /** What the YAML parser warned about, by line and kind: the library prints nothing, the CLI prints these. */
   readonly warnings: readonly string[];
+  /** The resolver options in force: the config's `options` with `resolverOptions` over them (no defaults). */
+  readonly options: Readonly<ResolverOptions>;
   /** What resolving does besides reading, by field (`tls.cert: issues a new certificate from …`). */
   readonly effects: readonly string[];
   close(): Promise<void>;
@@ -317,12 +319,10 @@ export async function createResolverFromConfig(
     }
     const builder = new SpecBuilder(built);
     const spec = buildSpec(raw.tls, builder);
+    const resolverOptions = { ...(raw.options as ResolverOptions | undefined), ...options.resolverOptions };
     let resolver: Resolver;
     try {
-      resolver = createResolver(spec, {
-        ...(raw.options as ResolverOptions | undefined),
-        ...options.resolverOptions,
-      });
+      resolver = createResolver(spec, resolverOptions);
     } catch (err) {
       const field = err instanceof ConfigurationError ? err.field : undefined;
       throw placed(field === undefined ? 'options' : `tls.${field}`, err);
@@ -333,6 +333,7 @@ export async function createResolverFromConfig(
       providers,
       path,
       warnings,
+      options: resolverOptions,
       effects: [...builder.effects].map(([effect, fields]) => `${fields.join(', ')}: ${effect}`),
       async close() {
         await resolver.close();

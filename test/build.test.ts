@@ -89,7 +89,8 @@ describe('build', () => {
         expect(missing, `${files.types} declares values that ${files.default} does not export`).toEqual([]);
       }
     }
-  });
+    // Two compiler programs and two node processes per entry point: minutes on a loaded machine.
+  }, 180_000);
 
   it('every subpath loads as ESM', () => {
     const script = `

@@ -302,7 +302,7 @@ describe.skipIf(!endpoint)('ssmParameterStore against moto', () => {
           providers: { ssm: { type: 'aws-ssm', region: REGION, endpoint: url, versionStage: 'x' } as never },
           tls: { ca: `ssm:${name}` },
         }),
-      ).rejects.toThrow(/unknown key "versionStage"/);
+      ).rejects.toThrow(/providers\.ssm\.versionStage: unknown field/);
     } finally {
       await configured.close();
       vi.unstubAllEnvs();
