@@ -99,6 +99,13 @@ describe('tls-secrets watch', () => {
     expect(child.output.stderr).toBe(`tls-secrets: ${signal}, stopping\n`);
   });
 
+  it('--help points at docs the user can reach (the npm package ships no docs/)', async () => {
+    const child = tsxCli(['--help']);
+    expect((await exited(child)).code).toBe(0);
+    expect(child.output.stdout).toContain('https://github.com/tls-secrets/tls-secrets/blob/main/docs/cli.md');
+    expect(child.output.stdout).not.toMatch(/See docs\//);
+  });
+
   it('--version prints the package version', async () => {
     const child = tsxCli(['--version']);
     expect((await exited(child)).code).toBe(0);
