@@ -324,8 +324,10 @@ export async function createResolverFromConfig(
     try {
       resolver = createResolver(spec, resolverOptions);
     } catch (err) {
+      // The resolver names a spec field (`minVersion`, `psk`) or an option (`option …`); else it is the spec.
       const field = err instanceof ConfigurationError ? err.field : undefined;
-      throw placed(field === undefined ? 'options' : `tls.${field}`, err);
+      const isOption = err instanceof Error && /^(unknown )?option /.test(err.message);
+      throw placed(field !== undefined ? `tls.${field}` : isOption ? 'options' : 'tls', err);
     }
     const providers = new Map([...built].map(([name, entry]) => [name, entry.provider]));
     return {

@@ -4,7 +4,7 @@
  * file, in process and through `tls-secrets check --adapter`.
  */
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -104,6 +104,16 @@ describe('strict config types, by path', () => {
       'ciphers Node does not know',
       { providers: mem, tls: { cert: 'm:cert', ciphers: 'NO-SUCH-CIPHER' } },
       "config tls.ciphers: option ciphers is not accepted by Node's TLS (ERR_SSL_NO_CIPHER_MATCH)",
+    ],
+    [
+      'pskIdentity without psk',
+      { providers: mem, tls: { cert: 'm:cert', pskIdentity: 'client' } },
+      'config tls: pskIdentity is given without psk',
+    ],
+    [
+      'a resolver option out of range',
+      { providers: mem, tls: { cert: 'm:cert' }, options: { jitter: 2 } },
+      'config options: option jitter must be within 0..1',
     ],
     [
       'a function-valued option',
@@ -238,9 +248,14 @@ describe('a third-party provider adapter', () => {
       config,
       JSON.stringify({
         providers: { mine: { type: 'plain-dir', dir: 'certs' } },
-        tls: { key: 'mine:server.key', cert: 'mine:server.crt', ca: { provider: 'mine', file: 'ca.pem' } },
+        tls: {
+          key: 'mine:server.key',
+          cert: 'mine:server.crt',
+          ca: { provider: 'mine', file: 'audited.pem' },
+        },
       }),
     );
+    await copyFile(join(dir, 'certs', 'ca.pem'), join(dir, 'certs', 'audited.pem'));
     const adapter = join(root, 'test', 'fixtures', 'plain-dir-adapter.ts');
     const run = await new Promise<{ code: number | null; stdout: string; stderr: string }>(
       (resolve, reject) => {
@@ -261,7 +276,8 @@ describe('a third-party provider adapter', () => {
         child.once('close', (code) => resolve({ code, stdout, stderr }));
       },
     );
-    expect(run.stderr).toBe('');
+    // What the read does besides reading is said first (as for a Vault PKI reference: it issues).
+    expect(run.stderr).toBe('tls-secrets: note: tls.ca: logs an audit record on every read\n');
     expect(run.code).toBe(0);
     expect(run.stdout).toMatch(/^cert\s+mine:server\.crt\s.*CN=localhost/m);
     expect(run.stdout).toContain(`OK: ${config} resolves and validates`);
