@@ -6,27 +6,6 @@ export {
   type TlsAgentOptions,
   TlsSecretsAgent,
 } from './agent.js';
-export {
-  type AwsSecretsManagerProviderConfig,
-  type AwsSsmProviderConfig,
-  type ConfigFileOptions,
-  type ConfigLoadOptions,
-  type ConfiguredResolver,
-  createResolverFromConfig,
-  type EnvProviderConfig,
-  type FileProviderConfig,
-  type KeyConfig,
-  type LiteralConfig,
-  loadConfigFile,
-  type MemoryProviderConfig,
-  type PfxConfig,
-  type ProviderConfig,
-  type RefConfig,
-  type SourceConfig,
-  type TlsConfig,
-  type TlsSecretsConfig,
-  type VaultProviderConfig,
-} from './config.js';
 export { type ConnectOptions, connect } from './connect.js';
 export {
   CertificateExpiredError,

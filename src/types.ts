@@ -133,6 +133,14 @@ export interface StaleEvent {
   readonly error: TlsSecretsError;
 }
 
+/** The resolver serves a good generation again after a `stale` or `error` (a failed check or a refused bundle). */
+export interface RecoveredEvent {
+  /** The generation now served. */
+  readonly generation: number;
+  /** When the trouble began: the first failed check or refusal since the resolver last was healthy. */
+  readonly since: Date;
+}
+
 export interface ExpiringEvent {
   readonly generation: number;
   /**
@@ -158,6 +166,7 @@ export interface ResolverEvents {
   storeCall: [StoreCallEvent];
   error: [TlsSecretsError];
   stale: [StaleEvent];
+  recovered: [RecoveredEvent];
   expiring: [ExpiringEvent];
   expired: [ExpiringEvent];
 }

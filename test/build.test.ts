@@ -90,7 +90,7 @@ describe('build', () => {
         expect(missing, `${files.types} declares values that ${files.default} does not export`).toEqual([]);
       }
     }
-    // A compiler program and a node process per entry and flavour: slow on a loaded machine.
+    // Two compiler programs and two node processes per entry point: minutes on a loaded machine.
   }, 180_000);
 
   it('every subpath loads as ESM', () => {

@@ -11,14 +11,14 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CreateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { createResolverFromConfig, type TlsSecretsConfig } from '../config/index.js';
 import { makeCerts } from '../examples/check/make-certs.js';
-import { createResolverFromConfig, type TlsSecretsConfig } from '../src/config.js';
 import { ConfigurationError } from '../src/errors.js';
 import { createTestCA, encryptKey, type TestCA } from './fixtures/ca.js';
 import { eventually } from './helpers/tls.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const cli = join(root, 'src', 'cli.ts');
+const cli = join(root, 'cli', 'main.ts');
 
 let ca: TestCA;
 let dir: string;
@@ -107,22 +107,22 @@ describe('createResolverFromConfig', () => {
       /tls\.cert: names no configured provider \(configured: m\)/,
     ],
     ['a bare string', { ...base, tls: { cert: '-----BEGIN CERTIFICATE-----' } }, /write a literal value as/],
-    ['a misspelt top-level key', { ...base, tsl: {} }, /unknown key "tsl"/],
+    ['a misspelt top-level key', { ...base, tsl: {} }, /tsl: unknown field \(did you mean "tls"\?\)/],
     [
       'an unknown provider type',
       { ...base, providers: { m: { type: 'consul' } } },
-      /providers\.m\.type: must be one of/,
+      /providers\.m\.type: expected one of memory, env, file, aws-secrets-manager, aws-ssm, vault/,
     ],
     [
       'a key the provider type lacks',
       { ...base, tls: { cert: { provider: 'm', id: 'c', versionStage: 'X' } } },
-      /tls\.cert: unknown key "versionStage"/,
+      /tls\.cert\.versionStage: unknown field/,
     ],
     ['a secureContext', { ...base, tls: { secureContext: {} } }, /built by the resolver/],
     [
       'a misspelt resolver option',
       { ...base, options: { refreshIntervall: 5 } },
-      /unknown key "refreshIntervall"/,
+      /options\.refreshIntervall: unknown field \(did you mean "refreshIntervalMs"\?\)/,
     ],
     ['an index in a list', { ...base, tls: { ca: ['m:a', 'm'] } }, /tls\.ca\[1\]: a string must be/],
   ])('refuses %s with a ConfigurationError naming the place', async (_what, config, message) => {

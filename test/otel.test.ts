@@ -198,8 +198,8 @@ describe('instrument', () => {
       'src/undici.ts',
       'src/otel.ts',
       'src/logger.ts',
-      'src/config.ts',
-      'src/cli.ts',
+      'config/load.ts',
+      'cli/main.ts',
       'src/index.ts',
     ]) {
       const source = readFileSync(new URL(`../${file}`, import.meta.url), 'utf8');

@@ -4,9 +4,10 @@ import { describe, expect, it } from 'vitest';
 
 const root = new URL('..', import.meta.url);
 const read = (path: string) => readFileSync(new URL(path, root), 'utf8');
-// `_`-prefixed files are code the providers share (providers/_aws.ts), not providers.
+// `_`-prefixed files are code the providers share (providers/_aws.ts), not providers; `*.config.ts` files
+// are their config adapters.
 const providers = readdirSync(new URL('providers/', root), { withFileTypes: true })
-  .filter((entry) => !entry.name.startsWith('_'))
+  .filter((entry) => !entry.name.startsWith('_') && !entry.name.endsWith('.config.ts'))
   .map((entry) => (entry.isDirectory() ? entry.name : entry.name.replace(/\.ts$/, '')))
   .sort();
 
@@ -23,6 +24,16 @@ describe('package layout', () => {
     expect(test).toContain("from 'tls-secrets/testing'");
     expect(test).toContain('providerConformance(');
   });
+
+  it.each(providers)(
+    'provider %s has a config adapter, loaded lazily by the built-in registry',
+    async (name) => {
+      const { BUILT_IN_TYPES } = await import('../config/registry.js');
+      expect(BUILT_IN_TYPES).toContain(name);
+      const adapterFile = name === 'vault' ? 'providers/vault/config.ts' : `providers/${name}.config.ts`;
+      expect(read('config/registry.ts')).toContain(`import('../${adapterFile.replace(/\.ts$/, '.js')}')`);
+    },
+  );
 
   it('store SDKs are optional peers, never imported at the top of a provider', () => {
     for (const sdk of [

@@ -3,11 +3,11 @@
  * synchronously for every new connection: it reads the newest generation from `liveOptions`, so connections
  * opened after a rotation present the new certificate.
  *
- * In an application, import from 'tls-secrets' instead of '../../src/index.js'.
+ * In an application, import from 'tls-secrets/config' instead of '../../config/index.js'.
  */
 import { connect } from 'node:tls';
 import { type ISocketFactory, Kafka } from 'kafkajs';
-import { createResolverFromConfig } from '../../src/index.js';
+import { createResolverFromConfig } from '../../config/index.js';
 import { liveOptions } from './live-options.js';
 
 export async function createKafka(configPath: string) {

@@ -3,10 +3,10 @@
  * so the resolved options (with their cached `secureContext`) go in as they are. A pool keeps its options,
  * so a rotation swaps the pool: new queries go to the new one, the old one ends once its clients are idle.
  *
- * In an application, import from 'tls-secrets' instead of '../../src/index.js'.
+ * In an application, import from 'tls-secrets/config' instead of '../../config/index.js'.
  */
 import pg from 'pg';
-import { createResolverFromConfig } from '../../src/index.js';
+import { createResolverFromConfig } from '../../config/index.js';
 import { liveOptions } from './live-options.js';
 
 export async function createPgPool(configPath: string) {

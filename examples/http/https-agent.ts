@@ -1,9 +1,10 @@
 /**
  * `https.request` / `https.get` (and libraries that take an `agent`, such as axios, got or node-fetch) with
- * a client certificate from the store. In an application, import from 'tls-secrets'.
+ * a client certificate from the store. In an application, import from 'tls-secrets' and 'tls-secrets/config'.
  */
 import https from 'node:https';
-import { createAgent, createResolverFromConfig } from '../../src/index.js';
+import { createResolverFromConfig } from '../../config/index.js';
+import { createAgent } from '../../src/index.js';
 
 export async function callService(): Promise<string> {
   const { resolver, close } = await createResolverFromConfig('tls-client.json');

@@ -55,7 +55,7 @@ import {
   type TimedDeadline,
   type UnitFacts,
 } from './plan.js';
-import { allSlots, checkOptions, parseSpec, type Shape, type Slot } from './spec.js';
+import { allSlots, checkOptions, checkSpecKeys, parseSpec, type Shape, type Slot } from './spec.js';
 
 interface RefreshRequest {
   units: Set<Unit> | 'all';
@@ -158,6 +158,8 @@ export class Resolver extends EventEmitter<ResolverEvents> {
   #stopWaiting: (() => void) | undefined;
   /** This instance's draw for the spread of probes after a scheduled change (scheduledProbes). */
   readonly #probeDraw: number;
+  /** When the current run of failed checks or refusals began; cleared (with `recovered`) by a clean cycle. */
+  #troubleSince: number | undefined;
 
   constructor(spec: TlsSecretsSpec, options: ResolverOptions = {}, internals: ResolverInternals = {}) {
     super();
@@ -165,6 +167,7 @@ export class Resolver extends EventEmitter<ResolverEvents> {
     this.#clock = internals.clock ?? systemClock;
     this.#probeDraw = (internals.random ?? Math.random)();
     this.#shape = parseSpec(spec);
+    checkSpecKeys(spec);
     this.#slots = allSlots(this.#shape);
     const passThrough: Record<string, unknown> = { ...spec };
     for (const field of SECRET_FIELDS) delete passThrough[field];
@@ -651,8 +654,14 @@ export class Resolver extends EventEmitter<ResolverEvents> {
     if (errors.length === 0) {
       this.#backoff = { streak: 0, retryAt: 0, errors: [] };
       this.#staleSince = undefined;
+      const since = this.#troubleSince;
+      this.#troubleSince = undefined;
+      if (since !== undefined && this.#generation && !this.#refused) {
+        this.#deliver('recovered', { generation: this.#generation.number, since: new Date(since) });
+      }
       return;
     }
+    this.#troubleSince ??= now;
     const streak = this.#backoff.streak + 1;
     // The store's own Retry-After (a 429), the longest any error carried: the plan caps it.
     const retryAfterMs = Math.max(

@@ -2,22 +2,169 @@
  * The spec and options, checked once at creation: which positions (slots) of ConnectionOptions each source
  * fills, and the resolver's options with their defaults. Misconfiguration fails here, not at a handshake.
  */
-import { ConfigurationError } from '../errors.js';
+import { createSecureContext, type TlsOptions } from 'node:tls';
+import { ConfigurationError, safeCause } from '../errors.js';
 import { isSecretRef } from '../provider.js';
-import type { KeySource, PfxSource, ResolverOptions, Source, TlsSecretsSpec } from '../types.js';
+import { didYouMean } from '../suggest.js';
+import {
+  type KeySource,
+  type PfxSource,
+  type ResolverOptions,
+  SECRET_FIELDS,
+  type SecretField,
+  type Source,
+  type TlsSecretsSpec,
+} from '../types.js';
 
-export const DEFAULTS = {
-  refreshIntervalMs: 300_000,
-  jitter: 0.1,
-  refreshAhead: 2 / 3,
-  retryInitialDelayMs: 1_000,
-  retryMaxDelayMs: 60_000,
-  maxStaleMs: 0,
-  fetchTimeoutMs: 10_000,
-  startBudgetMs: 30_000,
-  debounceMs: 50,
-  verifyChain: false,
-} satisfies Required<ResolverOptions>;
+/**
+ * Every resolver option, its kind and its default: the one table `checkOptions` and the config layer both
+ * read. Adding an option is one line here (and its documented field in ResolverOptions, which `satisfies`
+ * keeps in step).
+ */
+export const RESOLVER_OPTIONS = {
+  refreshIntervalMs: { kind: 'positiveMs', default: 300_000 },
+  jitter: { kind: 'fraction', default: 0.1 },
+  refreshAhead: { kind: 'openFraction', default: 2 / 3 },
+  retryInitialDelayMs: { kind: 'positiveMs', default: 1_000 },
+  retryMaxDelayMs: { kind: 'positiveMs', default: 60_000 },
+  maxStaleMs: { kind: 'nonNegativeMs', default: 0 },
+  fetchTimeoutMs: { kind: 'positiveMs', default: 10_000 },
+  startBudgetMs: { kind: 'nonNegativeMs', default: 30_000 },
+  debounceMs: { kind: 'nonNegativeMs', default: 50 },
+  verifyChain: { kind: 'boolean', default: false },
+} as const satisfies Record<keyof ResolverOptions, OptionSpec>;
+
+export type OptionKind = 'positiveMs' | 'nonNegativeMs' | 'fraction' | 'openFraction' | 'boolean';
+
+export interface OptionSpec {
+  readonly kind: OptionKind;
+  readonly default: number | boolean;
+}
+
+/** What a value of each kind must be, as `checkOptions` says it. */
+const OPTION_KINDS: Record<OptionKind, { type: 'number' | 'boolean'; ok(v: number): boolean; must: string }> =
+  {
+    positiveMs: {
+      type: 'number',
+      ok: (v) => Number.isFinite(v) && v > 0,
+      must: 'a positive number of milliseconds',
+    },
+    nonNegativeMs: { type: 'number', ok: (v) => Number.isFinite(v) && v >= 0, must: '>= 0 (milliseconds)' },
+    fraction: { type: 'number', ok: (v) => v >= 0 && v <= 1, must: 'within 0..1' },
+    openFraction: { type: 'number', ok: (v) => v > 0 && v < 1, must: 'a fraction between 0 and 1' },
+    boolean: { type: 'boolean', ok: () => true, must: 'true or false' },
+  };
+
+/** The JSON type of each option, for the config layer's validator. */
+export function optionType(name: keyof ResolverOptions): 'number' | 'boolean' {
+  return OPTION_KINDS[RESOLVER_OPTIONS[name].kind].type;
+}
+
+export const DEFAULTS = Object.fromEntries(
+  Object.entries(RESOLVER_OPTIONS).map(([name, option]) => [name, option.default]),
+) as unknown as Required<ResolverOptions>;
+
+/**
+ * The spec's keys that are not secret fields: every option of ConnectionOptions and the server's TlsOptions
+ * (a spec serves servers too), passed through as written. `satisfies` keeps the list equal to Node's types.
+ */
+const PASS_THROUGH_KEYS = {
+  host: true,
+  port: true,
+  path: true,
+  socket: true,
+  checkServerIdentity: true,
+  servername: true,
+  session: true,
+  minDHSize: true,
+  lookup: true,
+  timeout: true,
+  pskCallback: true,
+  ALPNCallback: true,
+  allowPartialTrustChain: true,
+  sigalgs: true,
+  ciphers: true,
+  clientCertEngine: true,
+  ecdhCurve: true,
+  honorCipherOrder: true,
+  privateKeyEngine: true,
+  privateKeyIdentifier: true,
+  maxVersion: true,
+  minVersion: true,
+  secureOptions: true,
+  secureProtocol: true,
+  sessionIdContext: true,
+  sessionTimeout: true,
+  enableTrace: true,
+  requestCert: true,
+  ALPNProtocols: true,
+  SNICallback: true,
+  rejectUnauthorized: true,
+  pskIdentity: true,
+  handshakeTimeout: true,
+  pskIdentityHint: true,
+  allowHalfOpen: true,
+  pauseOnConnect: true,
+  noDelay: true,
+  keepAlive: true,
+  keepAliveInitialDelay: true,
+  highWaterMark: true,
+  blockList: true,
+} as const satisfies Record<
+  Exclude<keyof TlsSecretsSpec | keyof TlsOptions, SecretField | 'psk' | 'secureContext'>,
+  true
+>;
+
+/** Every key a spec may have: the secret fields, `psk`, and the pass-through options. */
+export const SPEC_KEYS: ReadonlySet<string> = new Set([
+  ...SECRET_FIELDS,
+  'psk',
+  ...Object.keys(PASS_THROUGH_KEYS),
+]);
+
+/**
+ * Pass-through options that shape the SecureContext: each is tried on its own at creation, so a wrong one
+ * (`minVersion: 'TLSv9'`, unknown `ciphers`) is a ConfigurationError naming it, not a refused bundle.
+ */
+const CONTEXT_OPTIONS = [
+  'ciphers',
+  'sigalgs',
+  'ecdhCurve',
+  'minVersion',
+  'maxVersion',
+  'secureOptions',
+  'secureProtocol',
+  'honorCipherOrder',
+  'sessionIdContext',
+  'sessionTimeout',
+] as const;
+
+/** Refuses unknown spec keys (a JavaScript caller has no types to catch a typo) and bad context options. */
+export function checkSpecKeys(spec: TlsSecretsSpec): void {
+  for (const key of Object.keys(spec)) {
+    if (key === 'secureContext') {
+      throw new ConfigurationError('spec.secureContext is built by the resolver, not given', { field: key });
+    }
+    if (!SPEC_KEYS.has(key)) {
+      throw new ConfigurationError(`spec has an unknown key "${key}"${didYouMean(key, SPEC_KEYS)}`, {
+        field: key,
+      });
+    }
+  }
+  const options = spec as Record<string, unknown>;
+  for (const name of CONTEXT_OPTIONS) {
+    if (options[name] === undefined) continue;
+    try {
+      createSecureContext({ [name]: options[name] });
+    } catch (err) {
+      const code = (err as { code?: unknown }).code;
+      throw new ConfigurationError(
+        `option ${name} is not accepted by Node's TLS${typeof code === 'string' ? ` (${code})` : ''}`,
+        { field: name, cause: safeCause(err) },
+      );
+    }
+  }
+}
 
 /** A position in the spec that one source fills. */
 export interface Slot {
@@ -147,25 +294,22 @@ const RENAMED_OPTIONS: Readonly<Record<string, string>> = {
 };
 
 export function checkOptions(options: ResolverOptions): Required<ResolverOptions> {
-  for (const name of Object.keys(options)) {
+  if (typeof options !== 'object' || options === null)
+    throw new ConfigurationError('options must be an object');
+  for (const [name, value] of Object.entries(options)) {
     const renamed = RENAMED_OPTIONS[name];
     if (renamed) throw new ConfigurationError(`option ${name} is now ${renamed} (milliseconds)`);
-  }
-  const merged = { ...DEFAULTS, ...options };
-  const positive = ['refreshIntervalMs', 'retryInitialDelayMs', 'retryMaxDelayMs', 'fetchTimeoutMs'] as const;
-  for (const name of positive) {
-    if (!Number.isFinite(merged[name]) || merged[name] <= 0) {
-      throw new ConfigurationError(`option ${name} must be a positive number of milliseconds`);
+    if (!Object.hasOwn(RESOLVER_OPTIONS, name)) {
+      throw new ConfigurationError(
+        `unknown option "${name}"${didYouMean(name, Object.keys(RESOLVER_OPTIONS))}`,
+      );
+    }
+    if (value === undefined) continue;
+    const kind = OPTION_KINDS[RESOLVER_OPTIONS[name as keyof ResolverOptions].kind];
+    if (typeof value !== kind.type || (kind.type === 'number' && !kind.ok(value as number))) {
+      throw new ConfigurationError(`option ${name} must be ${kind.must}`);
     }
   }
-  for (const name of ['maxStaleMs', 'debounceMs', 'startBudgetMs'] as const) {
-    if (!Number.isFinite(merged[name]) || merged[name] < 0)
-      throw new ConfigurationError(`option ${name} must be >= 0`);
-  }
-  if (!(merged.jitter >= 0 && merged.jitter <= 1))
-    throw new ConfigurationError('option jitter must be within 0..1');
-  if (!(merged.refreshAhead > 0 && merged.refreshAhead < 1)) {
-    throw new ConfigurationError('option refreshAhead must be a fraction between 0 and 1');
-  }
-  return merged;
+  const defined = Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined));
+  return { ...DEFAULTS, ...defined };
 }

@@ -8,7 +8,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigurationError, createResolverFromConfig, type TlsSecretsConfig } from '../../src/index.js';
+import { createResolverFromConfig, type TlsSecretsConfig } from '../../config/index.js';
+import { ConfigurationError } from '../../src/index.js';
 import { Canaries, canaryValue, Views } from './canaries.js';
 import { runCli } from './cli-run.js';
 
@@ -16,6 +17,7 @@ const canaries = new Canaries();
 const before = canaries.plant('passphrase', canaryValue('beforecolon'));
 const after = canaries.plant('passphrase', canaryValue('aftercolon'));
 const password = canaries.plant('passphrase', canaryValue('urlpassword'));
+const typed = canaries.plant('passphrase', canaryValue('wrongtype'));
 const providers = {
   m: { type: 'memory', values: { key: 'x', cert: 'y' } },
   vars: { type: 'env' },
@@ -52,6 +54,38 @@ const CONFIGS: [string, TlsSecretsConfig][] = [
       tls: {},
     },
   ],
+  // The strict validator reports a wrong-typed secret by path and type, never by value.
+  [
+    'memory value of the wrong type',
+    { providers: { m: { type: 'memory', values: { key: [typed] } } }, tls: { cert: 'm:key' } },
+  ],
+  [
+    'vault auth as a bare string',
+    { providers: { v: { type: 'vault', auth: typed } }, tls: { cert: 'v:a#b' } },
+  ],
+  [
+    'vault token nested in an object',
+    { providers: { v: { type: 'vault', auth: { token: { value: typed } } } }, tls: { cert: 'v:a#b' } },
+  ],
+  [
+    'vault secretId beside a token',
+    {
+      providers: { v: { type: 'vault', auth: { token: typed, appRole: { roleId: 'r', secretId: typed } } } },
+      tls: { cert: 'v:a#b' },
+    },
+  ],
+  [
+    'a secret in a number field',
+    {
+      providers: { v: { type: 'vault', auth: { token: 't' }, requestTimeoutMs: typed } },
+      tls: { cert: 'v:a#b' },
+    },
+  ],
+  [
+    'literal passphrase of the wrong type',
+    { providers, tls: { key: { pem: 'm:key', passphrase: { literal: [typed] } }, cert: 'm:cert' } },
+  ],
+  ['literal with an unknown encoding', { providers, tls: { cert: { literal: typed, encoding: typed } } }],
 ] as unknown as [string, TlsSecretsConfig][];
 
 describe('configuration errors never echo a value', () => {
@@ -87,7 +121,7 @@ describe('configuration errors never echo a value', () => {
 
   it('the CLI, with and without --json, prints none of them', async () => {
     const files = await Promise.all(
-      [0, 3, 7].map(async (i) => {
+      [0, 3, 7, 10, 14].map(async (i) => {
         const path = join(dir, `config-${i}.json`);
         await writeFile(path, JSON.stringify(CONFIGS[i]?.[1]));
         return path;
@@ -106,6 +140,6 @@ describe('configuration errors never echo a value', () => {
       `[canary config cli] ${views.views.length} views x ${canaries.needles.length} needles: ${hits.length} hits`,
     );
     expect(hits).toEqual([]);
-    expect(runs.map((run) => run.code)).toEqual([2, 2, 2, 2, 2, 2]);
+    expect(runs.map((run) => run.code)).toEqual([2, 2, 2, 2, 2, 2, 2, 2, 2, 2]);
   });
 });

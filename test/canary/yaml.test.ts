@@ -8,7 +8,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigurationError, createResolverFromConfig } from '../../src/index.js';
+import { createResolverFromConfig } from '../../config/index.js';
+import { ConfigurationError } from '../../src/index.js';
 import { Canaries, canaryValue, Views } from './canaries.js';
 import { runCli } from './cli-run.js';
 

@@ -13,9 +13,10 @@ import {
 } from '@aws-sdk/client-ssm';
 import { providerConformance } from 'tls-secrets/testing';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it, vi } from 'vitest';
+import { createResolverFromConfig } from '../../config/index.js';
 import { ssmParameterStore } from '../../providers/aws-ssm.js';
 import { ConfigurationError, FetchError, SecretNotFoundError } from '../../src/errors.js';
-import { createResolver, createResolverFromConfig } from '../../src/index.js';
+import { createResolver } from '../../src/index.js';
 import { createTestCA } from '../fixtures/ca.js';
 import { type FaultProxy, type ProxyFault, startFaultProxy } from '../helpers/fault-proxy.js';
 import { awsOptionsSuite, CREDENTIALS, deniedByIam, nobodyListening, REGION } from './aws-options.js';
@@ -295,7 +296,7 @@ describe.skipIf(!endpoint)('ssmParameterStore against moto', () => {
           providers: { ssm: { type: 'aws-ssm', region: REGION, endpoint: url, versionStage: 'x' } as never },
           tls: { ca: `ssm:${name}` },
         }),
-      ).rejects.toThrow(/unknown key "versionStage"/);
+      ).rejects.toThrow(/providers\.ssm\.versionStage: unknown field/);
     } finally {
       await configured.close();
       vi.unstubAllEnvs();
