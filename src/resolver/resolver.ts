@@ -20,6 +20,7 @@ import {
   ClosedError,
   ConfigurationError,
   FetchError,
+  InvalidMaterialError,
   ListenerError,
   TlsSecretsError,
 } from '../errors.js';
@@ -235,14 +236,27 @@ export class Resolver extends EventEmitter<ResolverEvents> {
    */
   async #coldStart(): Promise<void> {
     const budgetEnd = this.#clock.now() + this.#options.startBudgetMs;
+    let assembled = false;
     for (;;) {
+      // A retry asks only for what has not arrived yet. Under a store quota, refetching everything made a
+      // fleet of cold instances livelock: each attempt lost a different few of its 25 reads to throttling,
+      // so almost none ever held a complete bundle while the store served ten thousand reads.
+      const missing = this.#units.filter((unit) => !unit.result);
+      const partial = missing.length > 0 && missing.length < this.#units.length;
       try {
-        await (this.#running ?? this.#request({ units: 'all', force: true }));
+        await (this.#running ?? this.#request({ units: partial ? new Set(missing) : 'all', force: true }));
       } catch (err) {
         if (this.#closed) throw new ClosedError('resolver');
         // A cycle held by the backoff rejects with the last errors without a store call: the same test.
         const { errors, retryAt } = this.#backoff;
-        if (!allTransient(errors) || retryAt > budgetEnd + TIMER_SLACK) throw err;
+        if (retryAt > budgetEnd + TIMER_SLACK) throw err;
+        if (!allTransient(errors)) {
+          // Values read in different attempts may straddle a rotation in the store (the key of one version,
+          // the certificate of the next): a refused assembly is read again whole, once, before it counts.
+          if (!partial || assembled || !(err instanceof InvalidMaterialError)) throw err;
+          assembled = true;
+          for (const unit of this.#units) unit.result = undefined;
+        }
         await this.#waitUntil(retryAt);
         continue;
       }
