@@ -8,7 +8,6 @@
  *
  * Messages in: `start` (the plan), `stop`. Messages out: `loaded`, `ready`, `rotated`, `stopped`.
  */
-import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { awsSecretsManager } from '../providers/aws-secrets-manager.js';
 import { vault } from '../providers/vault/index.js';
 import { createResolver, type Provider, type Resolver, type TlsSecretsSpec } from '../src/index.js';
@@ -55,12 +54,12 @@ function build(plan: FleetPlan): { spec: TlsSecretsSpec; provider: Provider; clo
   if (plan.store === 'aws') {
     const aws = plan.aws;
     if (!aws) throw new Error('aws plan without credentials');
-    const client = new SecretsManagerClient({
+    // The provider builds its own client, with the library's defaults, as a service would.
+    const sm = awsSecretsManager({
       endpoint: plan.endpoint,
       region: aws.region,
       credentials: { accessKeyId: aws.accessKeyId, secretAccessKey: aws.secretAccessKey },
     });
-    const sm = awsSecretsManager({ client });
     return {
       provider: sm,
       spec: {
@@ -68,7 +67,7 @@ function build(plan: FleetPlan): { spec: TlsSecretsSpec; provider: Provider; clo
         cert: sm.secret(plan.clientSecret, { jsonKey: 'cert' }),
         ca: plan.caSecrets.map((id) => sm.secret(id)),
       },
-      close: () => client.destroy(),
+      close: () => undefined,
     };
   }
   const provider = vault({ endpoint: plan.endpoint, auth: { token: plan.vaultToken ?? '' } });

@@ -36,8 +36,9 @@ const REFERENCE_AWS_QUOTAS: Record<string, number> = {
   GetSecretValue: 1_000,
   DescribeSecret: 1_000,
 };
-// One request per instance and second: low enough that a cold start of 3 secrets per instance meets it.
-const REFERENCE_VAULT_RATE = 400;
+// Two and a half requests per instance and second: a cold start of 3 secrets (a token lookup and 3 reads
+// per instance) needs 1.6 s of the quota at the least.
+const REFERENCE_VAULT_RATE = 1_000;
 const JITTER = 0.1;
 const FIRST_BUNDLE_P99_MS = 3_000;
 
@@ -115,8 +116,17 @@ interface Scenario {
   readonly reason?: string;
   readonly secrets?: number;
   readonly quotaNote?: string;
+  /**
+   * The least time the quota allows the whole fleet's cold reads (ms): reads / the quota's reads per second.
+   * No client can start faster; the target is 3 s or, where the quota allows no such start, 1.5 x this.
+   */
+  readonly quotaFloorMs?: number;
   readonly result?: FleetResult;
 }
+
+/** The first-bundle target of a scenario: 3 s, or 1.5 x what the quota allows when that is longer. */
+const firstBundleGoal = (floorMs: number | undefined) =>
+  Math.max(FIRST_BUNDLE_P99_MS, Math.round(1.5 * (floorMs ?? 0)));
 
 const pems = (ctx: BenchContext, count: number) => [
   ctx.material.ec.ca.certPem,
@@ -190,6 +200,10 @@ async function awsScenarios(ctx: BenchContext, settings: FleetSettings): Promise
           label: `moto, ${secrets} secrets`,
           status: 'measured',
           secrets,
+          // key and cert share one secret; a batch call reads up to 20 secrets.
+          quotaFloorMs:
+            (1000 * settings.processes * settings.instances * (secrets - 1)) /
+            ((settings.awsQuotas.GetSecretValue ?? 0) + 20 * (settings.awsQuotas.BatchGetSecretValue ?? 0)),
           quotaNote: Object.entries(settings.awsQuotas)
             .map(([api, rate]) => `${api} ${rate}/s`)
             .join(', '),
@@ -290,6 +304,8 @@ async function vaultScenario(ctx: BenchContext, settings: FleetSettings): Promis
       label: `${bao.description}, ${secrets} secrets`,
       status: 'measured',
       secrets,
+      // a token lookup and one KV read per secret, per instance
+      quotaFloorMs: (1000 * settings.processes * settings.instances * (secrets + 1)) / settings.vaultRate,
       quotaNote: `rate-limit quota ${settings.vaultRate}/s (all paths); 429s are the server's`,
       result,
     };
@@ -333,10 +349,16 @@ export async function runFleetSection(ctx: BenchContext): Promise<SectionResult>
   if (settings.stores.has('vault')) scenarios.push(await vaultScenario(ctx, settings));
 
   const targets: Target[] = [];
-  for (const { label, result } of scenarios) {
+  for (const { label, result, quotaFloorMs } of scenarios) {
     if (!result) continue;
     targets.push(
-      target(SECTION, `${label}: first bundle p99 ms`, result.firstBundleMs.p99, '<=', FIRST_BUNDLE_P99_MS),
+      target(
+        SECTION,
+        `${label}: first bundle p99 ms (quota allows ${Math.round(quotaFloorMs ?? 0)} ms)`,
+        result.firstBundleMs.p99,
+        '<=',
+        firstBundleGoal(quotaFloorMs),
+      ),
       target(
         SECTION,
         `${label}: seconds any API was above its quota`,

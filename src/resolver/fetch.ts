@@ -5,6 +5,7 @@
 import { abortable } from '../abort.js';
 import { FetchError, TlsSecretsError } from '../errors.js';
 import { describeRef, type FetchResult, type Provider, type SecretRef } from '../provider.js';
+import { after, systemClock, type TimerHandle } from '../timers.js';
 import type { StoreCallEvent } from '../types.js';
 
 /** One fetch: every reference with the same provider and id shares it. */
@@ -88,6 +89,32 @@ async function unitsToFetch(
   return targets.filter((_, index) => decisions[index]);
 }
 
+/**
+ * How long an aborted batch may take to hand back, per reference, what it had already read. A provider that
+ * honours its signal answers at once (errors for the unfinished references); one that ignores it is left
+ * behind after this grace, as any call is.
+ */
+const BATCH_ABORT_GRACE_MS = 250;
+
+/**
+ * A batch bounded by the cycle's signal, with a grace to keep its finished reads. Without it, a cold start of
+ * 25 throttled reads that outlasted fetchTimeoutMs lost every read it had made, each cycle: a fleet of 400
+ * instances made 17,000 successful reads in a minute and 16 of them ever held a bundle.
+ */
+function batchAbortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  const grace = new AbortController();
+  let timer: TimerHandle | undefined;
+  const onAbort = () => {
+    timer = after(systemClock, BATCH_ABORT_GRACE_MS, () => grace.abort(signal.reason));
+  };
+  if (signal.aborted) onAbort();
+  else signal.addEventListener('abort', onAbort, { once: true });
+  return abortable(promise, grace.signal).finally(() => {
+    timer?.cancel();
+    signal.removeEventListener('abort', onAbort);
+  });
+}
+
 /** One request per unit, batched per provider where it can. */
 async function fetchAll(units: readonly Unit[], signal: AbortSignal, timed: Timed) {
   const results = new Map<Unit, FetchResult | Error>();
@@ -101,7 +128,7 @@ async function fetchAll(units: readonly Unit[], signal: AbortSignal, timed: Time
         try {
           const refs = group.map((unit) => unit.ref);
           const batch = await timed(provider, 'batch', group.length, () =>
-            abortable(fetchMany(refs, signal), signal),
+            batchAbortable(fetchMany(refs, signal), signal),
           );
           for (const [i, unit] of group.entries()) {
             results.set(unit, batch[i] ?? new FetchError('batch returned no result'));

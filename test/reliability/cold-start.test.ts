@@ -8,6 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import { CreateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { awsClientConfig } from '../../providers/_aws.js';
 import { awsSecretsManager } from '../../providers/aws-secrets-manager.js';
 import { memory } from '../../providers/memory.js';
 import { FetchError, type Provider, type TlsSecretsError } from '../../src/index.js';
@@ -116,5 +117,51 @@ describe('cold start across attempts', () => {
     } finally {
       await resolver.close();
     }
+  });
+
+  it('a batch cut off by fetchTimeoutMs keeps the reads it had finished: the retry asks only for the rest', async () => {
+    const ca2 = await createTestCA();
+    const store = memory({ a: ca.certPem, b: ca2.certPem, c: ca.certPem, d: ca2.certPem });
+    const reads: string[] = [];
+    let stuck = new Set(['c', 'd']);
+    // A store that answers some reads and leaves the others hanging until the cycle's signal ends them;
+    // it honours its signal, answering per reference as a provider's fetchMany does.
+    const provider: Provider = {
+      name: store.name,
+      fetch: (ref, signal) => store.fetch({ ...ref, provider: store }, signal),
+      fetchMany: (refs, signal) =>
+        Promise.all(
+          refs.map(async (ref) => {
+            reads.push(ref.id);
+            if (!stuck.has(ref.id)) return store.fetch({ ...ref, provider: store }, signal);
+            await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+            return new FetchError('aborted', { provider: store.name, transient: true });
+          }),
+        ),
+    };
+    const ref = (id: string) => ({ provider, id, options: {} });
+    const resolver = new Resolver(
+      { ca: ['a', 'b', 'c', 'd'].map(ref) },
+      { fetchTimeoutMs: 100, retryInitialDelayMs: 10, retryMaxDelayMs: 20 },
+    );
+    resolver.once('error', () => {
+      stuck = new Set();
+    });
+    try {
+      const resolved = await resolver.resolve();
+      expect(resolved.ca).toHaveLength(4);
+      // a and b were read once, in the cycle that timed out; c and d in it and again in the retry.
+      expect(reads.sort()).toEqual(['a', 'b', 'c', 'c', 'd', 'd']);
+    } finally {
+      await resolver.close();
+    }
+  });
+});
+
+describe('AWS clients built by the providers', () => {
+  it('pace their own sends after a throttled answer (the SDK adaptive retry mode), so a fleet settles on the quota', () => {
+    // The bench's fleet section measures the effect: throttled GetSecretValue calls fell from 4,367 to 773
+    // for 100 instances x 25 secrets. Here only that the mode is set, for both AWS providers' clients.
+    expect(awsClientConfig({}).retryMode).toBe('adaptive');
   });
 });
