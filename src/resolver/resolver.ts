@@ -26,7 +26,15 @@ import {
 } from '../errors.js';
 import { fieldOf } from '../field-path.js';
 import { describeRef, isSecretRef, type Provider, type SecretRef } from '../provider.js';
-import { after, type Clock, runAt, systemClock, TIMER_SLACK, type TimerHandle } from '../timers.js';
+import {
+  after,
+  type Clock,
+  MAX_TIMER,
+  runAt,
+  systemClock,
+  TIMER_SLACK,
+  type TimerHandle,
+} from '../timers.js';
 import {
   type CertificateInfo,
   type FieldStatus,
@@ -268,15 +276,20 @@ export class Resolver extends EventEmitter<ResolverEvents> {
   /** Waits on the clock until `at`; close() ends the wait with the closed error. */
   #waitUntil(at: number): Promise<void> {
     return new Promise<void>((resolve, reject) => {
+      // A caller awaits this start, so, like pending I/O, it keeps the process alive (the clock's timers do
+      // not): without it a service whose store failed once at boot exited with code 0 between attempts.
+      const hold = setInterval(() => undefined, MAX_TIMER);
       const timer = runAt(
         at,
         () => {
+          clearInterval(hold);
           this.#stopWaiting = undefined;
           resolve();
         },
         this.#clock,
       );
       this.#stopWaiting = () => {
+        clearInterval(hold);
         timer.cancel();
         this.#stopWaiting = undefined;
         reject(new ClosedError('resolver'));

@@ -5,7 +5,9 @@
  * Real moto behind the quota proxy counts the reads; a memory store shows the assembly across attempts is
  * refused, and read whole again, when the store rotated between them.
  */
+import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { promisify } from 'node:util';
 import { CreateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { awsClientConfig } from '../../providers/_aws.js';
@@ -163,5 +165,18 @@ describe('AWS clients built by the providers', () => {
     // The bench's fleet section measures the effect: throttled GetSecretValue calls fell from 4,367 to 773
     // for 100 instances x 25 secrets. Here only that the mode is set, for both AWS providers' clients.
     expect(awsClientConfig({}).retryMode).toBe('adaptive');
+  });
+});
+
+describe('a boot that waits for its store', () => {
+  it('a top-level await of a cold resolve() keeps the process alive through the backoff waits', async () => {
+    // Before, the waits ran on unref'd timers only: the process exited 0 (13 for ESM top-level await)
+    // between two attempts, never serving and never failing.
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      ['--import', 'tsx', 'test/fixtures/boot-retry.ts'],
+      { timeout: 60_000 },
+    );
+    expect(stdout.trim()).toBe('served booted after 3');
   });
 });
