@@ -21,8 +21,67 @@ import tls, {
   type TlsOptions,
   createServer as tlsCreateServer,
 } from 'node:tls';
+import { ConfigurationError } from './errors.js';
 import { internal, type Resolver } from './resolver/index.js';
 import { SECRET_FIELDS } from './types.js';
+
+/** Spec options only a client uses: a server never gets them (a client's pskCallback has another signature). */
+const CLIENT_ONLY: ReadonlySet<string> = new Set([
+  'host',
+  'port',
+  'path',
+  'socket',
+  'servername',
+  'session',
+  'checkServerIdentity',
+  'lookup',
+  'timeout',
+  'minDHSize',
+  'pskIdentity',
+  'pskCallback',
+  'requestOCSP',
+  'family',
+  'localAddress',
+  'autoSelectFamily',
+  'autoSelectFamilyAttemptTimeout',
+  'signal',
+  'hints',
+  'onread',
+]);
+
+/**
+ * Server options that Node reads only when the server is created (setSecureContext does not take them):
+ * attach() cannot give them to a server that exists, so a spec that sets them differently is refused there.
+ */
+const CONSTRUCTION_ONLY = [
+  'requestCert',
+  'rejectUnauthorized',
+  'ALPNProtocols',
+  'ALPNCallback',
+  'SNICallback',
+  'handshakeTimeout',
+  'pskIdentityHint',
+  'enableTrace',
+  'allowHalfOpen',
+  'pauseOnConnect',
+  'noDelay',
+  'keepAlive',
+  'keepAliveInitialDelay',
+  'highWaterMark',
+  'blockList',
+] as const;
+
+/**
+ * The spec's options a server applies (its requestCert, ALPNProtocols, ciphers, minVersion, …): a config
+ * file has no other place for them, and ignoring them served without mTLS a spec that asked for it.
+ */
+function specServerOptions(resolver: Resolver): TlsOptions {
+  const options: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(resolver[internal].passThrough())) {
+    if (!CLIENT_ONLY.has(name) && value !== undefined) options[name] = value;
+  }
+  return options as TlsOptions;
+}
 
 /** The server's own options with the secret fields of the current generation. */
 function contextOptions(base: TlsOptions, resolved: SecureContextOptions): TlsOptions {
@@ -145,8 +204,22 @@ function setBuiltContext(
 export async function attach(
   server: Server,
   resolver: Resolver,
-  serverOptions: TlsOptions = {},
+  givenOptions: TlsOptions = {},
 ): Promise<() => void> {
+  const spec = specServerOptions(resolver);
+  const held = server as unknown as Record<string, unknown>;
+  for (const name of CONSTRUCTION_ONLY) {
+    const wanted = (spec as Record<string, unknown>)[name];
+    if (wanted === undefined || name in givenOptions) continue;
+    // requestCert and rejectUnauthorized are readable on the server: the same value is no conflict.
+    if ((name === 'requestCert' || name === 'rejectUnauthorized') && held[name] === wanted) continue;
+    throw new ConfigurationError(
+      `the spec sets ${name}, which attach() cannot apply to a server that already exists: give it to the server's constructor (or use createServer)`,
+      { field: name },
+    );
+  }
+  // Options given here win over the spec's.
+  const serverOptions: TlsOptions = { ...spec, ...givenOptions };
   let installed: { trust: string | undefined } | undefined;
   /** What a generation with these secret options installs. Changes nothing: it may be refused yet. */
   const plan = (resolved: SecureContextOptions) => {
@@ -210,13 +283,15 @@ export function createServer(
   secureConnectionListener?: (socket: TLSSocket) => void,
 ): Server {
   const pskCallback = resolver.serverPskCallback();
+  // The spec's server options (requestCert, ALPNProtocols, SNICallback, …) apply; those given here win.
+  const complete: TlsOptions = { ...specServerOptions(resolver), ...options };
   const server = tlsCreateServer(
-    { ...(pskCallback ? { pskCallback } : {}), ...options },
+    { ...(pskCallback ? { pskCallback } : {}), ...complete },
     secureConnectionListener,
   );
   const listen = server.listen.bind(server) as (...args: unknown[]) => Server;
   server.listen = ((...args: unknown[]) => {
-    attach(server, resolver, options).then(
+    attach(server, resolver, complete).then(
       () => listen(...args),
       (error: unknown) => server.emit('error', error),
     );

@@ -105,6 +105,8 @@ export interface InternalAccess {
    * subscriber or listener hears of it. Returns the unsubscribe.
    */
   serveContext(profile: ContextProfile): () => void;
+  /** The spec's options other than the secret fields, as written (servers apply them too). */
+  passThrough(): Readonly<Record<string, unknown>>;
   /** How many helpers follow the resolver now: a helper that stops must unsubscribe. */
   subscriberCount(): number;
   /**
@@ -460,6 +462,7 @@ export class Resolver extends EventEmitter<ResolverEvents> {
       this.#profiles.add(profile);
       return () => this.#profiles.delete(profile);
     },
+    passThrough: () => this.#passThrough as Readonly<Record<string, unknown>>,
     subscriberCount: () => this.#subscribers.size + this.#profiles.size,
     verifyFailed: async (generation) => {
       if (this.#closed) return false;

@@ -1,0 +1,95 @@
+/**
+ * A spec's server options apply to the servers built from it (a config file has no other place for them):
+ * `requestCert`/`rejectUnauthorized` from the spec enforce mTLS on createServer, ALPN from the spec is
+ * offered, context options like `minVersion` hold; attach() refuses construction-time options it cannot
+ * apply to an existing server instead of ignoring them. Real handshakes on loopback.
+ */
+import tls from 'node:tls';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { memory } from '../providers/memory.js';
+import { attach, ConfigurationError, createResolver, createServer, type Resolver } from '../src/index.js';
+import { createTestCA, type Issued, type TestCA } from './fixtures/ca.js';
+import { closeServer, listen } from './helpers/tls.js';
+
+let ca: TestCA;
+let serverLeaf: Issued;
+let clientLeaf: Issued;
+const cleanups: (() => Promise<unknown> | unknown)[] = [];
+beforeAll(async () => {
+  ca = await createTestCA();
+  serverLeaf = await ca.issue({ commonName: 'server' });
+  clientLeaf = await ca.issue({ commonName: 'client' });
+});
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+function serverResolver(extra: Record<string, unknown>): Resolver {
+  const store = memory({ key: serverLeaf.keyPem, cert: serverLeaf.certPem, ca: ca.certPem });
+  const resolver = createResolver({
+    key: store.ref('key'),
+    cert: store.ref('cert'),
+    ca: store.ref('ca'),
+    ...extra,
+  });
+  cleanups.push(() => resolver.close());
+  return resolver;
+}
+
+/** One handshake; resolves with the negotiated protocol or rejects with the handshake error. */
+function handshake(
+  port: number,
+  options: tls.ConnectionOptions,
+): Promise<{ alpn: string | false | null; version: string | null }> {
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({
+      host: '127.0.0.1',
+      port,
+      servername: 'localhost',
+      ca: ca.certPem,
+      ...options,
+    });
+    socket.once('secureConnect', () => {
+      // TLS 1.3 reports a refused client certificate after the handshake: wait for the server's verdict.
+      socket.once('data', () => {
+        resolve({ alpn: socket.alpnProtocol, version: socket.getProtocol() });
+        socket.destroy();
+      });
+    });
+    socket.once('error', reject);
+    socket.once('close', () => reject(new Error('closed before data')));
+  });
+}
+
+async function serve(resolver: Resolver): Promise<number> {
+  const server = createServer(resolver, {}, (socket) => socket.end('hello'));
+  cleanups.push(() => closeServer(server));
+  return listen(server);
+}
+
+describe("a spec's server options", () => {
+  it('requestCert and rejectUnauthorized in the spec enforce mTLS on createServer: a client without a certificate is refused', async () => {
+    const port = await serve(serverResolver({ requestCert: true, rejectUnauthorized: true }));
+    await expect(handshake(port, {})).rejects.toThrow();
+    await expect(handshake(port, { key: clientLeaf.keyPem, cert: clientLeaf.certPem })).resolves.toBeTruthy();
+  });
+
+  it('ALPNProtocols and minVersion in the spec are what createServer negotiates', async () => {
+    const port = await serve(serverResolver({ ALPNProtocols: ['h2', 'http/1.1'], minVersion: 'TLSv1.3' }));
+    const result = await handshake(port, { ALPNProtocols: ['http/1.1'] });
+    expect(result).toEqual({ alpn: 'http/1.1', version: 'TLSv1.3' });
+    await expect(handshake(port, { maxVersion: 'TLSv1.2' })).rejects.toThrow();
+  });
+
+  it('attach() refuses a spec option it cannot apply to an existing server, naming it', async () => {
+    const server = tls.createServer();
+    cleanups.push(() => closeServer(server));
+    const error = await attach(server, serverResolver({ requestCert: true })).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConfigurationError);
+    expect((error as ConfigurationError).field).toBe('requestCert');
+    // The same value the server already has is no conflict, and an option given to attach() wins.
+    const same = tls.createServer({ requestCert: true });
+    cleanups.push(() => closeServer(same));
+    await expect(attach(same, serverResolver({ requestCert: true }))).resolves.toBeTypeOf('function');
+  });
+});
