@@ -21,7 +21,27 @@ export interface ErrorContext {
   readonly cause?: unknown;
 }
 
+/** Marks the package's errors across copies of it (its ESM and CommonJS builds each have their own classes). */
+const ERROR_BRAND = Symbol.for('tls-secrets.error');
+
 export class TlsSecretsError extends Error {
+  /** The code of every instance of this class; undefined on the base class (any code). */
+  protected static readonly classCode: ErrorCode | undefined = undefined;
+
+  /**
+   * `instanceof` holds across the ESM and CommonJS builds: a provider built on one and a resolver on the
+   * other (a CommonJS adapter loaded by the ESM CLI) each see the other's errors as their own. Without it a
+   * foreign not-found or denial was wrapped as a transient "fetch failed", its reason lost, and retried.
+   */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    // biome-ignore lint/complexity/noThisInStatic: `this` is the class on the right of instanceof (a subclass too)
+    const target = this;
+    if (Function.prototype[Symbol.hasInstance].call(target, value)) return true;
+    if (typeof value !== 'object' || value === null || !(ERROR_BRAND in value)) return false;
+    const code = (target as unknown as { classCode: ErrorCode | undefined }).classCode;
+    return code === undefined || (value as { code?: unknown }).code === code;
+  }
+
   readonly code: ErrorCode;
   readonly field: string | undefined;
   readonly ref: string | undefined;
@@ -65,8 +85,11 @@ export class TlsSecretsError extends Error {
   }
 }
 
+Object.defineProperty(TlsSecretsError.prototype, ERROR_BRAND, { value: true });
+
 /** The store answered explicitly that the secret (or the version asked for) does not exist. */
 export class SecretNotFoundError extends TlsSecretsError {
+  protected static override readonly classCode: ErrorCode = 'NOT_FOUND';
   constructor(reason: string, context: ErrorContext = {}) {
     super('NOT_FOUND', reason, context);
   }
@@ -77,6 +100,7 @@ export class SecretNotFoundError extends TlsSecretsError {
  * `retryAfterMs` is how long the store asked to be left alone (a 429's `Retry-After`), when it said so.
  */
 export class FetchError extends TlsSecretsError {
+  protected static override readonly classCode: ErrorCode = 'FETCH_FAILED';
   readonly transient: boolean;
   readonly retryAfterMs: number | undefined;
   constructor(reason: string, context: ErrorContext & { transient?: boolean; retryAfterMs?: number } = {}) {
@@ -88,6 +112,7 @@ export class FetchError extends TlsSecretsError {
 
 /** The material was fetched but is unusable: it is never swapped in. */
 export class InvalidMaterialError extends TlsSecretsError {
+  protected static override readonly classCode: ErrorCode = 'INVALID_MATERIAL';
   constructor(reason: string, context: ErrorContext = {}) {
     super('INVALID_MATERIAL', reason, context);
   }
@@ -95,6 +120,7 @@ export class InvalidMaterialError extends TlsSecretsError {
 
 /** Options or spec that cannot work; thrown when they are given, not at the first handshake. */
 export class ConfigurationError extends TlsSecretsError {
+  protected static override readonly classCode: ErrorCode = 'CONFIGURATION';
   constructor(reason: string, context: ErrorContext = {}) {
     super('CONFIGURATION', reason, context);
   }
@@ -102,6 +128,7 @@ export class ConfigurationError extends TlsSecretsError {
 
 /** The only bundle available is past its certificate's notAfter (plus `maxStaleMs`). */
 export class CertificateExpiredError extends TlsSecretsError {
+  protected static override readonly classCode: ErrorCode = 'CERTIFICATE_EXPIRED';
   readonly notAfter: Date;
   constructor(notAfter: Date, context: ErrorContext = {}) {
     super('CERTIFICATE_EXPIRED', `certificate expired at ${notAfter.toISOString()}`, context);
@@ -114,6 +141,7 @@ export class CertificateExpiredError extends TlsSecretsError {
  * it (`resolver`, `vault provider`); a closed thing stays closed, so retrying never helps.
  */
 export class ClosedError extends TlsSecretsError {
+  protected static override readonly classCode: ErrorCode = 'CLOSED';
   constructor(what: string, context: Omit<ErrorContext, 'cause'> = {}) {
     super('CLOSED', `${what} is closed`, context);
   }
@@ -124,6 +152,7 @@ export class ClosedError extends TlsSecretsError {
  * listens); the resolver went on: rotation, servers and agents do not depend on user listeners.
  */
 export class ListenerError extends TlsSecretsError {
+  protected static override readonly classCode: ErrorCode = 'LISTENER_FAILED';
   /** The event whose listener threw, e.g. `rotate`. */
   readonly event: string;
   /** The listener function's name, or `anonymous`. */

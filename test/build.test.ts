@@ -69,6 +69,42 @@ describe('build', () => {
     expect(result.sameClass).toBe(true);
   });
 
+  it('errors keep their class across the ESM and CommonJS builds: a CommonJS provider under the ESM resolver', () => {
+    // A third-party provider on the CommonJS provider kit, used by the ESM resolver (as the ESM CLI loads a
+    // CommonJS adapter): its not-found must stay a not-found, not become a transient "fetch failed".
+    const script = `
+      import { createRequire } from 'node:module';
+      import { createResolver, SecretNotFoundError, FetchError, TlsSecretsError } from 'tls-secrets';
+      const require = createRequire(import.meta.url);
+      const kit = require('tls-secrets/provider-kit');
+      const cjs = require('tls-secrets');
+      const provider = {
+        name: 'cjs-store',
+        fetch: (ref) => Promise.reject(new cjs.SecretNotFoundError('no such secret', { ref: kit.describeRef(ref) })),
+      };
+      const error = await createResolver({ ca: kit.createRef(provider, 'missing') }).resolve().catch((e) => e);
+      const denied = new cjs.FetchError('denied', { transient: false });
+      console.log(JSON.stringify({
+        code: error.code,
+        notFound: error instanceof SecretNotFoundError,
+        base: error instanceof TlsSecretsError,
+        cjsNotFound: error instanceof cjs.SecretNotFoundError,
+        deniedIsFetch: denied instanceof FetchError,
+        deniedIsNotFound: denied instanceof SecretNotFoundError,
+        plain: new Error('x') instanceof TlsSecretsError,
+      }));`;
+    const result = JSON.parse(node(['--input-type=module', '-e', script])) as Record<string, unknown>;
+    expect(result).toEqual({
+      code: 'NOT_FOUND',
+      notFound: true,
+      base: true,
+      cjsNotFound: true,
+      deniedIsFetch: true,
+      deniedIsNotFound: false,
+      plain: false,
+    });
+  });
+
   it('every value the declarations export exists at run time, for ESM and CommonJS, on every entry point', () => {
     const entries = Object.values(pkg.exports).filter((entry) => typeof entry !== 'string') as Record<
       string,
