@@ -97,9 +97,6 @@ export function awsClientConfig(options: AwsClientConfigOptions): Record<string,
     ...(options.endpoint === undefined ? {} : { endpoint: options.endpoint }),
     ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
     maxAttempts: options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
-    // After a throttled answer the client paces its own sends (the SDK's client-side rate limiter) instead
-    // of retrying at full speed: a fleet of cold instances then converges on the account's quota.
-    retryMode: 'adaptive',
     requestHandler: {
       connectionTimeout: CONNECTION_TIMEOUT_MS,
       requestTimeout: options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
