@@ -92,4 +92,24 @@ describe("a spec's server options", () => {
     cleanups.push(() => closeServer(same));
     await expect(attach(same, serverResolver({ requestCert: true }))).resolves.toBeTypeOf('function');
   });
+
+  it('socket options tls.connect hands to net (requestOCSP, family, localAddress, autoSelectFamily) are accepted and passed on', async () => {
+    const port = await serve(serverResolver({}));
+    const store = memory({ key: clientLeaf.keyPem, cert: clientLeaf.certPem, ca: ca.certPem });
+    // Not in Node's ConnectionOptions type, so a JavaScript caller or a config file is who passes them.
+    const spec = {
+      key: store.ref('key'),
+      cert: store.ref('cert'),
+      ca: store.ref('ca'),
+      requestOCSP: true,
+      family: 4,
+      localAddress: '127.0.0.1',
+      autoSelectFamily: false,
+    };
+    const client = createResolver(spec);
+    cleanups.push(() => client.close());
+    const resolved = await client.resolve();
+    expect(resolved).toMatchObject({ requestOCSP: true, family: 4, localAddress: '127.0.0.1' });
+    await expect(handshake(port, resolved)).resolves.toMatchObject({ version: 'TLSv1.3' });
+  });
 });

@@ -115,11 +115,28 @@ const PASS_THROUGH_KEYS = {
   true
 >;
 
+/**
+ * What tls.connect hands on to net.connect (and requestOCSP to the handshake): Node's ConnectionOptions
+ * type does not list them, tls.connect takes them, and refusing them broke a working client.
+ */
+const SOCKET_KEYS = [
+  'requestOCSP',
+  'family',
+  'localAddress',
+  'localPort',
+  'autoSelectFamily',
+  'autoSelectFamilyAttemptTimeout',
+  'signal',
+  'hints',
+  'onread',
+] as const;
+
 /** Every key a spec may have: the secret fields, `psk`, and the pass-through options. */
 export const SPEC_KEYS: ReadonlySet<string> = new Set([
   ...SECRET_FIELDS,
   'psk',
   ...Object.keys(PASS_THROUGH_KEYS),
+  ...SOCKET_KEYS,
 ]);
 
 /**
