@@ -78,7 +78,7 @@ export async function watch(configPath: string, flags: Flags): Promise<number> {
     emit(
       'recovered',
       { generation: event.generation, since: event.since.toISOString() },
-      `recovered: serving generation ${event.generation} again (trouble since ${event.since.toISOString()})`,
+      `recovered: serving generation ${event.generation}${ready ? ' again' : ' (first load)'} (trouble since ${event.since.toISOString()})`,
     ),
   );
   const onExpiry = (kind: 'expiring' | 'expired') => (event: ExpiringEvent) =>

@@ -82,7 +82,7 @@ describe('tls-secrets watch', () => {
       // One line per missing field, each once (the listener and the rejection of resolve() see the same error).
       expect(child.output.stdout.match(/error NOT_FOUND: .*field key,/g)).toHaveLength(1);
       expect(child.output.stdout.match(/error NOT_FOUND: .*field cert,/g)).toHaveLength(1);
-      expect(child.output.stdout).toMatch(/recovered: serving generation 1 again \(trouble since /);
+      expect(child.output.stdout).toMatch(/recovered: serving generation 1 \(first load\) \(trouble since /);
     } finally {
       child.kill('SIGTERM');
     }

@@ -231,7 +231,9 @@ export function mapVaultError(err: unknown, where: ErrorWhere, retryAfterMs?: nu
     if (statusCode === 403) return fetchError('Vault denied permission', false);
     if (statusCode === 429) {
       // Rate-limited: transient, and the next attempt waits for the server's Retry-After when it sent one.
-      const after = retryAfterMs === undefined ? '' : `, retry after ${Math.ceil(retryAfterMs / 1000)} s`;
+      // The server's figure, as it said it: the resolver waits for it at most retryMaxDelayMs.
+      const after =
+        retryAfterMs === undefined ? '' : `, the server asks to retry after ${Math.ceil(retryAfterMs / 1000)} s`;
       return new FetchError(`Vault rate limit exceeded (429)${after} (${where.action})`, {
         ...context,
         transient: true,

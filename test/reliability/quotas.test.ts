@@ -324,7 +324,7 @@ describe('OpenBao rate-limit quotas (sys/quotas/rate-limit): 429 with Retry-Afte
     const error = first.errors[0] as FetchError;
     expect(error).toBeInstanceOf(FetchError);
     expect(error.transient).toBe(true);
-    expect(error.message).toMatch(/rate limit exceeded \(429\), retry after \d+ s/);
+    expect(error.message).toMatch(/rate limit exceeded \(429\), the server asks to retry after \d+ s/);
     expect(error.retryAfterMs).toBeGreaterThan(1_000);
     expect(error.retryAfterMs).toBeLessThanOrEqual(60_000);
     expect(errors).toHaveLength(1);
