@@ -88,6 +88,31 @@ export interface ConformanceSubject {
 /** A secret-shaped value that must never show in an error or in the provider. */
 const CANARY = 'CANARY-conformance-4f1d9c2e7a6b';
 
+/** How long close() may take: a close that never settles would hang the test run instead of failing a case. */
+const CLOSE_WITHIN_MS = 5_000;
+
+/** Fails with `what` unless `promise` settles within `ms` (the timer never holds the process). */
+function within<T>(promise: Promise<T> | undefined, ms: number, what: string): Promise<T | undefined> {
+  if (!promise) return Promise.resolve(undefined);
+  return new Promise<T | undefined>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new assert.AssertionError({ message: `${what} did not settle within ${ms} ms` })),
+      ms,
+    );
+    timer.unref();
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        reject(error);
+      },
+    );
+  });
+}
+
 /** Registers the conformance cases for `subject` with `test` (see TestApi). */
 export function providerConformance(subject: ConformanceSubject, test: TestApi): void {
   const caps = subject.capabilities;
@@ -97,7 +122,7 @@ export function providerConformance(subject: ConformanceSubject, test: TestApi):
     try {
       await body(store);
     } finally {
-      await store.provider.close?.();
+      await within(store.provider.close?.(), CLOSE_WITHIN_MS, 'close()');
       await store.close();
     }
   };
@@ -298,8 +323,8 @@ export function providerConformance(subject: ConformanceSubject, test: TestApi):
     it(
       'close(), where offered, resolves and can be called twice',
       withStore(async (store) => {
-        await store.provider.close?.();
-        await store.provider.close?.();
+        await within(store.provider.close?.(), CLOSE_WITHIN_MS, 'close()');
+        await within(store.provider.close?.(), CLOSE_WITHIN_MS, 'a second close()');
       }),
     );
 
