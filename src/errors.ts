@@ -224,11 +224,17 @@ const pick = (value: unknown, shape: RegExp): string | undefined =>
  * Whether `text` holds one of `secrets`, or a piece of one at least 12 characters long, compared without
  * case. Secrets shorter than 8 characters are not looked for: they would match ordinary words.
  */
+/**
+ * The shortest secret looked for. Dev tokens are short (`root`, `roottok`): an echo of one went through
+ * when this was 8. Below 4, chance matches in ordinary text would withhold too much to be useful.
+ */
+const MIN_SECRET = 4;
+
 export function holdsSecret(text: string, secrets: Iterable<string>): boolean {
   const haystack = text.toLowerCase();
   let pieces: Set<string> | undefined;
   for (const secret of secrets) {
-    if (typeof secret !== 'string' || secret.length < 8) continue;
+    if (typeof secret !== 'string' || secret.length < MIN_SECRET) continue;
     const needle = secret.toLowerCase();
     if (haystack.includes(needle)) return true;
     if (needle.length < FRAGMENT) continue;

@@ -92,7 +92,7 @@ export interface WireErrors {
 export function wireErrors(errors: readonly string[], credentials: readonly string[]): WireErrors {
   // What could be shown: the first strings, each up to its bound plus a margin for a credential across the cut.
   const shown = errors.slice(0, MAX_ERRORS).map((e) => e.slice(0, MAX_ERROR_CHARS + 100));
-  const forms = credentials.filter((c) => c.length >= 8).flatMap(echoForms);
+  const forms = credentials.filter((c) => c.length >= 4).flatMap(echoForms);
   const joined = shown.join('\n');
   if (holdsSecret(joined, forms) || holdsSecret(squeeze(joined), forms.map(squeeze))) {
     return { errors: [], withheld: true };
