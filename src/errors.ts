@@ -35,6 +35,7 @@ export class TlsSecretsError extends Error {
    */
   static override [Symbol.hasInstance](value: unknown): boolean {
     // biome-ignore lint/complexity/noThisInStatic: `this` is the class on the right of instanceof (a subclass too)
+    // biome-ignore lint/complexity/noUselessThisAlias: one place that says why `this` is used here
     const target = this;
     if (Function.prototype[Symbol.hasInstance].call(target, value)) return true;
     if (typeof value !== 'object' || value === null || !(ERROR_BRAND in value)) return false;

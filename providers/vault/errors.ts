@@ -233,7 +233,9 @@ export function mapVaultError(err: unknown, where: ErrorWhere, retryAfterMs?: nu
       // Rate-limited: transient, and the next attempt waits for the server's Retry-After when it sent one.
       // The server's figure, as it said it: the resolver waits for it at most retryMaxDelayMs.
       const after =
-        retryAfterMs === undefined ? '' : `, the server asks to retry after ${Math.ceil(retryAfterMs / 1000)} s`;
+        retryAfterMs === undefined
+          ? ''
+          : `, the server asks to retry after ${Math.ceil(retryAfterMs / 1000)} s`;
       return new FetchError(`Vault rate limit exceeded (429)${after} (${where.action})`, {
         ...context,
         transient: true,
