@@ -83,6 +83,13 @@ const TLS_OPTION_FIELDS: Fields = {
   keepAlive: 'boolean',
   keepAliveInitialDelay: 'number',
   highWaterMark: 'number',
+  // What tls.connect hands on to net.connect (requestOCSP to the handshake).
+  requestOCSP: 'boolean',
+  family: 'integer',
+  localAddress: 'string',
+  localPort: 'integer',
+  autoSelectFamily: 'boolean',
+  autoSelectFamilyAttemptTimeout: 'integer',
 };
 
 const OPTION_FIELDS: Fields = Object.fromEntries(

@@ -25,8 +25,14 @@ export interface ErrorContext {
 const ERROR_BRAND = Symbol.for('tls-secrets.error');
 
 export class TlsSecretsError extends Error {
-  /** The code of every instance of this class; undefined on the base class (any code). */
-  protected static readonly classCode: ErrorCode | undefined = undefined;
+  /**
+   * The code of every instance of this class; undefined on the base class (any code). A getter, not a static
+   * field: the CommonJS build lowers static fields into renamed class expressions, and every error's `name`
+   * read `_class2`.
+   */
+  protected static get classCode(): ErrorCode | undefined {
+    return undefined;
+  }
 
   /**
    * `instanceof` holds across the ESM and CommonJS builds: a provider built on one and a resolver on the
@@ -90,7 +96,9 @@ Object.defineProperty(TlsSecretsError.prototype, ERROR_BRAND, { value: true });
 
 /** The store answered explicitly that the secret (or the version asked for) does not exist. */
 export class SecretNotFoundError extends TlsSecretsError {
-  protected static override readonly classCode: ErrorCode = 'NOT_FOUND';
+  protected static override get classCode(): ErrorCode {
+    return 'NOT_FOUND';
+  }
   constructor(reason: string, context: ErrorContext = {}) {
     super('NOT_FOUND', reason, context);
   }
@@ -101,7 +109,9 @@ export class SecretNotFoundError extends TlsSecretsError {
  * `retryAfterMs` is how long the store asked to be left alone (a 429's `Retry-After`), when it said so.
  */
 export class FetchError extends TlsSecretsError {
-  protected static override readonly classCode: ErrorCode = 'FETCH_FAILED';
+  protected static override get classCode(): ErrorCode {
+    return 'FETCH_FAILED';
+  }
   readonly transient: boolean;
   readonly retryAfterMs: number | undefined;
   constructor(reason: string, context: ErrorContext & { transient?: boolean; retryAfterMs?: number } = {}) {
@@ -113,7 +123,9 @@ export class FetchError extends TlsSecretsError {
 
 /** The material was fetched but is unusable: it is never swapped in. */
 export class InvalidMaterialError extends TlsSecretsError {
-  protected static override readonly classCode: ErrorCode = 'INVALID_MATERIAL';
+  protected static override get classCode(): ErrorCode {
+    return 'INVALID_MATERIAL';
+  }
   constructor(reason: string, context: ErrorContext = {}) {
     super('INVALID_MATERIAL', reason, context);
   }
@@ -121,7 +133,9 @@ export class InvalidMaterialError extends TlsSecretsError {
 
 /** Options or spec that cannot work; thrown when they are given, not at the first handshake. */
 export class ConfigurationError extends TlsSecretsError {
-  protected static override readonly classCode: ErrorCode = 'CONFIGURATION';
+  protected static override get classCode(): ErrorCode {
+    return 'CONFIGURATION';
+  }
   constructor(reason: string, context: ErrorContext = {}) {
     super('CONFIGURATION', reason, context);
   }
@@ -129,7 +143,9 @@ export class ConfigurationError extends TlsSecretsError {
 
 /** The only bundle available is past its certificate's notAfter (plus `maxStaleMs`). */
 export class CertificateExpiredError extends TlsSecretsError {
-  protected static override readonly classCode: ErrorCode = 'CERTIFICATE_EXPIRED';
+  protected static override get classCode(): ErrorCode {
+    return 'CERTIFICATE_EXPIRED';
+  }
   readonly notAfter: Date;
   constructor(notAfter: Date, context: ErrorContext = {}) {
     super('CERTIFICATE_EXPIRED', `certificate expired at ${notAfter.toISOString()}`, context);
@@ -142,7 +158,9 @@ export class CertificateExpiredError extends TlsSecretsError {
  * it (`resolver`, `vault provider`); a closed thing stays closed, so retrying never helps.
  */
 export class ClosedError extends TlsSecretsError {
-  protected static override readonly classCode: ErrorCode = 'CLOSED';
+  protected static override get classCode(): ErrorCode {
+    return 'CLOSED';
+  }
   constructor(what: string, context: Omit<ErrorContext, 'cause'> = {}) {
     super('CLOSED', `${what} is closed`, context);
   }
@@ -153,7 +171,9 @@ export class ClosedError extends TlsSecretsError {
  * listens); the resolver went on: rotation, servers and agents do not depend on user listeners.
  */
 export class ListenerError extends TlsSecretsError {
-  protected static override readonly classCode: ErrorCode = 'LISTENER_FAILED';
+  protected static override get classCode(): ErrorCode {
+    return 'LISTENER_FAILED';
+  }
   /** The event whose listener threw, e.g. `rotate`. */
   readonly event: string;
   /** The listener function's name, or `anonymous`. */

@@ -86,6 +86,9 @@ describe('build', () => {
       const denied = new cjs.FetchError('denied', { transient: false });
       console.log(JSON.stringify({
         code: error.code,
+        // the CommonJS build once named every error class _class2, _class3, …
+        name: error.name,
+        names: [new cjs.FetchError('x').name, new cjs.ClosedError('r').name, cjs.InvalidMaterialError.name],
         notFound: error instanceof SecretNotFoundError,
         base: error instanceof TlsSecretsError,
         cjsNotFound: error instanceof cjs.SecretNotFoundError,
@@ -96,6 +99,8 @@ describe('build', () => {
     const result = JSON.parse(node(['--input-type=module', '-e', script])) as Record<string, unknown>;
     expect(result).toEqual({
       code: 'NOT_FOUND',
+      name: 'SecretNotFoundError',
+      names: ['FetchError', 'ClosedError', 'InvalidMaterialError'],
       notFound: true,
       base: true,
       cjsNotFound: true,

@@ -13,6 +13,7 @@ import { createResolverFromConfig, registerProviderAdapter, type TlsSecretsConfi
 import { makeCerts } from '../examples/check/make-certs.js';
 import { memory } from '../providers/memory.js';
 import { ConfigurationError, createResolver } from '../src/index.js';
+import { internal } from '../src/resolver/index.js';
 import plainDirAdapter from './fixtures/plain-dir-adapter.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -127,6 +128,29 @@ describe('strict config types, by path', () => {
     ],
   ])('refuses %s', async (_what, config, message) => {
     expect((await refusal(config)).message).toContain(message);
+  });
+
+  it('passes the socket options tls.connect hands to net through from a file (requestOCSP, family, localAddress)', async () => {
+    const configured = await createResolverFromConfig({
+      providers: mem,
+      tls: {
+        cert: 'm:cert',
+        requestOCSP: true,
+        family: 4,
+        localAddress: '127.0.0.1',
+        autoSelectFamily: false,
+      },
+    } as unknown as TlsSecretsConfig);
+    try {
+      expect(configured.resolver[internal].passThrough()).toMatchObject({
+        requestOCSP: true,
+        family: 4,
+        localAddress: '127.0.0.1',
+        autoSelectFamily: false,
+      });
+    } finally {
+      await configured.close();
+    }
   });
 
   it('names a wrong-typed secret by path and type, never by value', async () => {

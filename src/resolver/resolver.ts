@@ -245,6 +245,18 @@ export class Resolver extends EventEmitter<ResolverEvents> {
    * close() ends it; it then rejects with the last error (or the closed error).
    */
   async #coldStart(): Promise<void> {
+    // Callers await this start, so, like pending I/O, it keeps the process alive until it ends (the clock's
+    // timers do not): without it a service whose store failed once at boot, or whose provider hung on
+    // something of its own, exited with code 0 between attempts or during the fetch deadline.
+    const hold = setInterval(() => undefined, MAX_TIMER);
+    try {
+      await this.#coldStartAttempts();
+    } finally {
+      clearInterval(hold);
+    }
+  }
+
+  async #coldStartAttempts(): Promise<void> {
     const budgetEnd = this.#clock.now() + this.#options.startBudgetMs;
     let assembled = false;
     for (;;) {
@@ -278,20 +290,15 @@ export class Resolver extends EventEmitter<ResolverEvents> {
   /** Waits on the clock until `at`; close() ends the wait with the closed error. */
   #waitUntil(at: number): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      // A caller awaits this start, so, like pending I/O, it keeps the process alive (the clock's timers do
-      // not): without it a service whose store failed once at boot exited with code 0 between attempts.
-      const hold = setInterval(() => undefined, MAX_TIMER);
       const timer = runAt(
         at,
         () => {
-          clearInterval(hold);
           this.#stopWaiting = undefined;
           resolve();
         },
         this.#clock,
       );
       this.#stopWaiting = () => {
-        clearInterval(hold);
         timer.cancel();
         this.#stopWaiting = undefined;
         reject(new ClosedError('resolver'));

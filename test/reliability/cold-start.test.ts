@@ -170,4 +170,13 @@ describe('a boot that waits for its store', () => {
     );
     expect(stdout.trim()).toBe('served booted after 3');
   });
+
+  it('a provider that never answers (no socket of its own) is reported at the deadline, not by an exit 13', async () => {
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      ['--import', 'tsx', 'test/fixtures/boot-hung.ts'],
+      { timeout: 60_000 },
+    );
+    expect(stdout.trim()).toMatch(/^rejected FETCH_FAILED: store did not answer in time/);
+  });
 });
