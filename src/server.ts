@@ -71,6 +71,57 @@ const CONSTRUCTION_ONLY = [
   'blockList',
 ] as const;
 
+/** The construction-time options a server shows, so that attach() can tell whether it was created with them. */
+const VERIFIABLE: ReadonlySet<string> = new Set(['requestCert', 'rejectUnauthorized', 'ALPNProtocols']);
+
+/** The wire form Node keeps of ALPNProtocols: each name prefixed with its length. */
+function alpnWire(value: unknown): Buffer | undefined {
+  if (Buffer.isBuffer(value) || value instanceof Uint8Array) return Buffer.from(value);
+  if (!Array.isArray(value)) return undefined;
+  return Buffer.concat(
+    value.map((name) => {
+      const bytes = Buffer.isBuffer(name) ? name : Buffer.from(String(name));
+      return Buffer.concat([Buffer.from([bytes.length]), bytes]);
+    }),
+  );
+}
+
+/** Whether the server already has this construction-time option (only the VERIFIABLE ones can be read). */
+function onServer(server: Server, name: string, value: unknown): boolean {
+  const held = (server as unknown as Record<string, unknown>)[name];
+  if (name === 'requestCert' || name === 'rejectUnauthorized') return held === value;
+  if (name === 'ALPNProtocols') {
+    const want = alpnWire(value);
+    return want !== undefined && Buffer.isBuffer(held) && held.equals(want);
+  }
+  return false;
+}
+
+/** Same option, same value (arrays and buffers by content, functions and objects by identity). */
+function sameOption(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (Array.isArray(a) && Array.isArray(b))
+    return a.length === b.length && a.every((x, i) => sameOption(x, b[i]));
+  if (Buffer.isBuffer(a) && Buffer.isBuffer(b)) return a.equals(b);
+  return false;
+}
+
+/**
+ * A spec that says one thing and code that says another is refused, by name: an mTLS requirement in a config
+ * file must not be dropped by an option in code without anyone noticing.
+ */
+function refuseConflicts(spec: TlsOptions, given: TlsOptions, where: string): void {
+  const a = spec as Record<string, unknown>;
+  const b = given as Record<string, unknown>;
+  for (const name of Object.keys(b)) {
+    if (a[name] === undefined || b[name] === undefined || sameOption(a[name], b[name])) continue;
+    throw new ConfigurationError(
+      `${name} is set both in the spec and for ${where}, differently: set it in one place`,
+      { field: name },
+    );
+  }
+}
+
 /**
  * The spec's options a server applies (its requestCert, ALPNProtocols, ciphers, minVersion, …): a config
  * file has no other place for them, and ignoring them served without mTLS a spec that asked for it.
@@ -208,17 +259,19 @@ export async function attach(
 ): Promise<() => void> {
   const spec = specServerOptions(resolver);
   const held = server as unknown as Record<string, unknown>;
+  refuseConflicts(spec, givenOptions, 'attach()');
+  const wanted = { ...spec, ...givenOptions } as Record<string, unknown>;
   for (const name of CONSTRUCTION_ONLY) {
-    const wanted = (spec as Record<string, unknown>)[name];
-    if (wanted === undefined || name in givenOptions) continue;
-    // requestCert and rejectUnauthorized are readable on the server: the same value is no conflict.
-    if ((name === 'requestCert' || name === 'rejectUnauthorized') && held[name] === wanted) continue;
+    const value = wanted[name];
+    if (value === undefined || onServer(server, name, value)) continue;
+    // What the server cannot show us (an SNICallback, a timeout) is trusted when given here: the documented
+    // use passes the constructor's own options again. From the spec alone it would be a silent gap.
+    if (!VERIFIABLE.has(name) && name in givenOptions) continue;
     throw new ConfigurationError(
-      `the spec sets ${name}, which attach() cannot apply to a server that already exists: give it to the server's constructor (or use createServer)`,
+      `${name} is set ${name in givenOptions ? 'for attach()' : 'in the spec'} but the server was not created with it: attach() cannot change it on a server that exists; give it to the server's constructor (or use createServer)`,
       { field: name },
     );
   }
-  // Options given here win over the spec's.
   const serverOptions: TlsOptions = { ...spec, ...givenOptions };
   let installed: { trust: string | undefined } | undefined;
   /** What a generation with these secret options installs. Changes nothing: it may be refused yet. */
@@ -283,17 +336,33 @@ export function createServer(
   secureConnectionListener?: (socket: TLSSocket) => void,
 ): Server {
   const pskCallback = resolver.serverPskCallback();
-  // The spec's server options (requestCert, ALPNProtocols, SNICallback, …) apply; those given here win.
-  const complete: TlsOptions = { ...specServerOptions(resolver), ...options };
+  // The spec's server options (requestCert, ALPNProtocols, SNICallback, …) apply, with those given here.
+  const spec = specServerOptions(resolver);
+  refuseConflicts(spec, options, 'createServer()');
+  const complete: TlsOptions = { ...spec, ...options };
   const server = tlsCreateServer(
     { ...(pskCallback ? { pskCallback } : {}), ...complete },
     secureConnectionListener,
   );
   const listen = server.listen.bind(server) as (...args: unknown[]) => Server;
   server.listen = ((...args: unknown[]) => {
+    // A close() before the first bundle arrived (a deploy stopped during a slow start) cancels the listen:
+    // otherwise the server bound later and kept a process that was told to stop.
+    let closed = false;
+    const onClose = () => {
+      closed = true;
+    };
+    server.once('close', onClose);
     attach(server, resolver, complete).then(
-      () => listen(...args),
-      (error: unknown) => server.emit('error', error),
+      (detach) => {
+        server.off('close', onClose);
+        if (closed) detach();
+        else listen(...args);
+      },
+      (error: unknown) => {
+        server.off('close', onClose);
+        if (!closed) server.emit('error', error);
+      },
     );
     return server;
   }) as Server['listen'];

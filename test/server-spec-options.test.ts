@@ -7,7 +7,14 @@
 import tls from 'node:tls';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { memory } from '../providers/memory.js';
-import { attach, ConfigurationError, createResolver, createServer, type Resolver } from '../src/index.js';
+import {
+  attach,
+  ConfigurationError,
+  createResolver,
+  createServer,
+  FetchError,
+  type Resolver,
+} from '../src/index.js';
 import { createTestCA, type Issued, type TestCA } from './fixtures/ca.js';
 import { closeServer, listen } from './helpers/tls.js';
 
@@ -111,5 +118,55 @@ describe("a spec's server options", () => {
     const resolved = await client.resolve();
     expect(resolved).toMatchObject({ requestOCSP: true, family: 4, localAddress: '127.0.0.1' });
     await expect(handshake(port, resolved)).resolves.toMatchObject({ version: 'TLSv1.3' });
+  });
+
+  it('attach() refuses construction-time options given to it that the server was not created with', async () => {
+    const plain = tls.createServer();
+    cleanups.push(() => closeServer(plain));
+    for (const options of [{ requestCert: true }, { rejectUnauthorized: false }, { ALPNProtocols: ['h2'] }]) {
+      const error = await attach(plain, serverResolver({}), options).catch((e: unknown) => e);
+      expect(error, JSON.stringify(options)).toBeInstanceOf(ConfigurationError);
+      expect((error as ConfigurationError).field).toBe(Object.keys(options)[0]);
+    }
+    // Created with them, and given the same again (the documented use): accepted.
+    const same = { requestCert: true, ALPNProtocols: ['h2', 'http/1.1'] };
+    const built = tls.createServer(same);
+    cleanups.push(() => closeServer(built));
+    await expect(attach(built, serverResolver({}), same)).resolves.toBeTypeOf('function');
+  });
+
+  it('a spec and code that disagree on an option are refused, by name, instead of code silently winning', async () => {
+    const strict = serverResolver({ requestCert: true, rejectUnauthorized: true });
+    expect(() => createServer(strict, { rejectUnauthorized: false })).toThrow(ConfigurationError);
+    const server = tls.createServer({ requestCert: true });
+    cleanups.push(() => closeServer(server));
+    const error = await attach(server, strict, { requestCert: false }).catch((e: unknown) => e);
+    expect((error as ConfigurationError).field).toBe('requestCert');
+  });
+
+  it('close() before the first bundle cancels the listen: the server never binds', async () => {
+    const store = memory({ key: serverLeaf.keyPem, cert: serverLeaf.certPem });
+    let down = true;
+    const provider = {
+      name: store.name,
+      fetch: (ref: { id: string }, signal: AbortSignal) =>
+        down
+          ? Promise.reject(new FetchError('starting', { provider: store.name, transient: true }))
+          : store.fetch({ ...ref, provider: store, options: {} }, signal),
+    };
+    const ref = (id: string) => ({ provider, id, options: {} });
+    const resolver = createResolver({ key: ref('key'), cert: ref('cert') }, { retryInitialDelayMs: 20 });
+    cleanups.push(() => resolver.close());
+    const server = createServer(resolver);
+    const served = new Promise<void>((resolve) => resolver.once('rotate', () => resolve()));
+    resolver.once('error', () => {
+      server.close();
+      down = false;
+    });
+    server.listen(0, '127.0.0.1');
+    await served;
+    // The bundle arrived after close(): attach settles in the same turn, so one more turn shows the outcome.
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(server.listening).toBe(false);
   });
 });
