@@ -258,7 +258,6 @@ export async function attach(
   givenOptions: TlsOptions = {},
 ): Promise<() => void> {
   const spec = specServerOptions(resolver);
-  const held = server as unknown as Record<string, unknown>;
   refuseConflicts(spec, givenOptions, 'attach()');
   const wanted = { ...spec, ...givenOptions } as Record<string, unknown>;
   for (const name of CONSTRUCTION_ONLY) {
