@@ -106,6 +106,11 @@ function sameOption(a: unknown, b: unknown): boolean {
   return false;
 }
 
+/** The options actually set: `{ requestCert: undefined }` must not unset the spec's `requestCert: true`. */
+function setOnly(options: TlsOptions): TlsOptions {
+  return Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined)) as TlsOptions;
+}
+
 /**
  * A spec that says one thing and code that says another is refused, by name: an mTLS requirement in a config
  * file must not be dropped by an option in code without anyone noticing.
@@ -255,8 +260,9 @@ function setBuiltContext(
 export async function attach(
   server: Server,
   resolver: Resolver,
-  givenOptions: TlsOptions = {},
+  passedOptions: TlsOptions = {},
 ): Promise<() => void> {
+  const givenOptions = setOnly(passedOptions);
   const spec = specServerOptions(resolver);
   refuseConflicts(spec, givenOptions, 'attach()');
   const wanted = { ...spec, ...givenOptions } as Record<string, unknown>;
@@ -267,7 +273,7 @@ export async function attach(
     // use passes the constructor's own options again. From the spec alone it would be a silent gap.
     if (!VERIFIABLE.has(name) && name in givenOptions) continue;
     throw new ConfigurationError(
-      `${name} is set ${name in givenOptions ? 'for attach()' : 'in the spec'} but the server was not created with it: attach() cannot change it on a server that exists; give it to the server's constructor (or use createServer)`,
+      `${name} is set ${name in givenOptions ? 'for attach()' : 'in the spec'} but the server was not created with that value: attach() cannot change it on a server that exists; give it to the server's constructor (or use createServer)`,
       { field: name },
     );
   }
@@ -337,30 +343,36 @@ export function createServer(
   const pskCallback = resolver.serverPskCallback();
   // The spec's server options (requestCert, ALPNProtocols, SNICallback, …) apply, with those given here.
   const spec = specServerOptions(resolver);
-  refuseConflicts(spec, options, 'createServer()');
-  const complete: TlsOptions = { ...spec, ...options };
+  const given = setOnly(options);
+  refuseConflicts(spec, given, 'createServer()');
+  const complete: TlsOptions = { ...spec, ...given };
   const server = tlsCreateServer(
     { ...(pskCallback ? { pskCallback } : {}), ...complete },
     secureConnectionListener,
   );
   const listen = server.listen.bind(server) as (...args: unknown[]) => Server;
+  const close = server.close.bind(server);
+  // listen() waits for the first bundle. A close() before it binds (a deploy stopped during a slow start)
+  // cancels the listens still waiting, at once: Node's 'close' event comes a tick later, and a bundle
+  // arriving in between bound a server that had been told to stop. A listen() after the close() stands.
+  const waiting = new Set<{ cancelled: boolean }>();
+  server.close = ((callback?: (err?: Error) => void) => {
+    for (const pending of waiting) pending.cancelled = true;
+    waiting.clear();
+    return close(callback);
+  }) as Server['close'];
   server.listen = ((...args: unknown[]) => {
-    // A close() before the first bundle arrived (a deploy stopped during a slow start) cancels the listen:
-    // otherwise the server bound later and kept a process that was told to stop.
-    let closed = false;
-    const onClose = () => {
-      closed = true;
-    };
-    server.once('close', onClose);
+    const pending = { cancelled: false };
+    waiting.add(pending);
     attach(server, resolver, complete).then(
       (detach) => {
-        server.off('close', onClose);
-        if (closed) detach();
+        waiting.delete(pending);
+        if (pending.cancelled) detach();
         else listen(...args);
       },
       (error: unknown) => {
-        server.off('close', onClose);
-        if (!closed) server.emit('error', error);
+        waiting.delete(pending);
+        if (!pending.cancelled) server.emit('error', error);
       },
     );
     return server;

@@ -169,4 +169,66 @@ describe("a spec's server options", () => {
     await new Promise((resolve) => setImmediate(resolve));
     expect(server.listening).toBe(false);
   });
+
+  it('an option given as undefined does not unset the spec: a config asking for mTLS keeps it', async () => {
+    const strict = serverResolver({ requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3' });
+    const server = createServer(
+      strict,
+      { requestCert: undefined, rejectUnauthorized: undefined, minVersion: undefined },
+      (socket) => socket.end('hello'),
+    );
+    cleanups.push(() => closeServer(server));
+    const port = await listen(server);
+    await expect(handshake(port, {})).rejects.toThrow();
+    await expect(
+      handshake(port, { key: clientLeaf.keyPem, cert: clientLeaf.certPem, maxVersion: 'TLSv1.2' }),
+    ).rejects.toThrow();
+  });
+
+  /** A cold resolver whose store fails until the first error, then serves: the start takes two attempts. */
+  function slowStart() {
+    const store = memory({ key: serverLeaf.keyPem, cert: serverLeaf.certPem });
+    let down = true;
+    const provider = {
+      name: store.name,
+      fetch: (ref: { id: string }, signal: AbortSignal) =>
+        down
+          ? Promise.reject(new FetchError('starting', { provider: store.name, transient: true }))
+          : store.fetch({ ...ref, provider: store, options: {} }, signal),
+    };
+    const ref = (id: string) => ({ provider, id, options: {} });
+    const resolver = createResolver({ key: ref('key'), cert: ref('cert') }, { retryInitialDelayMs: 20 });
+    cleanups.push(() => resolver.close());
+    resolver.once('error', () => {
+      down = false;
+    });
+    return resolver;
+  }
+
+  it('close() in the same turn as the first bundle (a rotate listener) still cancels the listen', async () => {
+    const resolver = slowStart();
+    const server = createServer(resolver);
+    const served = new Promise<void>((resolve) =>
+      resolver.once('rotate', () => {
+        server.close();
+        resolve();
+      }),
+    );
+    server.listen(0, '127.0.0.1');
+    await served;
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(server.listening).toBe(false);
+  });
+
+  it('a listen() right after close() during a slow start binds once the bundle arrives', async () => {
+    const resolver = slowStart();
+    const server = createServer(resolver);
+    cleanups.push(() => closeServer(server));
+    server.listen(0, '127.0.0.1');
+    server.close();
+    const bound = new Promise<void>((resolve) => server.once('listening', () => resolve()));
+    server.listen(0, '127.0.0.1');
+    await bound;
+    expect(server.listening).toBe(true);
+  });
 });
