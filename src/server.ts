@@ -345,6 +345,15 @@ export function createServer(
   const spec = specServerOptions(resolver);
   const given = setOnly(options);
   refuseConflicts(spec, given, 'createServer()');
+  // A spec written for a client may turn verification off (a peer with a self-signed certificate). Applied to
+  // a server that asks for client certificates, it would let unverified clients in: that must be said in code.
+  const asksForCerts = (given.requestCert ?? spec.requestCert) === true;
+  if (asksForCerts && spec.rejectUnauthorized === false && given.rejectUnauthorized === undefined) {
+    throw new ConfigurationError(
+      'the spec sets rejectUnauthorized: false, which would let a server that requests client certificates accept unverified ones: pass rejectUnauthorized to createServer() if that is meant',
+      { field: 'rejectUnauthorized' },
+    );
+  }
   const complete: TlsOptions = { ...spec, ...given };
   const server = tlsCreateServer(
     { ...(pskCallback ? { pskCallback } : {}), ...complete },

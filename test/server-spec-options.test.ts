@@ -231,4 +231,22 @@ describe("a spec's server options", () => {
     await bound;
     expect(server.listening).toBe(true);
   });
+
+  it("a client spec's rejectUnauthorized: false never turns off a server's client verification unless code says so", async () => {
+    const clientish = serverResolver({ rejectUnauthorized: false });
+    const error = (() => {
+      try {
+        createServer(clientish, { requestCert: true });
+      } catch (e) {
+        return e;
+      }
+    })();
+    expect(error).toBeInstanceOf(ConfigurationError);
+    expect((error as ConfigurationError).field).toBe('rejectUnauthorized');
+    // Said in code, it stands; and without requestCert the spec's value changes nothing for a server.
+    expect(() =>
+      createServer(clientish, { requestCert: true, rejectUnauthorized: false }).close(),
+    ).not.toThrow();
+    expect(() => createServer(clientish).close()).not.toThrow();
+  });
 });
