@@ -440,6 +440,33 @@ function crlInfo(item: Item, now: number): CertificateInfo {
   };
 }
 
+/** One context, or InvalidMaterialError on `at` (the entry most likely at fault). */
+function buildContext(contextOptions: SecureContextOptions, at: Pick<Item, 'path' | 'ref'>): SecureContext {
+  try {
+    return createSecureContext(contextOptions);
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    throw invalid(at, `TLS context cannot be built${code ? ` (${code})` : ''}`, err);
+  }
+}
+
+/**
+ * The bundle's own context, built now or on first use. Outside validateMaterial on purpose: a closure made
+ * there shares its scope, which holds the previous bundle (`options.previous`), so each generation kept the
+ * one before it alive: the soak grew 11 KB per rotation.
+ */
+function lazyContext(
+  contextOptions: SecureContextOptions,
+  at: Pick<Item, 'path' | 'ref'>,
+  now: boolean,
+): () => SecureContext {
+  let built = now ? buildContext(contextOptions, at) : undefined;
+  return () => {
+    built ??= buildContext(contextOptions, at);
+    return built;
+  };
+}
+
 /**
  * Ticket keys from a store are shared by a fleet so that any server resumes any session. Under trust
  * material (`ca`, `crl`) they are bound to it: the keys OpenSSL gets are derived from the store's and the
@@ -681,24 +708,22 @@ export function validateMaterial(material: Material, options: ValidateOptions): 
   }
   if (dhparam) secretOptions.dhparam = dhparam.value;
 
-  const build = (contextOptions: SecureContextOptions): SecureContext => {
-    try {
-      return createSecureContext(contextOptions);
-    } catch (err) {
-      const item = material.dhparam ??
-        material.cert[0] ??
-        material.key[0] ??
-        material.ca[0] ?? { path: 'bundle', ref: 'bundle' };
-      const code = (err as { code?: string }).code;
-      throw invalid(item, `TLS context cannot be built${code ? ` (${code})` : ''}`, err);
-    }
-  };
+  // Where a context is built, a failure names the entry most likely at fault.
+  const blame = material.dhparam ??
+    material.cert[0] ??
+    material.key[0] ??
+    material.ca[0] ?? { path: 'bundle', ref: 'bundle' };
+  const failedAt = { path: blame.path, ref: blame.ref };
   // A context costs as much as parsing every CA entry again (milliseconds for a large bundle): where the
   // consumers' own contexts are built, the resolver's is left until something asks for it.
-  const contexts = (options.contexts ?? []).map((complete) => build(complete({ ...secretOptions })));
-  let secureContext =
-    contexts.length === 0 ? build({ ...options.contextOptions, ...secretOptions }) : undefined;
-  const contextOptions = options.contextOptions;
+  const contexts = (options.contexts ?? []).map((complete) =>
+    buildContext(complete({ ...secretOptions }), failedAt),
+  );
+  const secureContext = lazyContext(
+    { ...options.contextOptions, ...secretOptions },
+    failedAt,
+    contexts.length === 0,
+  );
 
   const enforced = [...certificates, ...crls];
   const notAfter = enforced.reduce<Date | undefined>(
@@ -712,8 +737,7 @@ export function validateMaterial(material: Material, options: ValidateOptions): 
   return {
     options: secretOptions,
     get secureContext() {
-      secureContext ??= build({ ...contextOptions, ...secretOptions });
-      return secureContext;
+      return secureContext();
     },
     contexts,
     certificates,
