@@ -145,24 +145,10 @@ describe("a spec's server options", () => {
   });
 
   it('close() before the first bundle cancels the listen: the server never binds', async () => {
-    const store = memory({ key: serverLeaf.keyPem, cert: serverLeaf.certPem });
-    let down = true;
-    const provider = {
-      name: store.name,
-      fetch: (ref: { id: string }, signal: AbortSignal) =>
-        down
-          ? Promise.reject(new FetchError('starting', { provider: store.name, transient: true }))
-          : store.fetch({ ...ref, provider: store, options: {} }, signal),
-    };
-    const ref = (id: string) => ({ provider, id, options: {} });
-    const resolver = createResolver({ key: ref('key'), cert: ref('cert') }, { retryInitialDelayMs: 20 });
-    cleanups.push(() => resolver.close());
+    const resolver = slowStart();
     const server = createServer(resolver);
     const served = new Promise<void>((resolve) => resolver.once('rotate', () => resolve()));
-    resolver.once('error', () => {
-      server.close();
-      down = false;
-    });
+    resolver.once('error', () => server.close());
     server.listen(0, '127.0.0.1');
     await served;
     // The bundle arrived after close(): attach settles in the same turn, so one more turn shows the outcome.
