@@ -68,3 +68,9 @@ export function checkDurationMs(
   }
   return value;
 }
+
+/**
+ * Resolves in the event loop's next turn (after pending I/O and timers): work split at these points never
+ * runs as one block. Not a timer (no delay, nothing to cancel), so not on the Clock.
+ */
+export const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));

@@ -71,10 +71,17 @@ export interface ChainRecord {
 export interface ValidatedBundle {
   /** The secret fields in the form Node takes them (lists split per entry, PEM in canonical form). */
   readonly options: SecureContextOptions;
-  /** Built at validation, or on first use where `ValidateOptions.contexts` were built instead. */
+  /** Built by `buildContexts()` where there are no `ValidateOptions.contexts`, else on first use. */
   readonly secureContext: SecureContext;
-  /** The contexts of `ValidateOptions.contexts`, in their order. */
-  readonly contexts: readonly SecureContext[];
+  /** The contexts of `ValidateOptions.contexts`, in their order, built by `buildContexts()`. */
+  readonly contexts: readonly (() => SecureContext)[];
+  /**
+   * Builds the contexts the material is accepted on (the consumers' contexts, or the bundle's own where
+   * there are none), or throws InvalidMaterialError. Apart from the checks above so that the caller can
+   * run it in a turn of its own: a context costs as much as parsing every CA entry again, and the two in one
+   * turn stalled the event loop twice as long as the build alone.
+   */
+  buildContexts(): void;
   /**
    * Presented certificates: leaves, and intermediates of their chains (kind `intermediate`): from `cert`
    * (`cert#1`), or CA entries OpenSSL presents in a leaf-only chain (`ca#1`).
@@ -131,9 +138,9 @@ export interface ValidateOptions {
   readonly previous?: ValidatedBundle;
   /**
    * Contexts other consumers will use as they are (a server's, built with its complete options), each given
-   * the secret options and answering the complete options of its context. They are built here, so that one
-   * that cannot be built refuses the material, and they are the only build: `secureContext` (the context with
-   * `contextOptions`) is then built on first use.
+   * the secret options and answering the complete options of its context. They are built by
+   * `buildContexts()`, so that one that cannot be built refuses the material, and they are the only build:
+   * `secureContext` (the context with `contextOptions`) is then built on first use.
    */
   readonly contexts?: readonly ((secretOptions: SecureContextOptions) => SecureContextOptions)[];
 }
@@ -451,19 +458,26 @@ function buildContext(contextOptions: SecureContextOptions, at: Pick<Item, 'path
 }
 
 /**
- * The bundle's own context, built now or on first use. Outside validateMaterial on purpose: a closure made
- * there shares its scope, which holds the previous bundle (`options.previous`), so each generation kept the
- * one before it alive: the soak grew 11 KB per rotation.
+ * A context built on first use, once. Outside validateMaterial on purpose: a closure made there shares its
+ * scope, which holds the previous bundle (`options.previous`), so each generation kept the one before it
+ * alive: the soak grew 11 KB per rotation.
  */
-function lazyContext(
+function onFirstUse(
   contextOptions: SecureContextOptions,
   at: Pick<Item, 'path' | 'ref'>,
-  now: boolean,
 ): () => SecureContext {
-  let built = now ? buildContext(contextOptions, at) : undefined;
+  let built: SecureContext | undefined;
   return () => {
     built ??= buildContext(contextOptions, at);
     return built;
+  };
+}
+
+/** `buildContexts()`: the consumers' contexts, or the bundle's own where there are none (outside, as above). */
+function contextsBuilder(contexts: readonly (() => SecureContext)[], own: () => SecureContext): () => void {
+  return () => {
+    if (contexts.length === 0) own();
+    for (const context of contexts) context();
   };
 }
 
@@ -717,13 +731,9 @@ export function validateMaterial(material: Material, options: ValidateOptions): 
   // A context costs as much as parsing every CA entry again (milliseconds for a large bundle): where the
   // consumers' own contexts are built, the resolver's is left until something asks for it.
   const contexts = (options.contexts ?? []).map((complete) =>
-    buildContext(complete({ ...secretOptions }), failedAt),
+    onFirstUse(complete({ ...secretOptions }), failedAt),
   );
-  const secureContext = lazyContext(
-    { ...options.contextOptions, ...secretOptions },
-    failedAt,
-    contexts.length === 0,
-  );
+  const secureContext = onFirstUse({ ...options.contextOptions, ...secretOptions }, failedAt);
 
   const enforced = [...certificates, ...crls];
   const notAfter = enforced.reduce<Date | undefined>(
@@ -740,6 +750,7 @@ export function validateMaterial(material: Material, options: ValidateOptions): 
       return secureContext();
     },
     contexts,
+    buildContexts: contextsBuilder(contexts, secureContext),
     certificates,
     authorities,
     crls,

@@ -208,10 +208,14 @@ describe('refresh', () => {
           { refreshIntervalMs: 3_600_000, refreshAhead: 0.5 },
         ),
       );
+      // When the store was asked again (the swap follows a few turns later, when the fake clock has moved on).
       let rotatedAt = 0;
-      resolver.on('rotate', (event) => {
-        if (event.generation === 2) rotatedAt = Date.now();
+      resolver.on('storeCall', () => {
+        if (resolver.generation === 1 && rotatedAt === 0) rotatedAt = Date.now();
       });
+      const rotated = new Promise<void>((resolve) =>
+        resolver.on('rotate', (event) => event.generation === 2 && resolve()),
+      );
       const fetchedAt = Date.now();
       await resolver.resolve();
       store.set('key', renewed.keyPem);
@@ -221,6 +225,7 @@ describe('refresh', () => {
       const lifetime = shortLived.notAfter.getTime() - start;
       // Up to the point and a little past it: the rotation must have happened by then.
       await vi.advanceTimersByTimeAsync(start + 0.5 * lifetime + 50 - Date.now());
+      await rotated;
       expect(resolver.generation).toBe(2);
       // Half the lifetime, less up to jitter (0.1) of that half: never after the point, never long before.
       expect(rotatedAt).toBeLessThanOrEqual(start + 0.5 * lifetime + 10);

@@ -16,6 +16,7 @@ import {
   type Resolver,
   type TlsSecretsError,
 } from '../src/index.js';
+import { createRef, type Provider } from '../src/provider.js';
 import { createTestCA, type Issued, randomTicketKeys, type TestCA, toPfx } from './fixtures/ca.js';
 import { closeServer, eventually, listen, readAll, sleep } from './helpers/tls.js';
 
@@ -487,6 +488,102 @@ describe('one SecureContext per rotation', () => {
       expect(held.cert).toBeUndefined();
     },
   );
+
+  it("a rotation's context build runs in a turn of its own, after the checks' turn and before the swap's", async () => {
+    const store = memory({
+      'server/key': serverLeaf.keyPem,
+      'server/cert': serverLeaf.certPem,
+      ca: ca.certPem,
+    });
+    // The event loop's turns, counted by a chain of setImmediate; the fetch's answer, the context build and
+    // the rotate event each note the turn they ran in. The checks run in the fetch's turn (no await between).
+    let turn = 0;
+    let counting = true;
+    const count = () => {
+      turn += 1;
+      if (counting) setImmediate(count);
+    };
+    cleanups.push(() => {
+      counting = false;
+    });
+    const seen: Record<string, number> = {};
+    const watched: Provider = {
+      name: 'turn-noting',
+      async fetch(ref, signal) {
+        const result = await store.fetch(ref, signal);
+        seen.fetched = turn;
+        return result;
+      },
+    };
+    const serverTls = createResolver({
+      key: createRef(watched, 'server/key'),
+      cert: createRef(watched, 'server/cert'),
+      ca: createRef(watched, 'ca'),
+    });
+    cleanups.push(() => serverTls.close());
+    const server = createServer(serverTls, {}, (socket) => socket.end('x'));
+    await listen(server);
+    cleanups.push(() => closeServer(server));
+    const original = tls.createSecureContext;
+    (tls as { createSecureContext: typeof original }).createSecureContext = (options) => {
+      seen.built = turn;
+      return original(options);
+    };
+    syncBuiltinESMExports();
+    cleanups.push(() => {
+      (tls as { createSecureContext: typeof original }).createSecureContext = original;
+      syncBuiltinESMExports();
+    });
+    serverTls.on('rotate', () => {
+      seen.swapped = turn;
+    });
+    const next = await ca.issue({ commonName: 'server-turns' });
+    store.set('server/cert', next.certPem);
+    store.set('server/key', next.keyPem);
+    setImmediate(count);
+    expect((await serverTls.refresh()).rotated).toBe(true);
+    expect(seen.fetched).toBeDefined();
+    expect(seen.built).toBeGreaterThan(seen.fetched ?? Number.POSITIVE_INFINITY);
+    expect(seen.swapped).toBeGreaterThan(seen.built ?? Number.POSITIVE_INFINITY);
+  });
+
+  it('a server attached while a candidate is being built serves the candidate once it is swapped in', async () => {
+    const { store, serverTls } = resolverPair();
+    const first = createServer(serverTls, {}, (socket) => socket.end('first'));
+    await listen(first);
+    cleanups.push(() => closeServer(first));
+    const late = https.createServer({}, (_req, res) => res.end('late'));
+    cleanups.push(() => closeServer(late));
+    let attaching: Promise<unknown> | undefined;
+    const original = tls.createSecureContext;
+    (tls as { createSecureContext: typeof original }).createSecureContext = (options) => {
+      // The first server's context for the candidate: the second server attaches in this very turn, on
+      // the generation still served (the candidate is not swapped in yet).
+      attaching ??= attach(late, serverTls);
+      return original(options);
+    };
+    syncBuiltinESMExports();
+    cleanups.push(() => {
+      (tls as { createSecureContext: typeof original }).createSecureContext = original;
+      syncBuiltinESMExports();
+    });
+    const next = await ca.issue({ commonName: 'server-late-attach' });
+    store.set('server/key', next.keyPem);
+    store.set('server/cert', next.certPem);
+    expect((await serverTls.refresh()).rotated).toBe(true);
+    await attaching;
+    (tls as { createSecureContext: typeof original }).createSecureContext = original;
+    syncBuiltinESMExports();
+    const port = await listen(late);
+    const serial = await new Promise<string>((resolve, reject) => {
+      const socket = tls.connect({ host: '127.0.0.1', port, servername: 'localhost', ca: ca.certPem }, () => {
+        resolve(socket.getPeerCertificate().serialNumber);
+        socket.destroy();
+      });
+      socket.once('error', reject);
+    });
+    expect(serial).toBe(next.serial);
+  });
 
   it('a client on the same resolver gets a context built with its own options, on first use', async () => {
     const { store, serverTls } = resolverPair();

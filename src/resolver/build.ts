@@ -21,8 +21,9 @@ import type { Shape, Slot } from './spec.js';
 
 /**
  * A helper that serves a context of its own, built with its complete options (a server: its ciphers, ticket
- * keys, sessionIdContext). Its context is built in the validation of every candidate, as the candidate's
- * only build, and installed when the candidate is swapped in: the context that was validated is the one in use.
+ * keys, sessionIdContext). Its context is built in the validation of every candidate (`bundle.buildContexts()`),
+ * as the candidate's only build, and installed when the candidate is swapped in: the context that was
+ * validated is the one in use.
  */
 export interface ContextProfile {
   /**
@@ -184,14 +185,14 @@ function defineLazyContext(
 
 function installsOf(
   prepared: readonly { profile: ContextProfile; install(context: SecureContext): void }[],
-  contexts: readonly SecureContext[],
+  contexts: readonly (() => SecureContext)[],
 ): ReadonlyMap<ContextProfile, () => void> {
   return new Map(
     prepared.map(({ profile, install }, index) => [
       profile,
       () => {
         const context = contexts[index];
-        if (context) install(context);
+        if (context) install(context());
       },
     ]),
   );

@@ -30,6 +30,7 @@ import {
   after,
   type Clock,
   MAX_TIMER,
+  nextTurn,
   runAt,
   systemClock,
   TIMER_SLACK,
@@ -560,12 +561,13 @@ export class Resolver extends EventEmitter<ResolverEvents> {
       // Cold: there is nothing to fall back on, so the caller gets the failure (and listeners hear of it).
       if (errors.length === 0) {
         try {
-          const generation = this.#build(1, undefined);
+          const generation = await this.#settle(this.#build(1, undefined), undefined);
           this.#swap(generation, undefined);
           this.#afterCycle([], now);
           this.#startWatching();
           return { rotated: true, generation: generation.number, errors };
         } catch (err) {
+          if (err instanceof ClosedError) throw err;
           const error =
             err instanceof TlsSecretsError ? err : new FetchError('bundle build failed', { cause: err });
           errors.push(error);
@@ -583,10 +585,11 @@ export class Resolver extends EventEmitter<ResolverEvents> {
       try {
         const candidate = this.#build(current.number + 1, current);
         if (candidate !== current) {
-          this.#swap(candidate, current);
+          this.#swap(await this.#settle(candidate, current), current);
           rotated = true;
         } else this.#refused = undefined; // the store went back to what is served
       } catch (err) {
+        if (err instanceof ClosedError) throw err;
         const error =
           err instanceof TlsSecretsError ? err : new FetchError('bundle build failed', { cause: err });
         errors.push(error);
@@ -621,6 +624,25 @@ export class Resolver extends EventEmitter<ResolverEvents> {
     });
     this.#caCache = caCache;
     return generation;
+  }
+
+  /**
+   * The candidate's context builds (the gate's last check) in a turn of their own, between the checks' turn
+   * and the swap's: a rotation stalls the event loop for one context build at most, where the three in one
+   * turn stalled it twice as long (146 CAs: 11 ms against 7 for the build). Nothing is served from the
+   * candidate before the swap, so the turns in between see the served generation. A helper that began to
+   * serve meanwhile (a server attached) has no context in the candidate: it is built again, in one turn.
+   */
+  async #settle(candidate: Generation, previous: Generation | undefined): Promise<Generation> {
+    await nextTurn();
+    if (this.#closed) throw new ClosedError('resolver');
+    candidate.bundle.buildContexts();
+    await nextTurn();
+    if (this.#closed) throw new ClosedError('resolver');
+    if ([...this.#profiles].every((profile) => candidate.installs.has(profile))) return candidate;
+    const again = this.#build(candidate.number, previous);
+    again.bundle.buildContexts();
+    return again;
   }
 
   /** Runs one store call and reports its duration (listeners only: no cost without them). */
