@@ -210,6 +210,9 @@ export function parseRetryAfter(value: unknown, now = Date.now()): number | unde
   if (typeof value !== 'string' || value.trim() === '') return undefined;
   const text = value.trim();
   if (/^\d{1,10}$/.test(text)) return Number(text) * 1000;
+  // Each HTTP-date form begins with the day's name: anything else (`-5`, `1.5`) is no Retry-After at all,
+  // where Date.parse would read `-5` as a year and answer "retry now".
+  if (!/^[A-Za-z]{3}/.test(text)) return undefined;
   const at = Date.parse(text);
   return Number.isNaN(at) ? undefined : Math.max(0, at - now);
 }
