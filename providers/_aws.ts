@@ -6,6 +6,7 @@
 import { ClosedError, ConfigurationError, type FetchError, safeCause } from '../src/errors.js';
 import { importOptional } from '../src/optional.js';
 import { describeRef, type SecretRef } from '../src/provider.js';
+import { after, systemClock } from '../src/timers.js';
 
 /** Options every AWS provider takes when it builds its own client. */
 export interface AwsClientConfigOptions {
@@ -457,4 +458,89 @@ interface RetryStackLike {
     middleware: (next: Handler) => Handler,
     options: { step: 'finalizeRequest'; priority: 'low'; name: string; override: boolean },
   ): void;
+}
+
+/** The least spacing a throttled answer sets; successes shrink it back to none below half of it. */
+const PACE_MIN_MS = 25;
+/**
+ * The most: 2 reads/s per provider. A fleet of 5,000 instances so paced asks for the account's 10,000/s
+ * (GetSecretValue's quota).
+ */
+const PACE_MAX_MS = 500;
+/** After a throttled answer, reads that get through leave the spacing as it is for this long. */
+const PACE_HOLD_MS = 1_000;
+/** Each read that gets through shrinks the spacing by this factor: about 7 reads halve it. */
+const PACE_SHRINK = 0.9;
+
+/**
+ * Spacing between the starts of one provider's reads, set by throttled answers: none until the store
+ * throttles one, then doubled by each throttled answer (from 25 ms up to 500 ms) and shrunk by 10 % by each
+ * read that gets through. A fleet of instances reading many secrets at once (a deploy, 25 secrets each)
+ * would otherwise keep offering the account's quota many times what it allows, every instance retrying on
+ * its own backoff; paced, each offers about what the quota has room for. The wait is spread (half to one and
+ * a half spacing) so that instances throttled together do not ask again together. A first attempt while no
+ * other read is under way is not held: a cycle's first read after a throttling outage goes out at once.
+ */
+export class ReadPacer {
+  #spacingMs = 0;
+  #nextStartAt = 0;
+  #active = 0;
+  #throttledAt = Number.NEGATIVE_INFINITY;
+
+  constructor(private readonly random: () => number = Math.random) {}
+
+  /** The current spacing in ms (0: unpaced). */
+  get spacingMs(): number {
+    return this.#spacingMs;
+  }
+
+  /**
+   * Runs attempt `attempt` (1 for the first) of one read in its turn; a throttled answer (ThrottledAnswer)
+   * doubles the spacing, an answer shrinks it. Rejects with the signal's reason if aborted while waiting.
+   */
+  async read<T>(attempt: number, signal: AbortSignal, send: () => Promise<T>): Promise<T> {
+    this.#active += 1;
+    try {
+      if (this.#spacingMs > 0 && !(attempt === 1 && this.#active === 1)) {
+        const now = Date.now();
+        const at = Math.max(now, this.#nextStartAt);
+        this.#nextStartAt = at + this.#spacingMs * (0.5 + this.random());
+        if (at > now) await delay(at - now, signal);
+      }
+      const answer = await send();
+      // Held for a second after a throttled answer: the reads then under way were sent at the old rate.
+      if (Date.now() - this.#throttledAt >= PACE_HOLD_MS) {
+        const next = this.#spacingMs * PACE_SHRINK;
+        this.#spacingMs = next < PACE_MIN_MS / 2 ? 0 : next;
+      }
+      return answer;
+    } catch (err) {
+      if (err instanceof ThrottledAnswer) {
+        this.#throttledAt = Date.now();
+        this.#spacingMs = Math.min(PACE_MAX_MS, Math.max(PACE_MIN_MS, this.#spacingMs * 2));
+      }
+      throw err;
+    } finally {
+      this.#active -= 1;
+    }
+  }
+}
+
+/** `ms` on the system clock (unref'd, as every timer here), ended early by `signal`. */
+function delay(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const onAbort = () => {
+      timer.cancel();
+      reject(signal.reason);
+    };
+    const timer = after(systemClock, ms, () => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    });
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
 }

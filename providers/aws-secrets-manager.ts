@@ -5,11 +5,12 @@
  * Quotas decide how it reads (per account and region, shared by every service in it; AWS publishes them):
  * GetSecretValue 10,000/s, DescribeSecret 40,000/s, BatchGetSecretValue 100/s and not adjustable. One batch
  * call reads up to 20 secrets for 1/100 of a second's batch quota; the same 20 by GetSecretValue take
- * 20/10,000 = 1/500 of its quota. Batching never saves quota, then: it only saves round trips, and only
- * where the single reads would not all go out at once (more than CONCURRENCY of them). So a cycle batches
- * from `minBatchSize` (default CONCURRENCY + 1 = 9) current secrets, and a throttled batch is not retried
+ * 20/10,000 = 1/500 of its quota. Batching never saves quota, then: it only saves round trips, and a fleet's
+ * start spends the batch quota first. So a cycle batches from `minBatchSize` (default 5 × CONCURRENCY + 1 =
+ * 41) current secrets, where single reads would take more than five round trips; a throttled batch is not retried
  * (the SDK would spend its attempts on the scarcest quota of the account): its secrets are read one by one
  * at once, and the provider reads one by one for a cooldown of 2 to 4 minutes before it batches again.
+ * A throttled GetSecretValue is retried by the provider, not the SDK, and slows its reads (ReadPacer).
  */
 import { inspect } from 'node:util';
 import type {
@@ -40,10 +41,12 @@ import {
   awsErrorNames,
   awsErrorParts,
   chunk,
+  DEFAULT_MAX_ATTEMPTS,
   eachLimit,
   failFastOnThrottling,
   genericAwsError,
   lazyAwsClient,
+  ReadPacer,
   ThrottledAnswer,
   validateAwsOptions,
 } from './_aws.js';
@@ -55,8 +58,8 @@ interface CommonOptions {
   name?: string;
   /**
    * Read with BatchGetSecretValue only when a cycle reads at least this many current secrets (up to 20 per
-   * call); fewer are read with GetSecretValue, 8 at a time. Default 9: below that the single reads go out
-   * at once and cost at least 5 times less of their quota than a batch does of its own (see the header).
+   * call); fewer are read with GetSecretValue, 8 at a time. Default 41: single reads cost 5 times less of
+   * their quota than a batch does of its own (see the header), and below that take five round trips at most.
    */
   minBatchSize?: number;
 }
@@ -121,8 +124,8 @@ const CURRENT = 'AWSCURRENT';
 const BATCH_LIMIT = 20;
 /** Single reads in flight at once when a batch cannot be used. */
 const CONCURRENCY = 8;
-/** Batch only where single reads would need more than one round of CONCURRENCY calls. */
-const DEFAULT_MIN_BATCH_SIZE = CONCURRENCY + 1;
+/** Batch only where single reads would need more than five rounds of CONCURRENCY calls. */
+const DEFAULT_MIN_BATCH_SIZE = 5 * CONCURRENCY + 1;
 /** After a throttled batch, single reads for this long, stretched by up to as much again (jitter). */
 const BATCH_COOLDOWN_MS = 120_000;
 
@@ -261,6 +264,10 @@ export function awsSecretsManager(options: AwsSecretsManagerOptions = {}): AwsSe
   let batchDenied = false;
   // Until then, the batch quota was found exhausted: reads go one by one (epoch ms).
   let batchPausedUntil = 0;
+  // One per provider, as the client is: the reads of one service instance.
+  const pacer = new ReadPacer();
+  // An injected client's own maxAttempts cannot be read back synchronously: the SDK's default, 3.
+  const readAttempts = options.client === undefined ? (options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS) : 3;
   const trail = new AwsCredentialTrail(options.client === undefined ? options.credentials : undefined);
   const fail = (err: unknown, ref: SecretRef, signal?: AbortSignal): Error =>
     toError(err, ref, trail.values, signal);
@@ -291,20 +298,32 @@ export function awsSecretsManager(options: AwsSecretsManagerOptions = {}): AwsSe
     const target = parseTarget(ref.id);
     try {
       const { sdk, client } = await load(ref);
-      const out = await client.send(
-        trail.watch(
-          new sdk.GetSecretValueCommand({
-            SecretId: target.secretId,
-            ...(target.versionId === undefined ? {} : { VersionId: target.versionId }),
-            // AWSCURRENT is the service default, but moto moves it without updating its default: name it.
-            ...(target.versionStage === undefined && target.versionId !== undefined
-              ? {}
-              : { VersionStage: target.versionStage ?? CURRENT }),
-          }),
-        ),
-        { abortSignal: signal },
-      );
-      return toResult(ref, out);
+      // Throttled answers are retried here, paced (see ReadPacer), not by the SDK on its own backoff.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          const out = await pacer.read(attempt, signal, () =>
+            client.send(
+              failFastOnThrottling(
+                trail.watch(
+                  new sdk.GetSecretValueCommand({
+                    SecretId: target.secretId,
+                    ...(target.versionId === undefined ? {} : { VersionId: target.versionId }),
+                    // AWSCURRENT is the service default, but moto moves it without updating its default: name it.
+                    ...(target.versionStage === undefined && target.versionId !== undefined
+                      ? {}
+                      : { VersionStage: target.versionStage ?? CURRENT }),
+                  }),
+                ),
+              ),
+              { abortSignal: signal },
+            ),
+          );
+          return toResult(ref, out);
+        } catch (err) {
+          if (!(err instanceof ThrottledAnswer)) throw err;
+          if (attempt >= readAttempts || signal.aborted) throw err.throttled;
+        }
+      }
     } catch (err) {
       throw fail(err, ref, signal);
     }

@@ -82,7 +82,7 @@ describe.skipIf(!motoEndpoint)('AWS Secrets Manager quotas (moto behind a quota-
     return names;
   }
 
-  const provider = (options: { maxAttempts?: number } = {}) => {
+  const provider = (options: { maxAttempts?: number; minBatchSize?: number } = {}) => {
     const sm = awsSecretsManager({
       region: REGION,
       endpoint: proxy.url,
@@ -100,7 +100,7 @@ describe.skipIf(!motoEndpoint)('AWS Secrets Manager quotas (moto behind a quota-
     const names = await seed(12);
     // The account's batch quota is spent: every BatchGetSecretValue is throttled, GetSecretValue is not.
     await proxy.setFault({ kind: 'quota', limits: { BatchGetSecretValue: { perSecond: 0, burst: 0 } } });
-    const sm = provider(); // the SDK's default 3 attempts
+    const sm = provider({ minBatchSize: 9 }); // the SDK's default 3 attempts
     const refs = names.map((name) => sm.secret(name));
 
     const first = await sm.fetchMany(refs, signal());
@@ -131,7 +131,7 @@ describe.skipIf(!motoEndpoint)('AWS Secrets Manager quotas (moto behind a quota-
   it('a cold resolve of 12 secrets with the batch quota spent gets its first bundle from the first cycle', async () => {
     const names = await seed(12);
     await proxy.setFault({ kind: 'quota', limits: { BatchGetSecretValue: { perSecond: 0, burst: 0 } } });
-    const sm = provider();
+    const sm = provider({ minBatchSize: 9 });
     const { resolver, errors } = observed({ ca: names.map((name) => sm.secret(name)) }, {});
     await resolver.resolve();
     expect(errors).toEqual([]);
@@ -139,21 +139,47 @@ describe.skipIf(!motoEndpoint)('AWS Secrets Manager quotas (moto behind a quota-
     expect(calls('GetSecretValue')).toBe(12);
   });
 
-  it('batches only where it pays: 3 secrets are 3 GetSecretValue, 9 are one batch', async () => {
+  it('batches only where it pays: 40 secrets are 40 GetSecretValue, 41 are 3 batch calls', async () => {
     const sm = provider();
-    const few = await seed(3);
+    const few = await seed(40);
     await sm.fetchMany(
       few.map((name) => sm.secret(name)),
       signal(),
     );
-    expect([calls('BatchGetSecretValue'), calls('GetSecretValue')]).toEqual([0, 3]);
+    expect([calls('BatchGetSecretValue'), calls('GetSecretValue')]).toEqual([0, 40]);
     restart();
-    const many = await seed(9);
+    const many = await seed(41);
     await sm.fetchMany(
       many.map((name) => sm.secret(name)),
       signal(),
     );
-    expect([calls('BatchGetSecretValue'), calls('GetSecretValue')]).toEqual([1, 0]);
+    expect([calls('BatchGetSecretValue'), calls('GetSecretValue')]).toEqual([3, 0]);
+  });
+
+  it('a throttled GetSecretValue costs exactly maxAttempts calls: the provider retries it in its paced turn, the SDK does not retry it too', async () => {
+    const names = await seed(4);
+    await proxy.setFault({ kind: 'quota', limits: { GetSecretValue: { perSecond: 0, burst: 0 } } });
+    const sm = provider({ maxAttempts: 3 });
+    const results = await sm.fetchMany(
+      names.map((name) => sm.secret(name)),
+      signal(),
+    );
+    for (const result of results) {
+      expect(result).toBeInstanceOf(FetchError);
+      expect(result).toMatchObject({ transient: true, message: expect.stringMatching(/throttling/) });
+    }
+    // 4 reads x 3 attempts; with the SDK retrying each attempt as well it would be 4 x 3 x 3.
+    expect(calls('GetSecretValue', true)).toBe(12);
+    expect(calls('GetSecretValue', false)).toBe(0);
+    // The quota back: the next reads pass (the first at once, the others in their paced turns).
+    await proxy.setFault({ kind: 'none' });
+    restart();
+    const again = await sm.fetchMany(
+      names.map((name) => sm.secret(name)),
+      signal(),
+    );
+    expect(again.filter((result) => result instanceof Error)).toEqual([]);
+    expect(calls('GetSecretValue')).toBe(4);
   });
 
   it('a cold resolve facing throttling keeps trying within its start budget, on the backoff, and succeeds', async () => {
@@ -289,6 +315,9 @@ describe('OpenBao rate-limit quotas (sys/quotas/rate-limit): 429 with Retry-Afte
       parseRetryAfter('Wed, 21 Oct 2015 07:28:00 GMT', Date.parse('Wed, 21 Oct 2015 07:27:30 GMT')),
     ).toBe(30_000);
     expect(parseRetryAfter('soon')).toBeUndefined();
+    for (const malformed of ['-5', '+5', '1.5', '5 s', '2015-10-21T07:28:00Z']) {
+      expect(parseRetryAfter(malformed)).toBeUndefined();
+    }
     expect(parseRetryAfter(undefined)).toBeUndefined();
   });
 

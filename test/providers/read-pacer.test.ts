@@ -1,0 +1,110 @@
+/**
+ * The pacing of one AWS provider's reads after a throttled answer (providers/_aws.ts ReadPacer), on a fake
+ * clock: when each read starts, counted, with the spread fixed at its middle (random 0.5: one spacing).
+ */
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { ReadPacer, ThrottledAnswer } from '../../providers/_aws.js';
+
+const throttled = () => Promise.reject(new ThrottledAnswer(new Error('ThrottlingException')));
+
+describe('ReadPacer', () => {
+  beforeEach(() => {
+    vi.useFakeTimers({ now: 1_000_000, toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  /** Starts `count` reads at once; each notes when it was sent and stays open until `answer` is called. */
+  function burst(pacer: ReadPacer, count: number, signal = new AbortController().signal) {
+    const sentAt: number[] = [];
+    const answers: (() => void)[] = [];
+    const reads = Array.from({ length: count }, () =>
+      pacer.read(1, signal, () => {
+        sentAt.push(Date.now());
+        return new Promise<string>((resolve) => answers.push(() => resolve('ok')));
+      }),
+    );
+    return {
+      sentAt,
+      reads,
+      answerAll: () => {
+        for (const answer of answers.splice(0)) answer();
+      },
+    };
+  }
+
+  it('sends everything at once until the store throttles a read', async () => {
+    const pacer = new ReadPacer(() => 0.5);
+    const { sentAt, reads, answerAll } = burst(pacer, 8);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(sentAt).toEqual(Array(8).fill(1_000_000));
+    answerAll();
+    await Promise.all(reads);
+    expect(pacer.spacingMs).toBe(0);
+  });
+
+  it('after a throttled answer, reads under way together start one spacing apart; a lone first attempt is not held', async () => {
+    const pacer = new ReadPacer(() => 0.5);
+    await expect(pacer.read(1, new AbortController().signal, throttled)).rejects.toBeInstanceOf(
+      ThrottledAnswer,
+    );
+    expect(pacer.spacingMs).toBe(25);
+    const { sentAt, reads, answerAll } = burst(pacer, 4);
+    await vi.advanceTimersByTimeAsync(0);
+    // The first goes at once (nothing else under way when it came), the second takes the next turn (now).
+    expect(sentAt).toEqual([1_000_000, 1_000_000]);
+    await vi.advanceTimersByTimeAsync(24);
+    expect(sentAt).toHaveLength(2);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(sentAt).toHaveLength(3);
+    await vi.advanceTimersByTimeAsync(25);
+    expect(sentAt).toEqual([1_000_000, 1_000_000, 1_000_025, 1_000_050]);
+    answerAll();
+    await Promise.all(reads);
+  });
+
+  it('each throttled answer doubles the spacing up to 500 ms; answers shrink it only a second after the last throttle', async () => {
+    const pacer = new ReadPacer(() => 0.5);
+    const signal = new AbortController().signal;
+    const spacings: number[] = [];
+    for (let i = 0; i < 7; i++) {
+      await pacer.read(1, signal, throttled).catch(() => undefined);
+      spacings.push(pacer.spacingMs);
+    }
+    expect(spacings).toEqual([25, 50, 100, 200, 400, 500, 500]);
+    await pacer.read(1, signal, async () => 'ok');
+    expect(pacer.spacingMs).toBe(500); // held: the reads under way were sent at the old rate
+    await vi.advanceTimersByTimeAsync(1_000);
+    await pacer.read(1, signal, async () => 'ok');
+    expect(pacer.spacingMs).toBeCloseTo(450, 6);
+    // Answers keep shrinking it (10 % each) until it is gone: unpaced below half the least spacing.
+    let answers = 1;
+    while (pacer.spacingMs > 0) {
+      await pacer.read(1, signal, async () => 'ok');
+      answers += 1;
+    }
+    expect(answers).toBe(Math.ceil(Math.log(12.5 / 500) / Math.log(0.9)));
+  });
+
+  it('a retry always waits its turn, and an abort while waiting rejects with the reason without sending', async () => {
+    const pacer = new ReadPacer(() => 0.5);
+    const controller = new AbortController();
+    for (let i = 0; i < 5; i++) await pacer.read(1, controller.signal, throttled).catch(() => undefined);
+    expect(pacer.spacingMs).toBe(400);
+    let sent = 0;
+    const send = async () => {
+      sent += 1;
+      return 'ok';
+    };
+    // The lone retry takes the first turn (now), the next retry the one after it.
+    await pacer.read(2, controller.signal, send);
+    const waiting = pacer.read(2, controller.signal, send);
+    await vi.advanceTimersByTimeAsync(100);
+    expect(sent).toBe(1);
+    controller.abort(new Error('cycle ended'));
+    await expect(waiting).rejects.toThrow('cycle ended');
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(sent).toBe(1);
+  });
+});
