@@ -39,6 +39,10 @@ export interface ApiSummary {
   readonly quota: number | undefined;
   /** Seconds in which more calls arrived than the quota allows. */
   readonly secondsAboveQuota: number;
+  /** Calls that arrived in each second of the phase (throttled ones included). */
+  readonly perSecond: readonly number[];
+  /** The store's answer time (calls that went through), p99 in ms: how loaded the store was. */
+  readonly answerP99Ms: number | undefined;
 }
 
 export interface FleetResult {
@@ -77,6 +81,8 @@ export function summarize(
       peakPerSecond: Math.max(0, ...entry.perSecond),
       quota,
       secondsAboveQuota: quota === undefined ? 0 : entry.perSecond.filter((n) => n > quota).length,
+      perSecond: Array.from(entry.perSecond, (n) => n ?? 0),
+      answerP99Ms: entry.answerMs.length ? Math.round(percentile(entry.answerMs, 99)) : undefined,
     };
   });
   if (totalQuota !== undefined) {
@@ -98,6 +104,8 @@ export function summarize(
       peakPerSecond: Math.max(0, ...filled),
       quota: totalQuota,
       secondsAboveQuota: filled.filter((n) => n > totalQuota).length,
+      perSecond: filled,
+      answerP99Ms: undefined,
     });
   }
   return rows.sort((a, b) => a.api.localeCompare(b.api));
@@ -112,6 +120,7 @@ function copyCounts(counts: ReadonlyMap<string, ApiCounts>): Map<string, ApiCoun
         statuses: { ...c.statuses },
         perSecond: [...c.perSecond],
         admittedPerSecond: [...c.admittedPerSecond],
+        answerMs: [...c.answerMs],
       },
     ]),
   );

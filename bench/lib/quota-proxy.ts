@@ -56,6 +56,8 @@ export interface ApiCounts {
   perSecond: number[];
   /** Calls in each second that went through (not throttled by the proxy, whatever the store said). */
   admittedPerSecond: number[];
+  /** For each call that went through, ms from the proxy sending it to the store's answer: the store's load. */
+  answerMs: number[];
 }
 
 export interface QuotaProxy {
@@ -96,7 +98,14 @@ export async function startQuotaProxy(options: QuotaProxyOptions): Promise<Quota
   const countsOf = (api: string): ApiCounts => {
     let entry = counts.get(api);
     if (!entry) {
-      entry = { attempted: 0, throttled: 0, statuses: {}, perSecond: [], admittedPerSecond: [] };
+      entry = {
+        attempted: 0,
+        throttled: 0,
+        statuses: {},
+        perSecond: [],
+        admittedPerSecond: [],
+        answerMs: [],
+      };
       counts.set(api, entry);
     }
     return entry;
@@ -125,6 +134,7 @@ export async function startQuotaProxy(options: QuotaProxyOptions): Promise<Quota
       }
       bump(entry.admittedPerSecond, second);
       const body = Buffer.concat(chunks);
+      const sentAt = performance.now();
       const upstream = request(
         {
           host: target.hostname,
@@ -135,6 +145,7 @@ export async function startQuotaProxy(options: QuotaProxyOptions): Promise<Quota
           agent,
         },
         (answer) => {
+          entry.answerMs.push(performance.now() - sentAt);
           const status = String(answer.statusCode ?? 0);
           entry.statuses[status] = (entry.statuses[status] ?? 0) + 1;
           res.writeHead(answer.statusCode ?? 502, answer.headers);

@@ -347,7 +347,7 @@ const callsCell = (rows: readonly ApiSummary[]) =>
         .map(([status, n]) => `${status}: ${n}`);
       return `${row.api} ${row.calls}${row.throttled ? ` (${row.throttled} throttled)` : ''}${
         statuses.length ? ` [${statuses.join(', ')}]` : ''
-      }`;
+      }${row.answerP99Ms === undefined ? '' : `, store answered p99 ${row.answerP99Ms} ms`}`;
     })
     .join('; ');
 
