@@ -14,6 +14,7 @@ import {
 } from '../src/index.js';
 import { createRef } from '../src/provider-kit.js';
 import { createTestCA, type Issued, type TestCA } from './fixtures/ca.js';
+import { skewedClock } from './helpers/clock.js';
 import { countingProvider, eventually, sleep } from './helpers/tls.js';
 
 let ca: TestCA;
@@ -389,6 +390,42 @@ describe('refresh', () => {
     await eventually(() => expect(resolver.generation).toBe(2), 3_000);
     expect(probes.at(-1)).toBeGreaterThanOrEqual(rotationAt + 300 + 990); // timers may fire a few ms early
   });
+});
+
+describe('spreads drawn from the injected random source', () => {
+  it.each([
+    [0, 500],
+    [0.999, 1_000],
+  ])(
+    'random %s: the first backoff step (1 s base, spread over its second half) ends after %s ms',
+    async (draw, stepMs) => {
+      let calls = 0;
+      const down: Provider = {
+        name: 'down',
+        async fetch() {
+          calls += 1;
+          throw new FetchError('store unavailable', { provider: 'down', transient: true });
+        },
+      };
+      const clock = skewedClock();
+      const resolver = track(
+        new Resolver(
+          { ca: createRef(down, 'ca') },
+          { retryInitialDelayMs: 1_000, startBudgetMs: 0 },
+          { clock, random: () => draw },
+        ),
+      );
+      await expect(resolver.resolve()).rejects.toBeInstanceOf(FetchError);
+      expect(calls).toBe(1);
+      // Just before the step ends the backoff holds (no store call); at its end the store is asked again.
+      clock.advance(stepMs - 20);
+      await resolver.refresh().catch(() => undefined);
+      expect(calls).toBe(1);
+      clock.advance(20);
+      await resolver.refresh().catch(() => undefined);
+      expect(calls).toBe(2);
+    },
+  );
 });
 
 describe('validation gate and atomic swap', () => {

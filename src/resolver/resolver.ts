@@ -82,7 +82,10 @@ export interface RefreshResult {
 export interface ResolverInternals {
   /** The clock for every timer and every `now`. Default: the system clock. */
   readonly clock?: Clock;
-  /** Draws in [0, 1) for this instance's spread of scheduled-change probes. Default: Math.random. */
+  /**
+   * Draws in [0, 1) for every spread this instance makes: of scheduled-change probes, of backoff steps, of
+   * poll intervals and refresh-ahead points. Default: Math.random.
+   */
   readonly random?: () => number;
 }
 
@@ -170,6 +173,7 @@ export class Resolver extends EventEmitter<ResolverEvents> {
   #stopWaiting: (() => void) | undefined;
   /** This instance's draw for the spread of probes after a scheduled change (scheduledProbes). */
   readonly #probeDraw: number;
+  readonly #random: () => number;
   /** When the current run of failed checks or refusals began; cleared (with `recovered`) by a clean cycle. */
   #troubleSince: number | undefined;
 
@@ -177,7 +181,8 @@ export class Resolver extends EventEmitter<ResolverEvents> {
     super();
     this.#options = checkOptions(options);
     this.#clock = internals.clock ?? systemClock;
-    this.#probeDraw = (internals.random ?? Math.random)();
+    this.#random = internals.random ?? Math.random;
+    this.#probeDraw = this.#random();
     this.#shape = parseSpec(spec);
     checkSpecKeys(spec);
     this.#slots = allSlots(this.#shape);
@@ -727,7 +732,7 @@ export class Resolver extends EventEmitter<ResolverEvents> {
       0,
       ...errors.map((error) => (error instanceof FetchError ? (error.retryAfterMs ?? 0) : 0)),
     );
-    const retryAt = nextRetryAt(end, streak, this.#deadlines(), this.#options, Math.random(), retryAfterMs);
+    const retryAt = nextRetryAt(end, streak, this.#deadlines(), this.#options, this.#random(), retryAfterMs);
     this.#backoff = { streak, retryAt, errors };
     const generation = this.#generation;
     if (generation) this.#staleSince ??= now;
@@ -779,7 +784,7 @@ export class Resolver extends EventEmitter<ResolverEvents> {
 
   #jittered(delay: number): number {
     const spread = delay * this.#options.jitter;
-    return Math.max(0, delay - spread + Math.random() * 2 * spread);
+    return Math.max(0, delay - spread + this.#random() * 2 * spread);
   }
 
   #unitFacts(): UnitFacts[] {
@@ -814,7 +819,7 @@ export class Resolver extends EventEmitter<ResolverEvents> {
       const start = Math.min(deadline.start, this.#origins.get(end) ?? deadline.start);
       origins.set(end, start);
       const fraction =
-        this.#fractions.get(end) ?? this.#options.refreshAhead * (1 - this.#options.jitter * Math.random());
+        this.#fractions.get(end) ?? this.#options.refreshAhead * (1 - this.#options.jitter * this.#random());
       fractions.set(end, fraction);
       const lifetime = start === deadline.start ? deadline : { ...deadline, start };
       return { ...lifetime, aheadAt: aheadPoint(lifetime, fraction) };
