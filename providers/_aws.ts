@@ -461,7 +461,7 @@ interface RetryStackLike {
 }
 
 /** The least spacing a throttled answer sets; successes shrink it back to none below half of it. */
-const PACE_MIN_MS = 25;
+const PACE_MIN_MS = 100;
 /**
  * The most: 2 reads/s per provider. A fleet of 5,000 instances so paced asks for the account's 10,000/s
  * (GetSecretValue's quota).
@@ -474,7 +474,7 @@ const PACE_SHRINK = 0.9;
 
 /**
  * Spacing between the starts of one provider's reads, set by throttled answers: none until the store
- * throttles one, then doubled by each throttled answer (from 25 ms up to 500 ms) and shrunk by 10 % by each
+ * throttles one, then doubled by each throttled answer (from 100 ms up to 500 ms) and shrunk by 10 % by each
  * read that gets through. A fleet of instances reading many secrets at once (a deploy, 25 secrets each)
  * would otherwise keep offering the account's quota many times what it allows, every instance retrying on
  * its own backoff; paced, each offers about what the quota has room for. The wait is spread (half to one and
