@@ -202,7 +202,14 @@ describe('strict config types, by path', () => {
       /unknown option "refreshIntervall" \(did you mean "refreshIntervalMs"\?\)/,
     );
     expect(() => createResolver({ cert: m.ref('c') }, { verifyChain: 'no' } as never)).toThrow(
-      'option verifyChain must be true or false',
+      'option verifyChain must be true or false, got string',
+    );
+    // What was given, by type (a number by value): "must be >= 0" alone did not say a string was the fault.
+    expect(() => createResolver({ cert: m.ref('c') }, { startBudgetMs: '30000' } as never)).toThrow(
+      'option startBudgetMs must be a number of milliseconds, 0 or more, got string',
+    );
+    expect(() => createResolver({ cert: m.ref('c') }, { retryInitialDelayMs: -1 })).toThrow(
+      'option retryInitialDelayMs must be a positive number of milliseconds, got -1',
     );
     expect(() => createResolver({ cert: m.ref('c'), cas: m.ref('c') } as never)).toThrow(
       /unknown key "cas" \(did you mean "ca"\?\)/,

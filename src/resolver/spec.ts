@@ -49,7 +49,11 @@ const OPTION_KINDS: Record<OptionKind, { type: 'number' | 'boolean'; ok(v: numbe
       ok: (v) => Number.isFinite(v) && v > 0,
       must: 'a positive number of milliseconds',
     },
-    nonNegativeMs: { type: 'number', ok: (v) => Number.isFinite(v) && v >= 0, must: '>= 0 (milliseconds)' },
+    nonNegativeMs: {
+      type: 'number',
+      ok: (v) => Number.isFinite(v) && v >= 0,
+      must: 'a number of milliseconds, 0 or more',
+    },
     fraction: { type: 'number', ok: (v) => v >= 0 && v <= 1, must: 'within 0..1' },
     openFraction: { type: 'number', ok: (v) => v > 0 && v < 1, must: 'a fraction between 0 and 1' },
     boolean: { type: 'boolean', ok: () => true, must: 'true or false' },
@@ -324,7 +328,9 @@ export function checkOptions(options: ResolverOptions): Required<ResolverOptions
     if (value === undefined) continue;
     const kind = OPTION_KINDS[RESOLVER_OPTIONS[name as keyof ResolverOptions].kind];
     if (typeof value !== kind.type || (kind.type === 'number' && !kind.ok(value as number))) {
-      throw new ConfigurationError(`option ${name} must be ${kind.must}`);
+      // A number is shown (no option is a secret); anything else by its type only.
+      const got = typeof value === 'number' ? String(value) : value === null ? 'null' : typeof value;
+      throw new ConfigurationError(`option ${name} must be ${kind.must}, got ${got}`);
     }
   }
   const defined = Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined));
