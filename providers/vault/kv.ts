@@ -223,8 +223,12 @@ export class KvEngine {
       if (statusOf(err) !== 403) throw err;
       if (spec.kvVersion === undefined) {
         throw new FetchError(
-          `cannot detect the KV mount of ${spec.path}: no such mount, or the token has no capability ` +
-            `under it; set the kvVersion (and mount) option`,
+          this.session.tokenLookupDenied()
+            ? `cannot detect the KV mount of ${spec.path}: Vault denied permission, and also refused ` +
+                'auth/token/lookup-self (which the default policy grants every token): the token is most likely ' +
+                'invalid, expired or revoked'
+            : `cannot detect the KV mount of ${spec.path}: no such mount, or the token has no capability ` +
+                `under it; set the kvVersion (and mount) option`,
           { provider: this.providerName, ref, transient: false, cause: err },
         );
       }

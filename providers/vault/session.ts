@@ -47,6 +47,8 @@ interface TokenState {
   expiresAt: number | undefined;
   ttlMs: number;
   renewable: boolean;
+  /** A static token that Vault refused auth/token/lookup-self to: most likely invalid, expired or revoked. */
+  lookupDenied?: boolean;
 }
 
 export class VaultSession {
@@ -391,6 +393,14 @@ export class VaultSession {
   }
 
   /**
+   * Whether Vault refused auth/token/lookup-self to the static token in use: every token's default policy
+   * allows it, so a 403 elsewhere most likely means the token itself is not valid.
+   */
+  tokenLookupDenied(): boolean {
+    return this.state?.lookupDenied === true;
+  }
+
+  /**
    * A static token is looked up once for its TTL. Root and dev tokens report ttl 0 and no `renewable`:
    * they never expire and are never renewed. A token whose policy forbids lookup-self is used as it is.
    */
@@ -400,7 +410,9 @@ export class VaultSession {
     try {
       response = await this.send(client, call, token, signal, this.where(call));
     } catch (err) {
-      if (isPermissionDenied(err)) return { token, expiresAt: undefined, ttlMs: 0, renewable: false };
+      if (isPermissionDenied(err)) {
+        return { token, expiresAt: undefined, ttlMs: 0, renewable: false, lookupDenied: true };
+      }
       throw mapVaultError(err, this.where(call));
     }
     const data = (response as { data?: { ttl?: unknown; renewable?: unknown } } | null)?.data;

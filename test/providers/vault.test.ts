@@ -1174,6 +1174,25 @@ describe.skipIf(NO_VAULT)(`vault provider: policies ${ON}`, () => {
     }
   });
 
+  it('a token Vault does not know (made up, or revoked) is named as the likely fault, not the mount', async () => {
+    const revoked = await tokenWith([POLICY]);
+    await api('POST', 'auth/token/revoke', { token: revoked });
+    for (const token of [`hvs.${randomUUID()}`, revoked]) {
+      const v = vault({ endpoint: url, auth: { token } });
+      try {
+        const detected = await failure(v.fetch(v.kv(`secret/${RUN}/app/tls`, { field: 'value' }), signal()));
+        expect(detected).toBeInstanceOf(FetchError);
+        expect((detected as FetchError).transient).toBe(false);
+        expect(detected.message).toMatch(/the token is most likely invalid, expired or revoked/);
+        expect(detected.message).not.toMatch(/set the kvVersion/);
+        // The token is not in the message (nor in the cause: the canary suite scans those).
+        expect(inspect(detected, { showHidden: true, depth: Number.POSITIVE_INFINITY })).not.toContain(token);
+      } finally {
+        await v.close();
+      }
+    }
+  });
+
   it('a missing mount is a 403 for a non-root token: a non-transient FetchError, not a not-found', async () => {
     const token = await tokenWith([POLICY]);
     const v = vault({ endpoint: url, auth: { token } });
