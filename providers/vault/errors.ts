@@ -38,15 +38,26 @@ const CONTROL = /\p{Cc}+/gu;
 const MAX_ERROR_CHARS = 200;
 const MAX_ERRORS = 3;
 
-/** How a credential may come back in an echo: as sent, URL-encoded, base64 (standard and URL-safe), hex. */
+/**
+ * How a credential may come back in an echo: as sent, URL-encoded, base64 and base64url, hex, `\\uXXXX`
+ * escapes, and reversed. Base64 inside a larger blob (a request dump) depends on where the credential falls
+ * in it: at a byte offset of 1 or 2 (mod 3) its characters are not those of its own encoding. So each offset
+ * gives a form: the characters that only the credential's bytes decide, its neighbours' cut off.
+ */
 function echoForms(credential: string): string[] {
   const bytes = Buffer.from(credential);
+  const aligned = (offset: number, encoding: 'base64' | 'base64url') =>
+    Buffer.concat([Buffer.alloc(offset), bytes])
+      .toString(encoding)
+      .replace(/=+$/, '')
+      .slice(Math.ceil((8 * offset) / 6), Math.floor((8 * (offset + bytes.length)) / 6));
   return [
     credential,
     encodeURIComponent(credential),
-    bytes.toString('base64').replace(/=+$/, ''),
-    bytes.toString('base64url'),
+    ...[0, 1, 2].flatMap((offset) => [aligned(offset, 'base64'), aligned(offset, 'base64url')]),
     bytes.toString('hex'),
+    [...credential].map((c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`).join(''),
+    [...credential].reverse().join(''),
   ];
 }
 

@@ -108,7 +108,7 @@ describe.skipIf(NO_BAO)('Vault error text keeps no credential', () => {
     expect(hits).toEqual([]);
   });
 
-  it('echoes split over strings, encoded (base64, base64url, hex, URL) or spaced out are dropped whole', async () => {
+  it('echoes split over strings, encoded (base64 and base64url at any offset in a blob, hex, URL, unicode escapes), reversed or spaced out are dropped whole', async () => {
     const views = new Views();
     /** The credentials of the request as the proxy saw them: the token header, the login body's fields. */
     const sent = (request: string): string[] => {
@@ -128,6 +128,16 @@ describe.skipIf(NO_BAO)('Vault error text keeps no credential', () => {
       'split in three': (t) => [`a ${t.slice(0, 14)}`, t.slice(14, 28), `${t.slice(28)} z`],
       base64: (t) => [`auth ${b64(t)}`],
       base64url: (t) => [`auth ${Buffer.from(t).toString('base64url')}`],
+      // Inside a larger blob the encoding depends on the byte offset (mod 3) the credential falls at.
+      'base64 of a request dump, offset 1': (t) => [`debug ${b64(`ab: ${t}\n`)}`],
+      'base64 of a request dump, offset 2': (t) => [`debug ${b64(`a ${t}\n`)}`],
+      'base64url of a request dump, offset 1': (t) => [
+        `debug ${Buffer.from(`ab: ${t}`).toString('base64url')}`,
+      ],
+      'unicode escapes': (t) => [
+        `auth ${[...t].map((c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`).join('')}`,
+      ],
+      reversed: (t) => [`auth ${[...t].reverse().join('')}`],
       'hex, upper case': (t) => [`auth ${Buffer.from(t).toString('hex').toUpperCase()}`],
       'URL-encoded': (t) => [`auth=${encodeURIComponent(`${t}/`)}`],
       'spaced out': (t) => [`X-Vault-Token:${t.split('').join(' ')}`],
