@@ -253,6 +253,20 @@ function planBatches(ids: readonly string[]): string[][] {
   return batches.map((b) => b.ids);
 }
 
+/**
+ * The version of a parameter as the resolver compares it: its number and when it was written. A parameter
+ * deleted and created again starts at version 1 again: the number alone made the new value look unchanged,
+ * and the old one kept serving (a dropped CA kept trusting) without an error. A reference pinned to a
+ * version number keeps the number alone (its probe makes no call).
+ */
+function versionOf(parameter: Parameter): string | undefined {
+  if (parameter.Version === undefined) return undefined;
+  const written = parameter.LastModifiedDate?.getTime();
+  return written === undefined || Number.isNaN(written)
+    ? String(parameter.Version)
+    : `${parameter.Version}@${written}`;
+}
+
 export function ssmParameterStore(options: SsmParameterStoreOptions = {}): SsmParameterStoreProvider {
   validateAwsOptions(options, {
     provider: DEFAULT_NAME,
@@ -289,7 +303,9 @@ export function ssmParameterStore(options: SsmParameterStoreOptions = {}): SsmPa
     }
     // A StringList of PEM blocks becomes a PEM bundle: items one per line, not comma-joined.
     const value = parameter.Type === 'StringList' ? parameter.Value.split(',').join('\n') : parameter.Value;
-    return { value, ...(parameter.Version === undefined ? {} : { version: String(parameter.Version) }) };
+    const version =
+      parseTarget(ref.id).version === undefined ? versionOf(parameter) : String(parameter.Version);
+    return { value, ...(version === undefined ? {} : { version }) };
   };
 
   const getOne = async (ref: SecretRef, signal: AbortSignal, decrypt: boolean): Promise<Parameter> => {
@@ -414,8 +430,7 @@ export function ssmParameterStore(options: SsmParameterStoreOptions = {}): SsmPa
       if (target.version !== undefined) return String(target.version);
       try {
         // Without decryption: SSM asks KMS nothing, and the (encrypted) value is dropped here.
-        const parameter = await getOne(ref, signal, false);
-        return parameter.Version === undefined ? undefined : String(parameter.Version);
+        return versionOf(await getOne(ref, signal, false));
       } catch (err) {
         throw fail(err, ref, signal);
       }

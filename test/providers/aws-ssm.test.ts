@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { inspect } from 'node:util';
 import {
+  DeleteParameterCommand,
   LabelParameterVersionCommand,
   PutParameterCommand,
   SSMClient,
@@ -195,6 +196,32 @@ describe.skipIf(!endpoint)('ssmParameterStore against moto', () => {
     }
   });
 
+  it('a parameter deleted and created again (version 1 again) with a new value is served: the version is number and write time', async () => {
+    const ssm = ssmParameterStore({ region: REGION, endpoint: url, credentials: CREDENTIALS });
+    const name = unique('recreated');
+    const [before, after] = await Promise.all([
+      createTestCA({ commonName: 'before' }),
+      createTestCA({ commonName: 'after' }),
+    ]);
+    await put(name, before.certPem, 'String');
+    const resolver = createResolver({ ca: ssm.ref(name) }, { refreshIntervalMs: 3_600_000 });
+    try {
+      expect(pems((await resolver.resolve()).ca)).toEqual([before.certPem.trim()]);
+      const served = resolver.status().fields.find((field) => field.field === 'ca')?.version;
+      await admin.send(new DeleteParameterCommand({ Name: name }));
+      expect(await put(name, after.certPem, 'String')).toBe('1');
+      // The same version number as before: only the write time tells the values apart.
+      expect((await ssm.currentVersion(ssm.ref(name), signal()))?.split('@')[0]).toBe(served?.split('@')[0]);
+      const refreshed = await resolver.refresh();
+      expect(refreshed.errors).toEqual([]);
+      expect(refreshed.rotated).toBe(true);
+      expect(pems((await resolver.resolve()).ca)).toEqual([after.certPem.trim()]);
+    } finally {
+      await resolver.close();
+      await ssm.close();
+    }
+  });
+
   it('pins reads to a version number or a label; the probe follows a moved label', async () => {
     const counted = countingClient(url);
     const ssm = ssmParameterStore({ client: counted.client });
@@ -208,20 +235,25 @@ describe.skipIf(!endpoint)('ssmParameterStore against moto', () => {
       first: ssm.ref(`${name}:1`),
       blue: ssm.ref(`${name}:blue`),
     };
+    // Versions are the number and when it was written (`3@<epoch ms>`); a pinned number is the number alone.
     const read = async (ref: (typeof refs)[keyof typeof refs]) => {
       const result = await ssm.fetch(ref, signal());
-      return [result.value, result.version, await ssm.currentVersion(ref, signal())];
+      return [result.value, result.version?.split('@')[0], await ssm.currentVersion(ref, signal())];
     };
-    expect(await read(refs.latest)).toEqual(['three', '3', '3']);
+    const latest = await read(refs.latest);
+    expect(latest.slice(0, 2)).toEqual(['three', '3']);
+    expect(latest[2]).toMatch(/^3@\d+$/);
     expect(await read(refs.first)).toEqual(['one', '1', '1']);
-    expect(await read(refs.blue)).toEqual(['one', '1', '1']);
+    const blue = await read(refs.blue);
+    expect(blue.slice(0, 2)).toEqual(['one', '1']);
+    expect(blue[2]).toMatch(/^1@\d+$/);
     counted.reset();
     // A pinned version never changes: its probe makes no call.
     expect(await ssm.currentVersion(refs.first, signal())).toBe('1');
     expect(counted.calls).toEqual([]);
 
     await admin.send(new LabelParameterVersionCommand({ Name: name, ParameterVersion: 2, Labels: ['blue'] }));
-    expect(await ssm.currentVersion(refs.blue, signal())).toBe('2');
+    expect(await ssm.currentVersion(refs.blue, signal())).toMatch(/^2@\d+$/);
     expect((await ssm.fetch(refs.blue, signal())).value).toBe('two');
 
     // All three selectors of one parameter in one fetchMany: never two of them in one GetParameters call.
@@ -248,12 +280,9 @@ describe.skipIf(!endpoint)('ssmParameterStore against moto', () => {
       [ssm.ref(`${name}:1`), ssm.ref(`${arn}:2`), ssm.ref(arn), ssm.ref(unique('other'))],
       signal(),
     );
-    expect(results.map((r) => (r instanceof Error ? r.constructor.name : [r.value, r.version]))).toEqual([
-      ['first', '1'],
-      ['second', '2'],
-      ['second', '2'],
-      'SecretNotFoundError',
-    ]);
+    expect(
+      results.map((r) => (r instanceof Error ? r.constructor.name : [r.value, r.version?.split('@')[0]])),
+    ).toEqual([['first', '1'], ['second', '2'], ['second', '2'], 'SecretNotFoundError']);
     await ssm.close();
   });
 
