@@ -1,7 +1,8 @@
 /**
  * One build and one `npm pack` per test run, shared by the test files that check the published shape
  * (test/build.test.ts, test/consumer-types.test.ts). Test files run in parallel processes: the first to ask
- * takes a lock (an exclusive mkdir), runs tsup into `dist/` and packs; the others wait for its result file.
+ * takes a lock (an exclusive mkdir) and packs (npm pack builds into `dist/` first, see package.json's
+ * prepack); the others wait for its result file.
  * Building twice at once would have one build's `clean` delete the other's output.
  */
 import { execFileSync } from 'node:child_process';
@@ -34,7 +35,17 @@ export interface Packed {
  */
 function inputsHash(): string {
   const hash = createHash('sha256');
-  const paths = ['src', 'providers', 'package.json', 'tsup.config.ts', 'README.md', 'LICENSE', 'docs/cli.md'];
+  const paths = [
+    'src',
+    'providers',
+    'config',
+    'cli',
+    'package.json',
+    'tsup.config.ts',
+    'README.md',
+    'LICENSE',
+    'docs/cli.md',
+  ];
   for (const path of paths) {
     const full = join(root, path);
     if (!existsSync(full)) continue;
@@ -50,13 +61,14 @@ function inputsHash(): string {
 }
 
 function build(dir: string): Packed {
-  execFileSync('npx', ['tsup', '--silent'], { cwd: root, stdio: 'pipe', timeout: 150_000 });
+  // `npm pack` builds first (the prepack script, tsup into dist/): a tarball is never packed from a stale
+  // dist/. Its banner goes to stderr; stdout is the JSON report.
   const [report] = JSON.parse(
     execFileSync('npm', ['pack', '--json', '--pack-destination', dir], {
       cwd: root,
       encoding: 'utf8',
       stdio: ['ignore', 'pipe', 'pipe'],
-      timeout: 60_000,
+      timeout: 180_000,
     }),
   ) as [{ filename: string; files: { path: string }[] }];
   return { tarball: join(dir, report.filename), files: report.files.map((file) => file.path) };
