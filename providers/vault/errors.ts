@@ -22,6 +22,8 @@ export interface ErrorWhere {
   requestTimeoutMs: number;
   /** The provider's own credentials (tokens, AppRole ids, the Kubernetes JWT), kept out of wire text. */
   credentials: () => readonly string[];
+  /** Vault refused auth/token/lookup-self to the (static) token too: a 403 then names the token. */
+  tokenRefused?: boolean;
 }
 
 /** Tokens as Vault and OpenBao mint them: service (`hvs.`, `s.`), batch (`hvb.`, `b.`), recovery (`hvr.`, `r.`). */
@@ -242,7 +244,14 @@ export function mapVaultError(err: unknown, where: ErrorWhere, retryAfterMs?: nu
     const fetchError = (reason: string, transient: boolean) =>
       new FetchError(`${reason} (${where.action})`, { ...context, transient, cause });
     if (statusCode === 404) return new SecretNotFoundError(notFoundReason(body), { ...context, cause });
-    if (statusCode === 403) return fetchError('Vault denied permission', false);
+    if (statusCode === 403) {
+      return fetchError(
+        where.tokenRefused
+          ? 'Vault denied permission, and also refused auth/token/lookup-self (which the default policy grants every token): the token is most likely invalid, expired or revoked'
+          : 'Vault denied permission',
+        false,
+      );
+    }
     if (statusCode === 429) {
       // Rate-limited: transient, and the next attempt waits for the server's Retry-After when it sent one.
       // The server's figure, as it said it: the resolver waits for it at most retryMaxDelayMs.

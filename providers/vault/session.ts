@@ -89,7 +89,13 @@ export class VaultSession {
     try {
       return await this.send(client, call, state.token, signal, where);
     } catch (err) {
-      if (!isPermissionDenied(err) || !this.canLogin() || this.closed) throw mapVaultError(err, where);
+      if (!isPermissionDenied(err) || this.closed) throw mapVaultError(err, where);
+      if (!this.canLogin()) {
+        // A static token cannot be replaced: say whether Vault still knows it (a revoked, expired or mistyped
+        // token is refused everywhere, lookup-self included, which the default policy grants every token).
+        const refused = state.lookupDenied || (await this.lookupRefused(client, state, signal));
+        throw mapVaultError(err, refused ? { ...where, tokenRefused: true } : where);
+      }
       const fresh = await this.bounded(this.relogin(state), signal, where, false);
       try {
         return await this.send(client, call, fresh.token, signal, where);
@@ -390,6 +396,19 @@ export class VaultSession {
       provider: this.options.name,
       transient: false,
     });
+  }
+
+  /** Asks lookup-self for `state`'s token after a 403: true (and remembered) if Vault refuses that too. */
+  private async lookupRefused(client: VaultClient, state: TokenState, signal: AbortSignal): Promise<boolean> {
+    const call: VaultCall = { method: 'read', path: 'auth/token/lookup-self' };
+    try {
+      await this.send(client, call, state.token, signal, this.where(call));
+      return false;
+    } catch (err) {
+      if (!isPermissionDenied(err)) return false;
+      state.lookupDenied = true;
+      return true;
+    }
   }
 
   /**

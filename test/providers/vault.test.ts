@@ -1178,18 +1178,53 @@ describe.skipIf(NO_VAULT)(`vault provider: policies ${ON}`, () => {
     const revoked = await tokenWith([POLICY]);
     await api('POST', 'auth/token/revoke', { token: revoked });
     for (const token of [`hvs.${randomUUID()}`, revoked]) {
-      const v = vault({ endpoint: url, auth: { token } });
-      try {
-        const detected = await failure(v.fetch(v.kv(`secret/${RUN}/app/tls`, { field: 'value' }), signal()));
-        expect(detected).toBeInstanceOf(FetchError);
-        expect((detected as FetchError).transient).toBe(false);
-        expect(detected.message).toMatch(/the token is most likely invalid, expired or revoked/);
-        expect(detected.message).not.toMatch(/set the kvVersion/);
-        // The token is not in the message (nor in the cause: the canary suite scans those).
-        expect(inspect(detected, { showHidden: true, depth: Number.POSITIVE_INFINITY })).not.toContain(token);
-      } finally {
-        await v.close();
+      // With the mount detected, and with it given (the read itself is refused).
+      for (const options of [{}, { kvVersion: 2 as const, mount: 'secret' }]) {
+        const v = vault({ endpoint: url, auth: { token } });
+        try {
+          const refused = await failure(
+            v.fetch(v.kv(`secret/${RUN}/app/tls`, { field: 'value', ...options }), signal()),
+          );
+          expect(refused).toBeInstanceOf(FetchError);
+          expect((refused as FetchError).transient).toBe(false);
+          expect(refused.message).toMatch(/the token is most likely invalid, expired or revoked/);
+          expect(refused.message).not.toMatch(/set the kvVersion/);
+          // The token is not in the message (nor in the cause: the canary suite scans those).
+          expect(inspect(refused, { showHidden: true, depth: Number.POSITIVE_INFINITY })).not.toContain(
+            token,
+          );
+        } finally {
+          await v.close();
+        }
       }
+    }
+    // A token that worked and is revoked while in use: the next read names it too.
+    const inUse = await tokenWith([POLICY]);
+    await api('POST', `secret/data/${RUN}/app/in-use`, { data: { value: 'v1' } });
+    const v = vault({ endpoint: url, auth: { token: inUse } });
+    try {
+      const ref = v.kv(`secret/${RUN}/app/in-use`, { field: 'value' });
+      expect((await v.fetch(ref, signal())).value).toBeDefined();
+      await api('POST', 'auth/token/revoke', { token: inUse });
+      const refused = await failure(v.fetch(ref, signal()));
+      expect(refused.message).toMatch(
+        /Vault denied permission, .*the token is most likely invalid, expired or revoked/,
+      );
+    } finally {
+      await v.close();
+    }
+    // A valid token that its policy denies a path is not called invalid.
+    const limited = vault({ endpoint: url, auth: { token: await tokenWith([POLICY]) } });
+    try {
+      const denied = await failure(
+        limited.fetch(
+          limited.kv(`secret/${RUN}-elsewhere/x`, { field: 'value', kvVersion: 2, mount: 'secret' }),
+          signal(),
+        ),
+      );
+      expect(denied.message).toMatch(/^Vault denied permission \(read /);
+    } finally {
+      await limited.close();
     }
   });
 
