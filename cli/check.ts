@@ -21,14 +21,19 @@ export async function check(configPath: string, flags: Flags): Promise<number> {
   const rows = buildRows(resolver, certificates, resolved);
   const problems: Problem[] = [];
   for (const field of resolver.status().fields) {
-    if (field.lastError) {
-      problems.push({
-        code: field.lastError.code,
-        field: field.field,
-        ref: field.source,
-        message: field.lastError.message,
-      });
+    if (!field.lastError) continue;
+    // Fields read by one store call (key and cert of one secret) share its error: one problem, every field.
+    const shared = problems.find((known) => known.message === field.lastError?.message);
+    if (shared) {
+      shared.fields = [...(shared.fields ?? [shared.field ?? '']), field.field];
+      continue;
     }
+    problems.push({
+      code: field.lastError.code,
+      field: field.field,
+      ref: field.source,
+      message: field.lastError.message,
+    });
   }
   if (thrown !== undefined) {
     const problem = problemOf(thrown);
@@ -73,7 +78,10 @@ export async function check(configPath: string, flags: Flags): Promise<number> {
         `\nOK: ${configPath} resolves and validates${soonest === undefined ? '' : `; the first certificate expires in ${soonest} days`}`,
       );
     } else {
-      for (const problem of problems) err(`✗ ${problem.code}: ${shorten(problem.message)}`);
+      for (const problem of problems) {
+        const also = problem.fields ? ` [fields ${problem.fields.join(', ')}: one store call]` : '';
+        err(`✗ ${problem.code}: ${shorten(problem.message)}${also}`);
+      }
       err(`\nFAILED: ${problems.length} problem${problems.length > 1 ? 's' : ''} in ${configPath}`);
     }
   }

@@ -27,6 +27,8 @@ export interface Problem {
   field: string | undefined;
   ref: string | undefined;
   message: string;
+  /** Every field the problem is about, where one store call served several (`field` is the first). */
+  fields?: string[];
 }
 
 export const out = (line: string) => process.stdout.write(`${withoutUrlCredentials(line)}\n`);

@@ -356,6 +356,29 @@ describe('tls-secrets check', () => {
     );
   });
 
+  it('one failed store call that served several fields is one problem, listing every field', async () => {
+    const shared = join(dir, 'shared-missing.json');
+    await writeFile(
+      shared,
+      JSON.stringify({
+        providers: { certs: { type: 'file' } },
+        tls: { key: 'certs:certs/bundle.json#key', cert: 'certs:certs/bundle.json#cert' },
+      }),
+    );
+    const json = await run('check', shared, '--json');
+    expect(json.code).toBe(1);
+    const report = JSON.parse(json.stdout) as {
+      problems: { code: string; field: string; fields?: string[] }[];
+    };
+    expect(report.problems).toEqual([
+      expect.objectContaining({ code: 'NOT_FOUND', field: 'key', fields: ['key', 'cert'] }),
+    ]);
+    const text = await run('check', shared);
+    expect(text.stderr.match(/✗ NOT_FOUND/g)).toHaveLength(1);
+    expect(text.stderr).toContain('[fields key, cert: one store call]');
+    expect(text.stderr).toContain('FAILED: 1 problem');
+  });
+
   it('exits 2 on a configuration or usage error', async () => {
     const config = join(dir, 'unknown-provider.json');
     await writeFile(config, JSON.stringify({ providers: { m: { type: 'memory' } }, tls: { cert: 'x:y' } }));
