@@ -268,7 +268,7 @@ function buildSpec(tls: unknown, builder: SpecBuilder): TlsSecretsSpec {
       case 'secureContext':
         throw fail(where, 'is built by the resolver, not configured');
       default: {
-        const type = TLS_OPTION_FIELDS[field];
+        const type = Object.hasOwn(TLS_OPTION_FIELDS, field) ? TLS_OPTION_FIELDS[field] : undefined;
         if (type === undefined) {
           if (SPEC_KEYS.has(field))
             throw fail(where, 'takes a function or an object: pass it in code, not in a file');

@@ -125,7 +125,8 @@ export function checkFields(
   secret = false,
 ): void {
   for (const [key, item] of Object.entries(value)) {
-    const type = fields[key];
+    // Own fields only: `__proto__`, `constructor` or `toString` in a file is an unknown field, not Object's.
+    const type = Object.hasOwn(fields, key) ? fields[key] : undefined;
     if (type === undefined) {
       const known = Object.keys(fields);
       throw fail(

@@ -126,6 +126,24 @@ describe('strict config types, by path', () => {
       { providers: mem, tls: { cert: 'm:cert', rejectUnauthorized: 'false' } },
       'config tls.rejectUnauthorized: expected true or false, got string "false"',
     ],
+    // JSON.parse makes `__proto__` an own key, as a config file would: an unknown field like any other.
+    [
+      'a __proto__ key in tls',
+      JSON.parse('{"providers":{"m":{"type":"memory"}},"tls":{"cert":"m:cert","__proto__":{"x":1}}}'),
+      'config tls.__proto__: unknown field',
+    ],
+    [
+      'a __proto__ key in options',
+      JSON.parse(
+        '{"providers":{"m":{"type":"memory"}},"tls":{"cert":"m:cert"},"options":{"__proto__":{"x":1}}}',
+      ),
+      'config options.__proto__: unknown field',
+    ],
+    [
+      'a constructor key in a provider',
+      { providers: { m: { type: 'memory', constructor: 1 } }, tls: { cert: 'm:cert' } },
+      'config providers.m.constructor: unknown field',
+    ],
   ])('refuses %s', async (_what, config, message) => {
     expect((await refusal(config)).message).toContain(message);
   });
@@ -207,6 +225,10 @@ describe('strict config types, by path', () => {
     // What was given, by type (a number by value): "must be >= 0" alone did not say a string was the fault.
     expect(() => createResolver({ cert: m.ref('c') }, { startBudgetMs: '30000' } as never)).toThrow(
       'option startBudgetMs must be a number of milliseconds, 0 or more, got string',
+    );
+    // Object's own names are unknown options and keys too, not Object.prototype's members.
+    expect(() => createResolver({ cert: m.ref('c') }, { constructor: 1 } as never)).toThrow(
+      'unknown option "constructor"',
     );
     expect(() => createResolver({ cert: m.ref('c') }, { retryInitialDelayMs: -1 })).toThrow(
       'option retryInitialDelayMs must be a positive number of milliseconds, got -1',

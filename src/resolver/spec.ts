@@ -318,7 +318,7 @@ export function checkOptions(options: ResolverOptions): Required<ResolverOptions
   if (typeof options !== 'object' || options === null)
     throw new ConfigurationError('options must be an object');
   for (const [name, value] of Object.entries(options)) {
-    const renamed = RENAMED_OPTIONS[name];
+    const renamed = Object.hasOwn(RENAMED_OPTIONS, name) ? RENAMED_OPTIONS[name] : undefined;
     if (renamed) throw new ConfigurationError(`option ${name} is now ${renamed} (milliseconds)`);
     if (!Object.hasOwn(RESOLVER_OPTIONS, name)) {
       throw new ConfigurationError(
