@@ -26,8 +26,13 @@ export function env(options: EnvOptions = {}): EnvProvider {
   if (prefix && !VARIABLE.test(prefix))
     throw new ConfigurationError(`env prefix "${prefix}" is not a variable name`);
 
+  // Own variables only: `constructor` or `toString` is a variable that is not set, not Object's member.
+  const lookup = (name: string): string | undefined => {
+    const value = Object.hasOwn(source, name) ? source[name] : undefined;
+    return typeof value === 'string' ? value : undefined;
+  };
   const read = (ref: SecretRef) => {
-    const value = source[ref.id];
+    const value = lookup(ref.id);
     if (value === undefined || value === '') {
       throw new SecretNotFoundError('environment variable is not set', {
         ref: describeRef(ref),
@@ -53,7 +58,7 @@ export function env(options: EnvOptions = {}): EnvProvider {
       return { value, version: version(value) };
     },
     async currentVersion(ref) {
-      const value = source[ref.id];
+      const value = lookup(ref.id);
       return value ? version(value) : undefined;
     },
   };

@@ -68,3 +68,23 @@ describe('env provider', () => {
     expect(() => env().ref('not-a-name')).toThrow(ConfigurationError);
   });
 });
+
+describe('env: names of Object members', () => {
+  it('a variable named like an Object member (constructor, toString, __proto__) that is not set is not found', async () => {
+    for (const source of [process.env, {}]) {
+      const provider = env({ env: source });
+      for (const name of ['constructor', 'toString', 'hasOwnProperty', '__proto__']) {
+        const ref = provider.ref(name);
+        await expect(provider.fetch(ref, new AbortController().signal)).rejects.toMatchObject({
+          code: 'NOT_FOUND',
+        });
+        expect(await provider.currentVersion?.(ref, new AbortController().signal)).toBeUndefined();
+      }
+    }
+    // Set, it is read as any other.
+    const provider = env({ env: { constructor: 'set' } as NodeJS.ProcessEnv });
+    expect((await provider.fetch(provider.ref('constructor'), new AbortController().signal)).value).toBe(
+      'set',
+    );
+  });
+});
