@@ -76,8 +76,8 @@ export type SsmParameterStoreOptions = SsmParameterStoreConfigOptions | SsmParam
 
 export interface SsmParameterStoreProvider extends Provider {
   /**
-   * A reference to a parameter by name or ARN, optionally with a selector: `name:3` (version 3, which never
-   * changes) or `name:label` (the version carrying the label). References to the same name and selector share
+   * A reference to a parameter by name or ARN, optionally with a selector: `name:3` (version 3) or
+   * `name:label` (the version carrying the label). References to the same name and selector share
    * one read whatever their `jsonKey`/`encoding`. Creating it does no I/O.
    */
   ref(name: string, options?: RefOptions): SecretRef;
@@ -256,8 +256,7 @@ function planBatches(ids: readonly string[]): string[][] {
 /**
  * The version of a parameter as the resolver compares it: its number and when it was written. A parameter
  * deleted and created again starts at version 1 again: the number alone made the new value look unchanged,
- * and the old one kept serving (a dropped CA kept trusting) without an error. A reference pinned to a
- * version number keeps the number alone (its probe makes no call).
+ * and the old one kept serving (a dropped CA kept trusting) without an error.
  */
 function versionOf(parameter: Parameter): string | undefined {
   if (parameter.Version === undefined) return undefined;
@@ -303,8 +302,7 @@ export function ssmParameterStore(options: SsmParameterStoreOptions = {}): SsmPa
     }
     // A StringList of PEM blocks becomes a PEM bundle: items one per line, not comma-joined.
     const value = parameter.Type === 'StringList' ? parameter.Value.split(',').join('\n') : parameter.Value;
-    const version =
-      parseTarget(ref.id).version === undefined ? versionOf(parameter) : String(parameter.Version);
+    const version = versionOf(parameter);
     return { value, ...(version === undefined ? {} : { version }) };
   };
 
@@ -425,9 +423,8 @@ export function ssmParameterStore(options: SsmParameterStoreOptions = {}): SsmPa
     },
 
     async currentVersion(ref, signal) {
-      const target = parseTarget(ref.id);
-      // A version's value never changes in Parameter Store: a pinned number needs no call.
-      if (target.version !== undefined) return String(target.version);
+      // A pinned number is checked too: a parameter deleted and created again gives its numbers to other
+      // values, and a deleted one has none (the probe's not-found is reported; the served value stays).
       try {
         // Without decryption: SSM asks KMS nothing, and the (encrypted) value is dropped here.
         return versionOf(await getOne(ref, signal, false));

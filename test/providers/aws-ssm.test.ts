@@ -196,7 +196,7 @@ describe.skipIf(!endpoint)('ssmParameterStore against moto', () => {
     }
   });
 
-  it('a parameter deleted and created again (version 1 again) with a new value is served: the version is number and write time', async () => {
+  it('a parameter deleted and created again (version 1 again) with a new value is served, pinned or not: the version is number and write time', async () => {
     const ssm = ssmParameterStore({ region: REGION, endpoint: url, credentials: CREDENTIALS });
     const name = unique('recreated');
     const [before, after] = await Promise.all([
@@ -218,6 +218,22 @@ describe.skipIf(!endpoint)('ssmParameterStore against moto', () => {
       expect(pems((await resolver.resolve()).ca)).toEqual([after.certPem.trim()]);
     } finally {
       await resolver.close();
+    }
+    // Pinned to version 1: the same, and a parameter deleted for good is reported, the served value kept.
+    const pinned = createResolver({ ca: ssm.ref(`${name}:1`) }, { refreshIntervalMs: 3_600_000 });
+    try {
+      expect(pems((await pinned.resolve()).ca)).toEqual([after.certPem.trim()]);
+      await admin.send(new DeleteParameterCommand({ Name: name }));
+      await put(name, before.certPem, 'String');
+      expect((await pinned.refresh()).rotated).toBe(true);
+      expect(pems((await pinned.resolve()).ca)).toEqual([before.certPem.trim()]);
+      await admin.send(new DeleteParameterCommand({ Name: name }));
+      const gone = await pinned.refresh();
+      expect(gone.errors.map((error) => error.code)).toEqual(['NOT_FOUND']);
+      expect(pinned.status().stale).toBe(true);
+      expect(pems((await pinned.resolve()).ca)).toEqual([before.certPem.trim()]);
+    } finally {
+      await pinned.close();
       await ssm.close();
     }
   });
@@ -235,22 +251,20 @@ describe.skipIf(!endpoint)('ssmParameterStore against moto', () => {
       first: ssm.ref(`${name}:1`),
       blue: ssm.ref(`${name}:blue`),
     };
-    // Versions are the number and when it was written (`3@<epoch ms>`); a pinned number is the number alone.
+    // Versions are the number and when it was written (`3@<epoch ms>`); the probe agrees with the read.
     const read = async (ref: (typeof refs)[keyof typeof refs]) => {
       const result = await ssm.fetch(ref, signal());
-      return [result.value, result.version?.split('@')[0], await ssm.currentVersion(ref, signal())];
+      const probed = await ssm.currentVersion(ref, signal());
+      expect(probed).toBe(result.version);
+      return [result.value, probed?.split('@')[0]];
     };
-    const latest = await read(refs.latest);
-    expect(latest.slice(0, 2)).toEqual(['three', '3']);
-    expect(latest[2]).toMatch(/^3@\d+$/);
-    expect(await read(refs.first)).toEqual(['one', '1', '1']);
-    const blue = await read(refs.blue);
-    expect(blue.slice(0, 2)).toEqual(['one', '1']);
-    expect(blue[2]).toMatch(/^1@\d+$/);
+    expect(await read(refs.latest)).toEqual(['three', '3']);
+    expect(await read(refs.first)).toEqual(['one', '1']);
+    expect(await read(refs.blue)).toEqual(['one', '1']);
     counted.reset();
-    // A pinned version never changes: its probe makes no call.
-    expect(await ssm.currentVersion(refs.first, signal())).toBe('1');
-    expect(counted.calls).toEqual([]);
+    // A pinned version is checked too (a parameter deleted and created again reuses its numbers): one call.
+    expect(await ssm.currentVersion(refs.first, signal())).toMatch(/^1@\d+$/);
+    expect(counted.calls).toHaveLength(1);
 
     await admin.send(new LabelParameterVersionCommand({ Name: name, ParameterVersion: 2, Labels: ['blue'] }));
     expect(await ssm.currentVersion(refs.blue, signal())).toMatch(/^2@\d+$/);
