@@ -247,7 +247,7 @@ export function mapVaultError(err: unknown, where: ErrorWhere, retryAfterMs?: nu
     if (statusCode === 403) {
       return fetchError(
         where.tokenRefused
-          ? 'Vault denied permission, and also refused auth/token/lookup-self (which the default policy grants every token): the token is most likely invalid, expired or revoked'
+          ? 'Vault denied permission, and also refused auth/token/lookup-self: the token is most likely invalid, expired or revoked (or was made without the default policy, which grants lookup-self)'
           : 'Vault denied permission',
         false,
       );

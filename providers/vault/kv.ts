@@ -225,8 +225,8 @@ export class KvEngine {
         throw new FetchError(
           this.session.tokenLookupDenied()
             ? `cannot detect the KV mount of ${spec.path}: Vault denied permission, and also refused ` +
-                'auth/token/lookup-self (which the default policy grants every token): the token is most likely ' +
-                'invalid, expired or revoked'
+                'auth/token/lookup-self: the token is most likely invalid, expired or revoked (or was made ' +
+                'without the default policy, which grants lookup-self)'
             : `cannot detect the KV mount of ${spec.path}: no such mount, or the token has no capability ` +
                 `under it; set the kvVersion (and mount) option`,
           { provider: this.providerName, ref, transient: false, cause: err },

@@ -92,7 +92,7 @@ export class VaultSession {
       if (!isPermissionDenied(err) || this.closed) throw mapVaultError(err, where);
       if (!this.canLogin()) {
         // A static token cannot be replaced: say whether Vault still knows it (a revoked, expired or mistyped
-        // token is refused everywhere, lookup-self included, which the default policy grants every token).
+        // token is refused everywhere, lookup-self included, which the default policy grants).
         const refused = state.lookupDenied || (await this.lookupRefused(client, state, signal));
         throw mapVaultError(err, refused ? { ...where, tokenRefused: true } : where);
       }
@@ -412,8 +412,8 @@ export class VaultSession {
   }
 
   /**
-   * Whether Vault refused auth/token/lookup-self to the static token in use: every token's default policy
-   * allows it, so a 403 elsewhere most likely means the token itself is not valid.
+   * Whether Vault refused auth/token/lookup-self to the static token in use: the default policy allows it,
+   * so a 403 elsewhere most likely means the token itself is not valid (or was made without that policy).
    */
   tokenLookupDenied(): boolean {
     return this.state?.lookupDenied === true;

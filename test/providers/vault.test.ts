@@ -1213,6 +1213,20 @@ describe.skipIf(NO_VAULT)(`vault provider: policies ${ON}`, () => {
     } finally {
       await v.close();
     }
+    // A token made without the default policy cannot look itself up either: Vault answers it as it answers a
+    // token it does not know, and the message says both.
+    const noDefault = vault({ endpoint: url, auth: { token: await tokenWith([POLICY], {}, true) } });
+    try {
+      const denied = await failure(
+        noDefault.fetch(
+          noDefault.kv(`secret/${RUN}-elsewhere/x`, { field: 'value', kvVersion: 2, mount: 'secret' }),
+          signal(),
+        ),
+      );
+      expect(denied.message).toMatch(/or was made without the default policy/);
+    } finally {
+      await noDefault.close();
+    }
     // A valid token that its policy denies a path is not called invalid.
     const limited = vault({ endpoint: url, auth: { token: await tokenWith([POLICY]) } });
     try {
