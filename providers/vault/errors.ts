@@ -63,6 +63,34 @@ function echoForms(credential: string): string[] {
   ];
 }
 
+/**
+ * Text that carries encoded data rather than words, whatever it might encode: a run of 20 letters or digits
+ * (a token in base32, base64 or hex, or transformed: ROT13, doubled, fullwidth), six escapes in a row
+ * (`\xHH`, `\uHHHH`, `\u{…}`, `&#…;`, `%HH`, `0xHH`, `\OOO`), eight hex pairs or decimal codes in a row
+ * (`43:41:4e…`, `67,65,78…`), or a word of 24 characters or more holding three kinds of symbol a path does
+ * not (Ascii85). Vault's own messages hold none of these (their longest words are English and paths), so such
+ * text is withheld whole: the checks for each credential's own forms cannot list every encoding a proxy
+ * might use.
+ */
+const ENCODED = [
+  /[\p{L}\p{N}]{20,}/u,
+  /(?:\\x[0-9a-f]{2}){6,}/i,
+  /(?:\\u\{?[0-9a-f]{2,6}\}?){6,}/i,
+  /(?:&#x?[0-9a-f]{1,7};){6,}/i,
+  /(?:%(?:25)*[0-9a-f]{2}){6,}/i,
+  /(?:0x[0-9a-f]{1,4}[\s,;:]*){6,}/i,
+  /(?:\b[0-9a-f]{2}[\s:.-]){8,}/i,
+  /(?:\\[0-7]{3}){6,}/,
+  /(?:\b\d{2,5}\b[\s,;]+){8,}/,
+];
+const PATH_FREE_SYMBOLS = /[!#$%&()*+;<=>?@[\]^`{|}~\\]/g;
+function looksEncoded(text: string): boolean {
+  if (ENCODED.some((shape) => shape.test(text))) return true;
+  return text
+    .split(/\s+/)
+    .some((word) => word.length >= 24 && new Set(word.match(PATH_FREE_SYMBOLS) ?? []).size >= 3);
+}
+
 /** Letters and digits only: what is left of an echo once a proxy's separators, quotes and spaces go. */
 const squeeze = (text: string) => text.replace(/[^A-Za-z0-9]/g, '');
 
@@ -99,15 +127,19 @@ export interface WireErrors {
  * echoed over two strings (`["… <first half>", "<second half> …"]`) survives it and is whole again in the
  * joined message, and an echo may be encoded or spaced out. So the strings that would be shown are checked
  * together, joined and with every separator removed, for every echo form of every credential and for any
- * piece of one of 12 characters or more; if one is there, the text is dropped entirely (Vault's status still
- * says what happened) rather than patched. Otherwise each string is scrubbed of token-shaped text and bounded.
+ * piece of one of 12 characters or more, and for anything shaped like encoded data (looksEncoded); if one is
+ * there, the text is dropped entirely (Vault's status still says what happened) rather than patched. Otherwise each string is scrubbed of token-shaped text and bounded.
  */
 export function wireErrors(errors: readonly string[], credentials: readonly string[]): WireErrors {
   // What could be shown: the first strings, each up to its bound plus a margin for a credential across the cut.
   const shown = errors.slice(0, MAX_ERRORS).map((e) => e.slice(0, MAX_ERROR_CHARS + 100));
   const forms = credentials.filter((c) => c.length >= 4).flatMap(echoForms);
   const joined = shown.join('\n');
-  if (holdsSecret(joined, forms) || holdsSecret(squeeze(joined), forms.map(squeeze))) {
+  if (
+    looksEncoded(joined) ||
+    holdsSecret(joined, forms) ||
+    holdsSecret(squeeze(joined), forms.map(squeeze))
+  ) {
     return { errors: [], withheld: true };
   }
   return { errors: shown.map((e) => scrubWireText(e, credentials)), withheld: false };

@@ -75,10 +75,58 @@ describe('wireErrors (Vault error strings as a whole)', () => {
   });
 
   it("keeps Vault's own words, scrubbed and bounded", () => {
-    expect(wireErrors(['permission denied', 'x'.repeat(500), 'c', 'd'], [token])).toEqual({
-      errors: ['permission denied', `${'x'.repeat(200)}…`, 'c'],
+    const long = 'storage backend unavailable '.repeat(20).trim();
+    expect(wireErrors(['permission denied', long, 'c', 'd'], [token])).toEqual({
+      errors: ['permission denied', `${long.slice(0, 200)}…`, 'c'],
       withheld: false,
     });
+    for (const words of [
+      '1 error occurred:\n\t* permission denied\n\n',
+      'no handler for route "secret/data/tlss-cli-1a2b3c4d/app/tls-bundle". route entry not found.',
+      'request path "secret/data/fleet/ca/0": rate limit quota exceeded',
+      "preflight capability check returned 403, please ensure client's policies grant access to the path",
+      'lease 8f1c2d3e-4b5a-6c7d-8e9f-0a1b2c3d4e5f not found',
+    ]) {
+      expect(wireErrors([words], [token]).withheld, words).toBe(false);
+    }
+  });
+
+  it('withholds text shaped like encoded data, whatever credential it may hide', () => {
+    // A credential the checks for known forms would not find in these encodings.
+    const secret = 'CANARYhyg1ene4token8899';
+    const bytes = Buffer.from(secret);
+    const base32 = (input: Buffer) => {
+      const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+      let bits = '';
+      for (const byte of input) bits += byte.toString(2).padStart(8, '0');
+      return (bits.match(/.{1,5}/g) ?? [])
+        .map((b) => alphabet[Number.parseInt(b.padEnd(5, '0'), 2)])
+        .join('');
+    };
+    const rot13 = secret.replace(/[a-z]/gi, (c) => {
+      const base = c <= 'Z' ? 65 : 97;
+      return String.fromCharCode(((c.charCodeAt(0) - base + 13) % 26) + base);
+    });
+    const forms: Record<string, string> = {
+      base32: base32(bytes),
+      'base64 of base64': Buffer.from(bytes.toString('base64')).toString('base64'),
+      '0x hex': [...bytes].map((b) => `0x${b.toString(16)}`).join(','),
+      '\\x hex': [...bytes].map((b) => `\\x${b.toString(16)}`).join(''),
+      'hex pairs with colons': [...bytes].map((b) => b.toString(16).padStart(2, '0')).join(':'),
+      'UTF-16LE hex': Buffer.from(secret, 'utf16le').toString('hex'),
+      'ES6 escapes': [...secret].map((c) => `\\u{${c.charCodeAt(0).toString(16)}}`).join(''),
+      'HTML entities': [...secret].map((c) => `&#${c.charCodeAt(0)};`).join(''),
+      'double percent-encoding': [...bytes].map((b) => `%25${b.toString(16)}`).join(''),
+      'decimal codes': [...bytes].join(','),
+      'octal escapes': [...bytes].map((b) => `\\${b.toString(8).padStart(3, '0')}`).join(''),
+      ROT13: rot13,
+      'every character doubled': [...secret].map((c) => c + c).join(''),
+      fullwidth: [...secret].map((c) => String.fromCharCode(c.charCodeAt(0) + 0xfee0)).join(''),
+      'Ascii85-like': '6Xb.A@:O(H;e!%Br&_kAS#p7<,j',
+    };
+    for (const [form, encoded] of Object.entries(forms)) {
+      expect(wireErrors([`upstream detail ${encoded}`], ['other-credential']).withheld, form).toBe(true);
+    }
   });
 });
 
