@@ -262,6 +262,10 @@ export function parseRetryAfter(value: unknown, now = Date.now()): number | unde
   return Number.isNaN(at) ? undefined : Math.max(0, at - now);
 }
 
+/** What a 403 means when Vault also refused auth/token/lookup-self to a static token (both messages say it). */
+export const TOKEN_REFUSED =
+  'auth/token/lookup-self: the token is most likely invalid, expired or revoked (or was made without the default policy, which grants lookup-self)';
+
 /** `retryAfterMs`: what the answer's Retry-After asked for (429 only; the resolver caps it). */
 export function mapVaultError(err: unknown, where: ErrorWhere, retryAfterMs?: number): TlsSecretsError {
   if (err instanceof TlsSecretsError) return err;
@@ -279,7 +283,7 @@ export function mapVaultError(err: unknown, where: ErrorWhere, retryAfterMs?: nu
     if (statusCode === 403) {
       return fetchError(
         where.tokenRefused
-          ? 'Vault denied permission, and also refused auth/token/lookup-self: the token is most likely invalid, expired or revoked (or was made without the default policy, which grants lookup-self)'
+          ? `Vault denied permission, and also refused ${TOKEN_REFUSED}`
           : 'Vault denied permission',
         false,
       );

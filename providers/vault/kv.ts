@@ -5,7 +5,7 @@
 import { contentVersion } from '../../src/content-version.js';
 import { FetchError, SecretNotFoundError } from '../../src/errors.js';
 import type { FetchResult } from '../../src/provider.js';
-import { malformedAnswer, statusOf } from './errors.js';
+import { malformedAnswer, statusOf, TOKEN_REFUSED } from './errors.js';
 import type { VaultSession } from './session.js';
 
 export interface KvSpec {
@@ -224,9 +224,7 @@ export class KvEngine {
       if (spec.kvVersion === undefined) {
         throw new FetchError(
           this.session.tokenLookupDenied()
-            ? `cannot detect the KV mount of ${spec.path}: Vault denied permission, and also refused ` +
-                'auth/token/lookup-self: the token is most likely invalid, expired or revoked (or was made ' +
-                'without the default policy, which grants lookup-self)'
+            ? `cannot detect the KV mount of ${spec.path}: Vault denied permission, and also refused ${TOKEN_REFUSED}`
             : `cannot detect the KV mount of ${spec.path}: no such mount, or the token has no capability ` +
                 `under it; set the kvVersion (and mount) option`,
           { provider: this.providerName, ref, transient: false, cause: err },

@@ -51,6 +51,9 @@ interface TokenState {
   lookupDenied?: boolean;
 }
 
+/** The token's own lookup: its TTL at start, and whether Vault still knows it after a 403. */
+const LOOKUP_SELF: Readonly<VaultCall> = { method: 'read', path: 'auth/token/lookup-self' };
+
 export class VaultSession {
   private clientPromise: Promise<VaultClient> | undefined;
   private state: TokenState | undefined;
@@ -400,9 +403,8 @@ export class VaultSession {
 
   /** Asks lookup-self for `state`'s token after a 403: true (and remembered) if Vault refuses that too. */
   private async lookupRefused(client: VaultClient, state: TokenState, signal: AbortSignal): Promise<boolean> {
-    const call: VaultCall = { method: 'read', path: 'auth/token/lookup-self' };
     try {
-      await this.send(client, call, state.token, signal, this.where(call));
+      await this.send(client, LOOKUP_SELF, state.token, signal, this.where(LOOKUP_SELF));
       return false;
     } catch (err) {
       if (!isPermissionDenied(err)) return false;
@@ -424,7 +426,7 @@ export class VaultSession {
    * they never expire and are never renewed. A token whose policy forbids lookup-self is used as it is.
    */
   private async lookupSelf(client: VaultClient, token: string, signal: AbortSignal): Promise<TokenState> {
-    const call: VaultCall = { method: 'read', path: 'auth/token/lookup-self' };
+    const call = LOOKUP_SELF;
     let response: unknown;
     try {
       response = await this.send(client, call, token, signal, this.where(call));
