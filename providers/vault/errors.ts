@@ -60,8 +60,17 @@ function echoForms(credential: string): string[] {
     bytes.toString('hex'),
     [...credential].map((c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`).join(''),
     [...credential].reverse().join(''),
+    // Letters rotated (ROT13 and every other shift): a token with separators has no run long enough to look
+    // encoded, so its rotations are looked for by name.
+    ...Array.from({ length: 25 }, (_, shift) => rotated(credential, shift + 1)),
   ];
 }
+
+const rotated = (text: string, shift: number) =>
+  text.replace(/[a-z]/gi, (c) => {
+    const base = c <= 'Z' ? 65 : 97;
+    return String.fromCharCode(((c.charCodeAt(0) - base + shift) % 26) + base);
+  });
 
 /**
  * Text that carries encoded data rather than words, whatever it might encode: a run of 20 letters or digits
@@ -72,15 +81,20 @@ function echoForms(credential: string): string[] {
  * text is withheld whole: the checks for each credential's own forms cannot list every encoding a proxy
  * might use.
  */
+const SEP = '[\\s,;:]*';
 const ENCODED = [
   /[\p{L}\p{N}]{20,}/u,
-  /(?:\\x[0-9a-f]{2}){6,}/i,
-  /(?:\\u\{?[0-9a-f]{2,6}\}?){6,}/i,
-  /(?:&#x?[0-9a-f]{1,7};){6,}/i,
-  /(?:%(?:25)*[0-9a-f]{2}){6,}/i,
-  /(?:0x[0-9a-f]{1,4}[\s,;:]*){6,}/i,
-  /(?:\b[0-9a-f]{2}[\s:.-]){8,}/i,
-  /(?:\\[0-7]{3}){6,}/,
+  // Escapes, each shape six in a row, with or without separators between them.
+  ...[
+    '\\\\x[0-9a-f]{2}',
+    '\\\\u\\{?[0-9a-f]{2,6}\\}?',
+    '&#x?[0-9a-f]{1,7};',
+    '%(?:25)*[0-9a-f]{2}',
+    '0x[0-9a-f]{1,8}',
+    '\\\\[0-7]{1,3}',
+  ].map((shape) => new RegExp(`(?:${shape}${SEP}){6,}`, 'i')),
+  // Hex groups (pairs, UTF-16 code units, words) or decimal codes, eight in a row.
+  /(?:\b[0-9a-f]{2,8}\b[\s:.,;-]+){7,}\b[0-9a-f]{2,8}\b/i,
   /(?:\b\d{2,5}\b[\s,;]+){8,}/,
 ];
 const PATH_FREE_SYMBOLS = /[!#$%&()*+;<=>?@[\]^`{|}~\\]/g;
@@ -134,7 +148,8 @@ export function wireErrors(errors: readonly string[], credentials: readonly stri
   // What could be shown: the first strings, each up to its bound plus a margin for a credential across the cut.
   const shown = errors.slice(0, MAX_ERRORS).map((e) => e.slice(0, MAX_ERROR_CHARS + 100));
   const forms = credentials.filter((c) => c.length >= 4).flatMap(echoForms);
-  const joined = shown.join('\n');
+  // Compatibility forms folded (fullwidth `ｔｏｋ` is `tok`): what a reader would decode is what is checked.
+  const joined = shown.join('\n').normalize('NFKC');
   if (
     looksEncoded(joined) ||
     holdsSecret(joined, forms) ||

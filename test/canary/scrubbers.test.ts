@@ -91,6 +91,25 @@ describe('wireErrors (Vault error strings as a whole)', () => {
     }
   });
 
+  it('finds a credential with separators rotated (ROT13, ROT1) or in fullwidth letters', () => {
+    const secret = 'goodTok-Q7x9Lm2P';
+    const rot = (shift: number) =>
+      secret.replace(/[a-z]/gi, (c) => {
+        const base = c <= 'Z' ? 65 : 97;
+        return String.fromCharCode(((c.charCodeAt(0) - base + shift) % 26) + base);
+      });
+    const fullwidth = [...secret].map((c) => String.fromCharCode(c.charCodeAt(0) + 0xfee0)).join('');
+    for (const [form, echoed] of Object.entries({
+      rot13: rot(13),
+      rot1: rot(1),
+      rot25: rot(25),
+      fullwidth,
+    })) {
+      expect(wireErrors([`bad ${echoed}`], [secret]).withheld, form).toBe(true);
+    }
+    expect(wireErrors(['bad request'], [secret]).withheld).toBe(false);
+  });
+
   it('withholds text shaped like encoded data, whatever credential it may hide', () => {
     // A credential the checks for known forms would not find in these encodings.
     const secret = 'CANARYhyg1ene4token8899';
@@ -123,6 +142,11 @@ describe('wireErrors (Vault error strings as a whole)', () => {
       'every character doubled': [...secret].map((c) => c + c).join(''),
       fullwidth: [...secret].map((c) => String.fromCharCode(c.charCodeAt(0) + 0xfee0)).join(''),
       'Ascii85-like': '6Xb.A@:O(H;e!%Br&_kAS#p7<,j',
+      'octal escapes, spaced': [...bytes].map((b) => `\\${b.toString(8)}`).join(' '),
+      'UTF-16LE hex in code units': (
+        Buffer.from(secret, 'utf16le').toString('hex').match(/.{4}/g) ?? []
+      ).join(' '),
+      '\\x hex, spaced': [...bytes].map((b) => `\\x${b.toString(16)}`).join(' '),
     };
     for (const [form, encoded] of Object.entries(forms)) {
       expect(wireErrors([`upstream detail ${encoded}`], ['other-credential']).withheld, form).toBe(true);
