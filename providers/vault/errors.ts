@@ -157,7 +157,23 @@ export function wireErrors(errors: readonly string[], credentials: readonly stri
   ) {
     return { errors: [], withheld: true };
   }
-  return { errors: shown.map((e) => scrubWireText(e, credentials)), withheld: false };
+  const scrubbed = shown.map((e) => scrubWireText(e, credentials));
+  if (!readsLikeVaultProse(scrubbed.join('\n'))) return { errors: [], withheld: true };
+  return { errors: scrubbed, withheld: false };
+}
+
+/** An English word (lower-case or capitalised), a short acronym, or a number of up to five digits. */
+const PROSE_WORD = /^(?:[A-Za-z][a-z]*|[A-Z]{1,5}s?|\d{1,5})$/;
+
+/**
+ * Vault's own messages are English and paths made of such words (`permission denied`, `no handler for route
+ * "secret/data/app/tls"`). A word in mixed case, letters and digits together, non-ASCII letters or a long run
+ * of numbers is how a credential looks in whatever form a proxy echoed it (cut into pieces, rotated, spelled
+ * in look-alike letters, encoded): listing forms cannot end, so text that is not such prose is not shown.
+ */
+function readsLikeVaultProse(text: string): boolean {
+  const words = text.split(/[^\p{L}\p{N}]+/u).filter(Boolean);
+  return words.every((word) => PROSE_WORD.test(word)) && words.filter((w) => /^\d/.test(w)).length <= 6;
 }
 
 /** The Vault answer as a cause: status and Vault's own error strings, scrubbed (see wireErrors) and bounded. */

@@ -82,7 +82,7 @@ describe('wireErrors (Vault error strings as a whole)', () => {
     });
     for (const words of [
       '1 error occurred:\n\t* permission denied\n\n',
-      'no handler for route "secret/data/tlss-cli-1a2b3c4d/app/tls-bundle". route entry not found.',
+      'no handler for route "secret/data/payments/app/tls-bundle". route entry not found.',
       'request path "secret/data/fleet/ca/0": rate limit quota exceeded',
       "preflight capability check returned 403, please ensure client's policies grant access to the path",
       'lease 8f1c2d3e-4b5a-6c7d-8e9f-0a1b2c3d4e5f not found',
@@ -108,6 +108,21 @@ describe('wireErrors (Vault error strings as a whole)', () => {
       expect(wireErrors([`bad ${echoed}`], [secret]).withheld, form).toBe(true);
     }
     expect(wireErrors(['bad request'], [secret]).withheld).toBe(false);
+  });
+
+  it('shows only prose: a credential cut into pieces in one string, or in look-alike letters, is withheld', () => {
+    const other = ['unrelated-credential'];
+    for (const text of [
+      'user s.i5QKHP failed 0WpvE2FO at wEFzDtFH node mX',
+      'identity goodTok failed for key Q7x9Lm2P',
+      'M5XW6ZCU N5VS2UJX G54TSTDN',
+      '103+111+111+100+84+111+107+45+81',
+      'gооdТоk', // Cyrillic о and Т
+      'o147|o157|o157|o144',
+    ]) {
+      expect(wireErrors([text], other).withheld, text).toBe(true);
+    }
+    expect(wireErrors(['Vault is sealed'], other).withheld).toBe(false);
   });
 
   it('withholds text shaped like encoded data, whatever credential it may hide', () => {
