@@ -41,6 +41,8 @@ export interface ApiSummary {
   readonly secondsAboveQuota: number;
   /** Calls that arrived in each second of the phase (throttled ones included). */
   readonly perSecond: readonly number[];
+  /** Of those, the calls the quota refused in each second. */
+  readonly throttledPerSecond: readonly number[];
   /** The store's answer time (calls that went through), p99 in ms: how loaded the store was. */
   readonly answerP99Ms: number | undefined;
 }
@@ -82,14 +84,17 @@ export function summarize(
       quota,
       secondsAboveQuota: quota === undefined ? 0 : entry.perSecond.filter((n) => n > quota).length,
       perSecond: Array.from(entry.perSecond, (n) => n ?? 0),
+      throttledPerSecond: Array.from(entry.perSecond, (n, i) => (n ?? 0) - (entry.admittedPerSecond[i] ?? 0)),
       answerP99Ms: entry.answerMs.length ? Math.round(percentile(entry.answerMs, 99)) : undefined,
     };
   });
   if (totalQuota !== undefined) {
     const seconds: number[] = [];
-    for (const entry of counts.values()) {
-      entry.perSecond.forEach((n, i) => {
+    const refused: number[] = [];
+    for (const row of rows) {
+      row.perSecond.forEach((n, i) => {
         seconds[i] = (seconds[i] ?? 0) + n;
+        refused[i] = (refused[i] ?? 0) + (row.throttledPerSecond[i] ?? 0);
       });
     }
     const filled = Array.from(seconds, (n) => n ?? 0);
@@ -105,6 +110,7 @@ export function summarize(
       quota: totalQuota,
       secondsAboveQuota: filled.filter((n) => n > totalQuota).length,
       perSecond: filled,
+      throttledPerSecond: Array.from(refused, (n) => n ?? 0),
       answerP99Ms: undefined,
     });
   }
@@ -202,8 +208,9 @@ export async function runFleet(run: FleetRun, totalQuota?: number): Promise<Flee
 
   try {
     await Promise.all(loaded);
-    run.proxy.reset();
     const base = Date.now() + 300;
+    // Second 0 of the counts is the second the fleet starts in.
+    run.proxy.reset(base);
     for (const { child, index } of workers) {
       const startAt = Array.from(
         { length: instancesPerProcess },

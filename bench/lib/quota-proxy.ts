@@ -65,8 +65,8 @@ export interface QuotaProxy {
   /** Epoch ms of second 0 of the per-second counts. */
   readonly startedAt: number;
   readonly counts: ReadonlyMap<string, ApiCounts>;
-  /** Clears every count and restarts the seconds at now (buckets stay as they are). */
-  reset(): void;
+  /** Clears every count and restarts the seconds at `at` (epoch ms, default now; buckets stay as they are). */
+  reset(at?: number): void;
   close(): Promise<void>;
 }
 
@@ -176,9 +176,9 @@ export async function startQuotaProxy(options: QuotaProxyOptions): Promise<Quota
       return startedAt;
     },
     counts,
-    reset() {
+    reset(at = Date.now()) {
       counts.clear();
-      startedAt = Date.now();
+      startedAt = at;
     },
     async close() {
       for (const socket of sockets) socket.destroy();

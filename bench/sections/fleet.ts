@@ -522,6 +522,16 @@ export async function runFleetSection(ctx: BenchContext): Promise<SectionResult>
       ),
       [
         `Quotas: ${scenarios.map((s) => `${s.label}: ${s.quotaNote ?? '-'}`).join('; ')}`,
+        'Cold start, calls per second of an API that went above its quota (throttled in brackets; second 0 is the',
+        'one the fleet starts in):',
+        ...scenarios.flatMap(({ label, result }) =>
+          (result?.cold ?? [])
+            .filter((row) => row.secondsAboveQuota > 0)
+            .map(
+              (row) =>
+                `  ${label}, ${row.api}: ${row.perSecond.map((n, i) => `${n} (${row.throttledPerSecond[i] ?? 0})`).join(', ')}`,
+            ),
+        ),
         `Instances start ${settings.spreadMs} ms apart at most (interleaved across processes); an instance calls`,
         'resolve() again every 200 ms until it has a bundle (the resolver decides whether the store is asked).',
         `Instances without a bundle after ${settings.coldTimeoutMs} ms count as "> timeout" in the percentiles.`,

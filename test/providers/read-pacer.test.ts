@@ -49,22 +49,22 @@ describe('ReadPacer', () => {
     await expect(pacer.read(1, new AbortController().signal, throttled)).rejects.toBeInstanceOf(
       ThrottledAnswer,
     );
-    expect(pacer.spacingMs).toBe(100);
+    expect(pacer.spacingMs).toBe(250);
     const { sentAt, reads, answerAll } = burst(pacer, 4);
     await vi.advanceTimersByTimeAsync(0);
     // The first goes at once (nothing else under way when it came), the second takes the next turn (now).
     expect(sentAt).toEqual([1_000_000, 1_000_000]);
-    await vi.advanceTimersByTimeAsync(99);
+    await vi.advanceTimersByTimeAsync(249);
     expect(sentAt).toHaveLength(2);
     await vi.advanceTimersByTimeAsync(1);
     expect(sentAt).toHaveLength(3);
-    await vi.advanceTimersByTimeAsync(100);
-    expect(sentAt).toEqual([1_000_000, 1_000_000, 1_000_100, 1_000_200]);
+    await vi.advanceTimersByTimeAsync(250);
+    expect(sentAt).toEqual([1_000_000, 1_000_000, 1_000_250, 1_000_500]);
     answerAll();
     await Promise.all(reads);
   });
 
-  it('each throttled answer doubles the spacing from 100 up to 500 ms; answers shrink it only a second after the last throttle', async () => {
+  it('each throttled answer doubles the spacing from 250 up to 500 ms; answers shrink it only a second after the last throttle', async () => {
     const pacer = new ReadPacer(() => 0.5);
     const signal = new AbortController().signal;
     const spacings: number[] = [];
@@ -72,26 +72,26 @@ describe('ReadPacer', () => {
       await pacer.read(1, signal, throttled).catch(() => undefined);
       spacings.push(pacer.spacingMs);
     }
-    expect(spacings).toEqual([100, 200, 400, 500, 500]);
+    expect(spacings).toEqual([250, 500, 500, 500, 500]);
     await pacer.read(1, signal, async () => 'ok');
     expect(pacer.spacingMs).toBe(500); // held: the reads under way were sent at the old rate
     await vi.advanceTimersByTimeAsync(1_000);
     await pacer.read(1, signal, async () => 'ok');
-    expect(pacer.spacingMs).toBeCloseTo(450, 6);
-    // Answers keep shrinking it (10 % each) until it is gone: unpaced below half the least spacing.
+    expect(pacer.spacingMs).toBeCloseTo(465, 6);
+    // Answers keep shrinking it (7 % each) until it is gone: unpaced below half the least spacing.
     let answers = 1;
     while (pacer.spacingMs > 0) {
       await pacer.read(1, signal, async () => 'ok');
       answers += 1;
     }
-    expect(answers).toBe(Math.ceil(Math.log(50 / 500) / Math.log(0.9)));
+    expect(answers).toBe(Math.ceil(Math.log(125 / 500) / Math.log(0.93)));
   });
 
   it('a retry always waits its turn, and an abort while waiting rejects with the reason without sending', async () => {
     const pacer = new ReadPacer(() => 0.5);
     const controller = new AbortController();
-    for (let i = 0; i < 3; i++) await pacer.read(1, controller.signal, throttled).catch(() => undefined);
-    expect(pacer.spacingMs).toBe(400);
+    for (let i = 0; i < 2; i++) await pacer.read(1, controller.signal, throttled).catch(() => undefined);
+    expect(pacer.spacingMs).toBe(500);
     let sent = 0;
     const send = async () => {
       sent += 1;
