@@ -24,6 +24,7 @@ import {
 } from 'node:tls';
 import { inspect } from 'node:util';
 import type { ChannelCredentials, experimental, ServerCredentials, VerifyOptions } from '@grpc/grpc-js';
+import { type BuiltContext, nodeContextArgs, withBuiltContext } from './built-context.js';
 import { ConfigurationError } from './errors.js';
 import { importOptional } from './optional.js';
 import { redactOptions } from './redact.js';
@@ -120,6 +121,10 @@ export async function grpcServerCredentials(
     );
   }
 
+  // The certificate must allow server auth: the generation served now is checked here, later ones by the gate.
+  resolver.declareRole('server');
+  const passThrough = resolver[internal].passThrough();
+
   class ResolverServerCredentials extends grpc.ServerCredentials {
     #stop: (() => void) | undefined;
 
@@ -129,12 +134,27 @@ export async function grpcServerCredentials(
       this.#follow();
     }
 
+    /**
+     * An internal profile, not a 'rotate' listener: every candidate is validated by building the context
+     * grpc-js's servers will ask Node for (they take exactly these options, and hold no ticket keys or session
+     * timeout of their own), and that context is the one they install: one build per rotation, however many
+     * addresses are bound. A refused candidate never reaches them.
+     */
     #follow(): void {
-      this.#stop ??= followRotations(resolver, (resolved) => this.#install(resolved));
+      this.#stop ??= resolver[internal].serveContext({
+        prepare: (secretOptions) => {
+          const next = contextOptions({ ...passThrough, ...secretOptions } as ResolvedOptions);
+          const args = nodeContextArgs({}, next);
+          return { options: args, install: (context) => this.#install(next, { args, context }) };
+        },
+      });
     }
 
-    #install(resolved: ResolvedOptions): void {
-      const next = contextOptions(resolved);
+    #install(next: SecureContextOptions, built?: BuiltContext): void {
+      if (built) {
+        withBuiltContext(built, () => this.updateSecureContextOptions(next));
+        return;
+      }
       try {
         // grpc-js drops every new connection after a setSecureContext that throws: check first.
         createSecureContext(next);
@@ -150,7 +170,7 @@ export async function grpcServerCredentials(
         this.#follow();
         // A rotation may have happened while nobody was bound: catch up.
         resolver.resolve().then(
-          (resolved) => this.#install(resolved),
+          (resolved) => this.#install(contextOptions(resolved)),
           () => undefined,
         );
       }
@@ -307,6 +327,9 @@ export async function grpcChannelCredentials(
   }
   const grpc = await loadGrpc('grpcChannelCredentials');
   const first = channelMaterial(await resolver.resolve());
+  // A client certificate must allow client auth: the generation served now is checked here, later ones by
+  // the gate.
+  resolver.declareRole('client');
   const provider = resolverCertificateProvider(resolver, first);
   const verify: VerifyOptions = {};
   if (servername !== undefined || extraCheck !== undefined) {

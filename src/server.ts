@@ -13,14 +13,19 @@
  * changes, the keys and context stay, and resumption continues.
  */
 import { createHash, hkdfSync, randomBytes } from 'node:crypto';
-import tls, {
-  type SecureContext,
+import {
   type SecureContextOptions,
   type Server,
   type TLSSocket,
   type TlsOptions,
   createServer as tlsCreateServer,
 } from 'node:tls';
+import {
+  type BuiltContext,
+  type HeldContextOptions,
+  nodeContextArgs,
+  withBuiltContext,
+} from './built-context.js';
 import { ConfigurationError } from './errors.js';
 import { internal, type Resolver } from './resolver/index.js';
 import { SECRET_FIELDS } from './types.js';
@@ -175,80 +180,6 @@ function forgetSecretOptions(server: Server): void {
   for (const field of SECRET_FIELDS) if (field in holder) holder[field] = undefined;
 }
 
-/** Node's default `sessionIdContext` for a server given none (lib/_tls_wrap.js, the same in Node 22 to 26). */
-const nodeSessionIdContext = () =>
-  createHash('sha1').update(process.argv.join(' ')).digest('hex').slice(0, 32);
-
-/**
- * The options `Server.prototype.setSecureContext(options)` passes to `tls.createSecureContext`, worked out
- * the way it does (Node 22 to 26): a context built with them is the context it would build. `ticketKeys`
- * and `sessionTimeout` are sticky there (kept from before when left out).
- */
-function nodeContextArgs(server: Server, options: TlsOptions): SecureContextOptions {
-  const held = server as unknown as { ticketKeys?: Buffer; sessionTimeout?: number };
-  const o = options as TlsOptions & Record<string, unknown>;
-  return {
-    pfx: o.pfx || undefined,
-    key: o.key || undefined,
-    passphrase: o.passphrase || undefined,
-    cert: o.cert || undefined,
-    clientCertEngine: o.clientCertEngine || undefined,
-    ca: o.ca || undefined,
-    ciphers: o.ciphers || undefined,
-    sigalgs: o.sigalgs,
-    ecdhCurve: o.ecdhCurve,
-    dhparam: o.dhparam || undefined,
-    minVersion: o.minVersion || undefined,
-    maxVersion: o.maxVersion || undefined,
-    secureProtocol: o.secureProtocol || undefined,
-    secureOptions: o.secureOptions || undefined,
-    honorCipherOrder: o.honorCipherOrder !== undefined ? !!o.honorCipherOrder : true,
-    crl: o.crl || undefined,
-    sessionIdContext: o.sessionIdContext || nodeSessionIdContext(),
-    ticketKeys: o.ticketKeys || held.ticketKeys,
-    sessionTimeout: o.sessionTimeout || held.sessionTimeout,
-    privateKeyIdentifier: o.privateKeyIdentifier,
-    privateKeyEngine: o.privateKeyEngine,
-    ...(o.certificateCompression === undefined ? {} : { certificateCompression: o.certificateCompression }),
-  } as SecureContextOptions;
-}
-
-/** The same options by identity, field by field: what Node asks for is what was built. */
-function sameArgs(a: object, b: object): boolean {
-  const left = a as Record<string, unknown>;
-  const right = b as Record<string, unknown>;
-  for (const name of new Set([...Object.keys(left), ...Object.keys(right)])) {
-    if (left[name] !== right[name]) return false;
-  }
-  return true;
-}
-
-/**
- * `server.setSecureContext(options)` with a context already built (and validated) from exactly the options
- * Node will ask for: Node sets its properties as always, and its one `tls.createSecureContext` call is
- * answered with that context instead of building the same again (the call is synchronous, so nothing else
- * runs meanwhile). Should Node ask for other options than those the context was built with (a Node line
- * that maps them differently), it builds its own as before: slower, never different.
- */
-function setBuiltContext(
-  server: Server,
-  options: TlsOptions,
-  built: { args: SecureContextOptions; context: SecureContext } | undefined,
-): void {
-  if (!built) {
-    server.setSecureContext(options);
-    return;
-  }
-  const original = tls.createSecureContext;
-  tls.createSecureContext = (args?: SecureContextOptions) =>
-    args && sameArgs(args, built.args) ? built.context : original(args);
-  try {
-    server.setSecureContext(options);
-  } finally {
-    tls.createSecureContext = original;
-  }
-}
-
 /**
  * Keeps `server` on the resolver's current generation. Resolves once the first generation is installed;
  * the returned function stops following (also done when the server closes).
@@ -300,12 +231,10 @@ export async function attach(
     }
     return { options, trust };
   };
-  const install = (
-    planned: { options: TlsOptions; trust: string | undefined },
-    built?: { args: SecureContextOptions; context: SecureContext },
-  ) => {
+  const install = (planned: { options: TlsOptions; trust: string | undefined }, built?: BuiltContext) => {
     installed = { trust: planned.trust };
-    setBuiltContext(server, planned.options, built);
+    if (built) withBuiltContext(built, () => server.setSecureContext(planned.options));
+    else server.setSecureContext(planned.options);
     forgetSecretOptions(server);
   };
   const first = await resolver.resolve();
@@ -319,7 +248,7 @@ export async function attach(
   const unsubscribe = resolver[internal].serveContext({
     prepare(secretOptions) {
       const planned = plan(secretOptions);
-      const args = nodeContextArgs(server, planned.options);
+      const args = nodeContextArgs(server as unknown as HeldContextOptions, planned.options);
       return { options: args, install: (context) => install(planned, { args, context }) };
     },
   });

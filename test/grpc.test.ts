@@ -4,7 +4,7 @@
  * and the CA rotate, and a client revoked (by CRL, or by removing its CA) being cut off within
  * max_connection_age × 1.1 + grace.
  */
-import type { PeerCertificate } from 'node:tls';
+import { type PeerCertificate, connect as tlsConnect } from 'node:tls';
 import { inspect } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -14,6 +14,7 @@ import { grpcChannelCredentials, grpcServerCredentials } from '../src/grpc.js';
 import { createResolver, type Resolver } from '../src/index.js';
 import { internal } from '../src/resolver/index.js';
 import { createTestCA, type Issued } from './fixtures/ca.js';
+import { countContexts } from './helpers/tls.js';
 
 interface EchoReply {
   readonly clientCN: string | undefined;
@@ -164,6 +165,51 @@ describe('grpcServerCredentials / grpcChannelCredentials', () => {
     );
     await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
     expect(resolver[internal].subscriberCount()).toBe(before);
+  });
+
+  it('a rotation builds one context, however many addresses the server is bound to, and each serves it', async () => {
+    const ca = await createTestCA();
+    const [first, next] = await Promise.all([
+      ca.issue({ commonName: 'server-first', dnsNames: ['localhost'] }),
+      ca.issue({ commonName: 'server-next', dnsNames: ['localhost'] }),
+    ]);
+    const store = memory({ key: first.keyPem, cert: first.certPem });
+    const resolver = createResolver({ key: store.ref('key'), cert: store.ref('cert'), ca: ca.certPem });
+    cleanups.push(() => resolver.close());
+    const credentials = await grpcServerCredentials(resolver);
+    const server = new grpc.Server();
+    cleanups.push(() => new Promise<void>((resolve) => server.tryShutdown(() => resolve())));
+    const bind = () =>
+      new Promise<number>((resolve, reject) =>
+        server.bindAsync('127.0.0.1:0', credentials, (error, port) =>
+          error ? reject(error) : resolve(port),
+        ),
+      );
+    const ports = [await bind(), await bind()];
+    const presented = (port: number) =>
+      new Promise<string>((resolve, reject) => {
+        const socket = tlsConnect({
+          host: '127.0.0.1',
+          port,
+          servername: 'localhost',
+          ca: ca.certPem,
+          ALPNProtocols: ['h2'],
+        });
+        socket.once('secureConnect', () => {
+          resolve(socket.getPeerX509Certificate()?.serialNumber ?? '');
+          socket.destroy();
+        });
+        socket.once('error', reject);
+      });
+    expect(await Promise.all(ports.map(presented))).toEqual([first.serial, first.serial]);
+    const builds = countContexts();
+    cleanups.push(() => builds.restore());
+    store.set('key', next.keyPem);
+    store.set('cert', next.certPem);
+    expect((await resolver.refresh()).rotated).toBe(true);
+    // The gate's build is the one both http2 servers install: no check build, no build per server.
+    expect(builds.count()).toBe(1);
+    expect(await Promise.all(ports.map(presented))).toEqual([next.serial, next.serial]);
   });
 
   it('credentials, and the client holding them, print without the keys', async () => {

@@ -18,7 +18,14 @@ import {
 } from '../src/index.js';
 import { createRef, type Provider } from '../src/provider.js';
 import { createTestCA, type Issued, randomTicketKeys, type TestCA, toPfx } from './fixtures/ca.js';
-import { closeServer, eventually, listen, readAll, sleep } from './helpers/tls.js';
+import {
+  closeServer,
+  countContexts as countBuilds,
+  eventually,
+  listen,
+  readAll,
+  sleep,
+} from './helpers/tls.js';
 
 const run = promisify(execFile);
 
@@ -384,20 +391,11 @@ describe('attach() to servers the user created', () => {
   });
 });
 
-/** Counts `tls.createSecureContext` calls from anywhere, named imports included. */
+/** Counts the contexts built until the test ends. */
 function countContexts(): { count(): number } {
-  const original = tls.createSecureContext;
-  let calls = 0;
-  (tls as { createSecureContext: typeof original }).createSecureContext = (options) => {
-    calls += 1;
-    return original(options);
-  };
-  syncBuiltinESMExports();
-  cleanups.push(() => {
-    (tls as { createSecureContext: typeof original }).createSecureContext = original;
-    syncBuiltinESMExports();
-  });
-  return { count: () => calls };
+  const counter = countBuilds();
+  cleanups.push(() => counter.restore());
+  return counter;
 }
 
 describe('one SecureContext per rotation', () => {

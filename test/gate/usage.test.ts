@@ -6,8 +6,11 @@
  */
 import { once } from 'node:events';
 import https from 'node:https';
+import { connect as tlsConnect } from 'node:tls';
+import * as grpc from '@grpc/grpc-js';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { memory } from '../../providers/memory.js';
+import { grpcChannelCredentials, grpcServerCredentials } from '../../src/grpc.js';
 import {
   ConfigurationError,
   connect,
@@ -16,7 +19,7 @@ import {
   InvalidMaterialError,
 } from '../../src/index.js';
 import { type Authority, type Cert, createRoot, x509 } from './pki.js';
-import { handshake, pastBackoff, resolverFor, serve } from './rig.js';
+import { handshake, pastBackoff, resolverFor, serve, track } from './rig.js';
 
 const { serverAuth, clientAuth } = x509.ExtendedKeyUsage;
 let root: Authority;
@@ -239,5 +242,61 @@ describe('client role', () => {
     expect((await resolver.refresh()).rotated).toBe(true);
     const socket = await connect(resolver, { host: '127.0.0.1', port, servername: 'localhost' });
     socket.destroy();
+  });
+});
+
+describe('gRPC credentials declare their role too', () => {
+  /** The serial of the certificate a gRPC server presents (ALPN h2, as grpc-js clients ask). */
+  const presented = (port: number) =>
+    new Promise<string | undefined>((resolve, reject) => {
+      const socket = tlsConnect({
+        host: '127.0.0.1',
+        port,
+        servername: 'localhost',
+        ca: root.certPem,
+        ALPNProtocols: ['h2'],
+      });
+      socket.once('secureConnect', () => {
+        resolve(socket.getPeerX509Certificate()?.serialNumber);
+        socket.destroy();
+      });
+      socket.once('error', reject);
+    });
+
+  it('grpcServerCredentials on a certificate without serverAuth is refused, naming the field', async () => {
+    const store = keyPair(clientOnly);
+    const resolver = resolverFor({ key: store.ref('key'), cert: store.ref('cert') });
+    const error = await grpcServerCredentials(resolver).catch((err: unknown) => err);
+    expect(error).toBeInstanceOf(InvalidMaterialError);
+    expect((error as InvalidMaterialError).field).toBe('cert');
+    expect((error as Error).message).toMatch(/used as a server but its extended key usage lacks serverAuth/);
+  });
+
+  it('a rotation of a gRPC server to a certificate without serverAuth is refused; the served one keeps working', async () => {
+    const store = keyPair(both);
+    const resolver = resolverFor({ key: store.ref('key'), cert: store.ref('cert') });
+    const server = new grpc.Server();
+    track({ close: () => new Promise<void>((resolve) => server.tryShutdown(() => resolve())) });
+    const credentials = await grpcServerCredentials(resolver);
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync('127.0.0.1:0', credentials, (error, bound) =>
+        error ? reject(error) : resolve(bound),
+      ),
+    );
+    store.set('key', clientOnly.keyPem);
+    store.set('cert', clientOnly.certPem);
+    pastBackoff();
+    const result = await resolver.refresh();
+    expect(result.rotated).toBe(false);
+    expect(result.errors[0]?.message).toMatch(/lacks serverAuth/);
+    expect(await presented(port)).toBe(both.serial);
+  });
+
+  it('grpcChannelCredentials with a client certificate without clientAuth is refused', async () => {
+    const store = keyPair(serverOnly);
+    const resolver = resolverFor({ key: store.ref('key'), cert: store.ref('cert'), ca: root.certPem });
+    await expect(grpcChannelCredentials(resolver)).rejects.toThrow(
+      /used as a client but its extended key usage lacks clientAuth/,
+    );
   });
 });

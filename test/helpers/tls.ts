@@ -1,6 +1,7 @@
 /** Loopback TLS helpers for tests: real servers, real handshakes. */
+import { syncBuiltinESMExports } from 'node:module';
 import type { AddressInfo, Socket } from 'node:net';
-import type { Server, TLSSocket } from 'node:tls';
+import tls, { type Server, type TLSSocket } from 'node:tls';
 import type { Provider, SecretRef } from '../../src/provider.js';
 
 const connections = new WeakMap<Server, Set<Socket>>();
@@ -75,4 +76,25 @@ export async function eventually<T>(check: () => T | Promise<T>, timeoutMs = 5_0
       await sleep(20);
     }
   }
+}
+
+/**
+ * Counts `tls.createSecureContext` calls from anywhere (named imports included) until `restore()`: how many
+ * contexts were built.
+ */
+export function countContexts(): { count(): number; restore(): void } {
+  const original = tls.createSecureContext;
+  let calls = 0;
+  (tls as { createSecureContext: typeof original }).createSecureContext = (options) => {
+    calls += 1;
+    return original(options);
+  };
+  syncBuiltinESMExports();
+  return {
+    count: () => calls,
+    restore: () => {
+      (tls as { createSecureContext: typeof original }).createSecureContext = original;
+      syncBuiltinESMExports();
+    },
+  };
 }
