@@ -31,6 +31,8 @@ export interface ServerStats {
   /** `tlsClientError` events: handshakes the server saw fail. */
   readonly clientErrors: Record<string, number>;
   readonly lastClientError: string | undefined;
+  /** CPU time the server process has used (user + system), µs. */
+  readonly cpuMicros: number;
 }
 
 export type FromServer =
@@ -51,6 +53,11 @@ const running = new Map<string, Running>();
 const rotations: Record<string, number> = {};
 const clientErrors: Record<string, number> = {};
 let lastClientError: string | undefined;
+
+function cpuMicros(): number {
+  const { user, system } = process.cpuUsage();
+  return user + system;
+}
 
 function send(message: FromServer): void {
   process.send?.(message);
@@ -135,7 +142,12 @@ process.on('message', (message: ToServer) => {
       case 'stats':
         send({
           type: 'stats',
-          stats: { rotations: { ...rotations }, clientErrors: { ...clientErrors }, lastClientError },
+          stats: {
+            rotations: { ...rotations },
+            clientErrors: { ...clientErrors },
+            lastClientError,
+            cpuMicros: cpuMicros(),
+          },
         });
         return;
       case 'close':
