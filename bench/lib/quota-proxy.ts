@@ -70,18 +70,30 @@ export interface QuotaProxy {
   close(): Promise<void>;
 }
 
-interface Bucket {
-  tokens: number;
-  at: number;
-  readonly rate: number;
-}
+/**
+ * A quota as AWS enforces one: `perSecond` tokens a second, at most `burst` held (full at first); a call
+ * takes one, and finds none when the quota is spent. `now` is in ms. `perSecond: 0` allows `burst` calls.
+ */
+export class TokenBucket {
+  #tokens: number;
+  #at: number;
 
-function take(bucket: Bucket, now: number): boolean {
-  bucket.tokens = Math.min(bucket.rate, bucket.tokens + ((now - bucket.at) / 1000) * bucket.rate);
-  bucket.at = now;
-  if (bucket.tokens < 1) return false;
-  bucket.tokens -= 1;
-  return true;
+  constructor(
+    readonly perSecond: number,
+    readonly burst: number,
+    now: number,
+  ) {
+    this.#tokens = burst;
+    this.#at = now;
+  }
+
+  take(now: number): boolean {
+    this.#tokens = Math.min(this.burst, this.#tokens + ((now - this.#at) / 1000) * this.perSecond);
+    this.#at = now;
+    if (this.#tokens < 1) return false;
+    this.#tokens -= 1;
+    return true;
+  }
 }
 
 export async function startQuotaProxy(options: QuotaProxyOptions): Promise<QuotaProxy> {
@@ -89,9 +101,9 @@ export async function startQuotaProxy(options: QuotaProxyOptions): Promise<Quota
   const agent = new Agent({ keepAlive: true, maxSockets: options.maxSockets ?? 64 });
   const throttled = options.throttled ?? AWS_THROTTLING;
   const now = options.now ?? (() => performance.now());
-  const buckets = new Map<string, Bucket>();
+  const buckets = new Map<string, TokenBucket>();
   for (const [api, rate] of Object.entries(options.quotas ?? {})) {
-    buckets.set(api, { tokens: rate, at: now(), rate });
+    buckets.set(api, new TokenBucket(rate, rate, now()));
   }
   let startedAt = Date.now();
   const counts = new Map<string, ApiCounts>();
@@ -126,7 +138,7 @@ export async function startQuotaProxy(options: QuotaProxyOptions): Promise<Quota
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.on('end', () => {
       const bucket = buckets.get(api);
-      if (bucket && !take(bucket, now())) {
+      if (bucket && !bucket.take(now())) {
         entry.throttled += 1;
         res.writeHead(throttled.status, throttled.headers);
         res.end(throttled.body);

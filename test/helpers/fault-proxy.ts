@@ -8,6 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import { Agent, createServer, type IncomingMessage, request, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { TokenBucket } from '../../bench/lib/quota-proxy.js';
 
 export type ProxyFault =
   /** Forward to the target. */
@@ -156,19 +157,18 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
   let faulted = 0;
   let closed = false;
   const log: ProxiedRequest[] = [];
-  /** The quota fault's buckets, by API: tokens left and when they were counted. */
-  let buckets = new Map<string, { tokens: number; at: number }>();
+  /** The quota fault's buckets, by API. */
+  let buckets = new Map<string, TokenBucket>();
   const takeToken = (limits: Extract<ProxyFault, { kind: 'quota' }>['limits'], api: string | undefined) => {
     const limit = api === undefined ? undefined : limits[api];
     if (!limit || api === undefined) return true;
     const now = Date.now();
-    const bucket = buckets.get(api) ?? { tokens: limit.burst, at: now };
-    bucket.tokens = Math.min(limit.burst, bucket.tokens + ((now - bucket.at) / 1000) * limit.perSecond);
-    bucket.at = now;
-    buckets.set(api, bucket);
-    if (bucket.tokens < 1) return false;
-    bucket.tokens -= 1;
-    return true;
+    let bucket = buckets.get(api);
+    if (!bucket) {
+      bucket = new TokenBucket(limit.perSecond, limit.burst, now);
+      buckets.set(api, bucket);
+    }
+    return bucket.take(now);
   };
 
   const forward = (req: IncomingMessage, res: ServerResponse) => {
