@@ -50,6 +50,10 @@ export interface PresentedUsage {
   /** The leaf (its key usage matters) or an intermediate of its chain (its extended key usage restricts). */
   readonly leaf: boolean;
   readonly usage: UsageFields;
+  /** A CA certificate as OpenSSL's X509_check_ca() has one (basicConstraints CA:TRUE). */
+  readonly ca: boolean;
+  /** Issued by its own name: a root, which peers take from their trust store rather than check. */
+  readonly selfIssued: boolean;
 }
 
 /** An intermediate a presented chain reached, and where it came from (`cert#1`, or a CA entry `ca#2`). */
@@ -124,9 +128,10 @@ export interface ValidateOptions {
   /** Non-secret context options (ciphers, minVersion, …) that the final context is built with. */
   readonly contextOptions: SecureContextOptions;
   /**
-   * What the previous validation learnt of each CA entry, by PEM text: a rotation of one entry in a large
-   * bundle then parses one certificate, not all of them. Filled with this validation's entries. (Small
-   * records, not X509Certificate objects, which hold native memory: ~12 KB each.)
+   * What the previous validation learnt of each CA entry and CRL, by PEM text: a rotation of one entry in a
+   * large bundle then parses one certificate, not all of them, and an unchanged CRL builds no context to be
+   * parsed again. Filled with this validation's entries. (Small records, not X509Certificate objects, which
+   * hold native memory: ~12 KB each.)
    */
   readonly caCache?: {
     readonly previous: ReadonlyMap<string, CertificateInfo>;
@@ -287,6 +292,19 @@ function pfxLeaf(context: SecureContext): X509Certificate | undefined {
   }
 }
 
+/**
+ * The leaf's issuer among the certificates a PFX carries, read back from a context built from it with an
+ * empty store; undefined for a PFX holding its leaf alone (or a self-signed one). A PFX's further chain
+ * certificates are not readable without a PKCS#12 parser.
+ */
+function pfxIssuer(context: SecureContext): X509Certificate | undefined {
+  const native = (context as { context?: { getIssuer?: () => Buffer | null | undefined } }).context;
+  const der = native?.getIssuer?.();
+  if (!der) return undefined;
+  const issuer = new X509Certificate(der);
+  return issuer.checkIssued(issuer) && issuer.verify(issuer.publicKey) ? undefined : issuer;
+}
+
 /** Reads a DER length at `offset`: [length, offset of the content]. */
 function derLength(der: Buffer, offset: number): [number, number] {
   const first = der[offset] ?? 0;
@@ -372,6 +390,8 @@ export function checkRoles(bundle: Pick<ValidatedBundle, 'usages'>, roles: Itera
   for (const role of roles) {
     const purpose = PURPOSE[role];
     for (const presented of bundle.usages) {
+      // A root sent along is not what peers check: they verify up to the copy in their own trust store.
+      if (!presented.leaf && presented.selfIssued) continue;
       const { extKeyUsage, keyUsage, nsCertType } = presented.usage;
       const which = presented.leaf ? 'certificate' : 'intermediate certificate';
       const where = { path: presented.field, ref: presented.ref };
@@ -381,10 +401,18 @@ export function checkRoles(bundle: Pick<ValidatedBundle, 'usages'>, roles: Itera
           `${which} ${presented.serialNumber} is used as a ${role} but its extended key usage lacks ${purpose.ekuName}`,
         );
       }
-      if (nsCertType !== undefined && !(nsCertType & purpose.nsCertType)) {
+      // OpenSSL reads a Netscape type on a leaf only: on a CA with basicConstraints (required below) it does not.
+      if (presented.leaf && nsCertType !== undefined && !(nsCertType & purpose.nsCertType)) {
         throw invalid(
           where,
           `${which} ${presented.serialNumber} is used as a ${role} but its Netscape certificate type excludes it`,
+        );
+      }
+      // Peers verify an intermediate as strictly as OpenSSL's X509_V_FLAG_X509_STRICT: basicConstraints CA:TRUE.
+      if (!presented.leaf && !presented.ca) {
+        throw invalid(
+          where,
+          `${which} ${presented.serialNumber} is presented as an issuer but is not a CA certificate (no basicConstraints CA:TRUE): every peer refuses the chain (INVALID_CA)`,
         );
       }
       if (presented.leaf && keyUsage !== undefined && !(keyUsage & purpose.keyUsage)) {
@@ -405,11 +433,19 @@ function presentedUsage(item: Item, cert: X509Certificate, leaf: boolean): Prese
     if (!(err instanceof DerError)) throw err;
     throw invalid(item, `certificate ${cert.serialNumber} has extensions that cannot be read`);
   }
-  return { field: item.path, ref: item.ref, serialNumber: cert.serialNumber, leaf, usage };
+  return {
+    field: item.path,
+    ref: item.ref,
+    serialNumber: cert.serialNumber,
+    leaf,
+    usage,
+    ca: cert.ca,
+    selfIssued: cert.checkIssued(cert),
+  };
 }
 
-/** The CRL's dates, refused when OpenSSL would refuse it at every handshake (CRL_NOT_YET_VALID, CRL_HAS_EXPIRED). */
-function crlInfo(item: Item, now: number): CertificateInfo {
+/** The CRL's issuer, number and dates, read from its DER (checked by checkCrlDates). */
+function crlInfo(item: Item): CertificateInfo {
   let der: Buffer;
   if (looksLikePem(item.value)) {
     const [block] = parsePem(pemBytes(item.value));
@@ -424,15 +460,6 @@ function crlInfo(item: Item, now: number): CertificateInfo {
     if (!(err instanceof DerError)) throw err;
     throw invalid(item, 'CRL cannot be parsed');
   }
-  if (now < fields.thisUpdate.getTime()) {
-    throw invalid(item, `CRL is not valid before its thisUpdate ${fields.thisUpdate.toISOString()}`);
-  }
-  if (fields.nextUpdate && now > fields.nextUpdate.getTime()) {
-    throw invalid(
-      item,
-      `CRL expired at its nextUpdate ${fields.nextUpdate.toISOString()} (every peer would be refused with CRL_HAS_EXPIRED)`,
-    );
-  }
   const digest = createHash('sha256').update(der).digest('hex').toUpperCase();
   return {
     kind: 'crl',
@@ -443,8 +470,23 @@ function crlInfo(item: Item, now: number): CertificateInfo {
     fingerprint256: digest.match(/../g)?.join(':') ?? digest,
     notBefore: fields.thisUpdate,
     // No nextUpdate: never stale by date; the far future keeps the record's type simple.
-    notAfter: fields.nextUpdate ?? new Date(8.64e15),
+    notAfter: fields.nextUpdate ?? new Date(NO_NEXT_UPDATE),
   };
+}
+
+const NO_NEXT_UPDATE = 8.64e15;
+
+/** A CRL OpenSSL would refuse at every handshake by its dates (CRL_NOT_YET_VALID, CRL_HAS_EXPIRED). */
+function checkCrlDates(item: Item, info: CertificateInfo, now: number): void {
+  if (now < info.notBefore.getTime()) {
+    throw invalid(item, `CRL is not valid before its thisUpdate ${info.notBefore.toISOString()}`);
+  }
+  if (info.notAfter.getTime() !== NO_NEXT_UPDATE && now > info.notAfter.getTime()) {
+    throw invalid(
+      item,
+      `CRL expired at its nextUpdate ${info.notAfter.toISOString()} (every peer would be refused with CRL_HAS_EXPIRED)`,
+    );
+  }
 }
 
 /** One context, or InvalidMaterialError on `at` (the entry most likely at fault). */
@@ -555,12 +597,23 @@ export function validateMaterial(material: Material, options: ValidateOptions): 
   const crl = material.crl.flatMap((item) => splitEntries(item, ['X509 CRL'], 'CRL'));
   const crls: CertificateInfo[] = [];
   for (const item of crl) {
-    try {
-      createSecureContext({ crl: item.value });
-    } catch (err) {
-      throw invalid(item, 'CRL cannot be parsed', err);
+    // A CRL OpenSSL took before is not parsed again (that costs a context); its dates are checked every time.
+    const key = typeof item.value === 'string' ? `X509 CRL\n${item.value}` : undefined;
+    const known = key === undefined ? undefined : options.caCache?.previous.get(key);
+    let info: CertificateInfo;
+    if (known) {
+      info = { ...known, field: item.path, ref: item.ref };
+    } else {
+      try {
+        createSecureContext({ crl: item.value });
+      } catch (err) {
+        throw invalid(item, 'CRL cannot be parsed', err);
+      }
+      info = crlInfo(item);
     }
-    crls.push(crlInfo(item, now));
+    checkCrlDates(item, info, now);
+    if (key !== undefined) options.caCache?.next.set(key, info);
+    crls.push(info);
   }
 
   const keyItems = material.key.map(canonicalKey);
@@ -571,28 +624,18 @@ export function validateMaterial(material: Material, options: ValidateOptions): 
   const certValues: (string | Buffer)[] = [];
   /** CA entries OpenSSL presents in some leaf's chain: checked and dated as presented certificates. */
   const presentedAuthorities = new Set<CertificateInfo>();
-  for (const item of material.cert) {
-    const pem = looksLikePem(item.value);
-    const entries = pem ? splitEntries(item, ['CERTIFICATE'], 'certificate chain') : [item];
-    const chain = entries.map((entry) => parseCertificate(entry, 'certificate'));
-    // OpenSSL gets the blocks validated, not the text they came in.
-    certValues.push(
-      pem ? entries.map((entry) => text(entry.value)).join('\n') : (chain[0]?.toString() ?? item.value),
-    );
-    chain.forEach((cert, index) => {
-      const entry = entries[index] ?? item;
-      const info = certificateInfo(entry, cert, index === 0 ? 'leaf' : 'intermediate');
-      checkValidityWindow(item, info, now);
-      certificates.push(index === 0 ? { ...info, field: item.path } : info);
-      usages.push(presentedUsage(index === 0 ? item : entry, cert, index === 0));
-    });
-    const [leaf] = chain;
-    if (!leaf) continue;
-    leaves.push({ item, cert: leaf, chain });
-    const extra = chain.slice(1).map((cert, index) => ({ cert, item: entries[index + 1] ?? item }));
+  /**
+   * The chain OpenSSL presents with `leaf` (the `extra` certificates given with it, else completed from the
+   * CA entries): the CA entries it takes are checked and dated as presented certificates, and the chain must
+   * keep what the served one reached.
+   */
+  const presentChain = (item: Item, leaf: X509Certificate, extra: readonly Link[]): void => {
     const presented = presentedChain({ cert: leaf, item }, extra, caBySubject, now);
-    for (const link of presented) {
+    usages.push(presentedUsage(item, leaf, true));
+    for (const link of presented.slice(1)) {
       const standIn = link.standIn;
+      // Peers check the usage of the certificates on the path only: a stray one given along is sent, unused.
+      if (!standIn) usages.push(presentedUsage(link.item, link.cert, false));
       if (!standIn || link.selfSigned || presentedAuthorities.has(standIn.info)) continue;
       // OpenSSL sends this CA entry to every peer as part of the chain: peers check it as they check the leaf.
       presentedAuthorities.add(standIn.info);
@@ -613,6 +656,26 @@ export function validateMaterial(material: Material, options: ValidateOptions): 
         .filter((link) => !link.selfSigned)
         .map((link) => ({ cert: link.cert, field: link.item.path, ref: link.item.ref })),
     });
+  };
+  for (const item of material.cert) {
+    const pem = looksLikePem(item.value);
+    const entries = pem ? splitEntries(item, ['CERTIFICATE'], 'certificate chain') : [item];
+    const chain = entries.map((entry) => parseCertificate(entry, 'certificate'));
+    // OpenSSL gets the blocks validated, not the text they came in.
+    certValues.push(
+      pem ? entries.map((entry) => text(entry.value)).join('\n') : (chain[0]?.toString() ?? item.value),
+    );
+    chain.forEach((cert, index) => {
+      const entry = entries[index] ?? item;
+      const info = certificateInfo(entry, cert, index === 0 ? 'leaf' : 'intermediate');
+      checkValidityWindow(item, info, now);
+      certificates.push(index === 0 ? { ...info, field: item.path } : info);
+    });
+    const [leaf] = chain;
+    if (!leaf) continue;
+    leaves.push({ item, cert: leaf, chain });
+    const extra = chain.slice(1).map((cert, index) => ({ cert, item: entries[index + 1] ?? item }));
+    presentChain(item, leaf, extra);
   }
 
   const [firstLeaf] = leaves;
@@ -672,7 +735,9 @@ export function validateMaterial(material: Material, options: ValidateOptions): 
     };
     let context: SecureContext;
     try {
-      context = createSecureContext({ pfx: [entry] });
+      // No CA entries and no root certificates in its store: the issuer Node reads back (below) is then one
+      // the PFX carries.
+      context = createSecureContext({ pfx: [entry], ca: [] });
     } catch (err) {
       const message = err instanceof Error ? err.message : '';
       const reason = /mac verify|bad decrypt/i.test(message)
@@ -687,7 +752,15 @@ export function validateMaterial(material: Material, options: ValidateOptions): 
       const info = { ...certificateInfo(item, leaf), field: item.path };
       checkValidityWindow(item, info, now);
       certificates.push(info);
-      usages.push(presentedUsage(item, leaf, true));
+      // OpenSSL presents the PFX's own chain certificates, or, for a PFX holding its leaf alone, the chain it
+      // completes from `ca`. Node reads back one chain certificate: the leaf's issuer.
+      const issuer = pfxIssuer(context);
+      if (issuer) {
+        const issuerInfo = certificateInfo(item, issuer, 'intermediate');
+        checkValidityWindow(item, issuerInfo, now);
+        certificates.push(issuerInfo);
+      }
+      presentChain(item, leaf, issuer ? [{ cert: issuer, item }] : []);
     }
     return entry;
   });

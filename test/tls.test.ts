@@ -583,6 +583,35 @@ describe('one SecureContext per rotation', () => {
     expect(serial).toBe(next.serial);
   });
 
+  it('with a CRL, a certificate rotation still builds one context: an unchanged CRL is not parsed again; a new one is', async () => {
+    const store = memory({
+      key: serverLeaf.keyPem,
+      cert: serverLeaf.certPem,
+      ca: ca.certPem,
+      crl: await ca.crl([]),
+    });
+    const serverTls = createResolver({
+      key: store.ref('key'),
+      cert: store.ref('cert'),
+      ca: store.ref('ca'),
+      crl: store.ref('crl'),
+    });
+    cleanups.push(() => serverTls.close());
+    const server = createServer(serverTls, { requestCert: true }, (socket) => socket.end('x'));
+    await listen(server);
+    cleanups.push(() => closeServer(server));
+    const counter = countContexts();
+    const next = await ca.issue({ commonName: 'server-crl-one-context' });
+    store.set('key', next.keyPem);
+    store.set('cert', next.certPem);
+    expect((await serverTls.refresh()).rotated).toBe(true);
+    expect(counter.count()).toBe(1);
+    store.set('crl', await ca.crl([clientLeaf.serial]));
+    expect((await serverTls.refresh()).rotated).toBe(true);
+    // The new CRL's parse check, and the server's context.
+    expect(counter.count()).toBe(3);
+  });
+
   it('a client on the same resolver gets a context built with its own options, on first use', async () => {
     const { store, serverTls } = resolverPair();
     const server = createServer(serverTls, { ciphers: 'ECDHE-ECDSA-AES128-GCM-SHA256' }, (s) => s.end('x'));

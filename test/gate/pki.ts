@@ -35,7 +35,15 @@ export interface CertOptions {
   keys?: Keys;
   /** An intermediate's path length constraint (default 0: it issues leaves only). */
   pathLength?: number;
+  /** An intermediate's basicConstraints extension; false leaves it out (default true: CA:TRUE). */
+  basicConstraints?: boolean;
+  /** A Netscape certificate type extension with these bits (SSL client 0x80, server 0x40, SSL CA 0x04, object signing CA 0x01). */
+  nsCertType?: number;
 }
+
+/** The Netscape certificate type extension: a BIT STRING of one byte, no unused bits. */
+const nsCertTypeExtension = (bits: number) =>
+  new x509.Extension('2.16.840.1.113730.1.1', false, new Uint8Array([0x03, 0x02, 0x00, bits]));
 
 export interface CrlOptions {
   revoked?: readonly string[];
@@ -93,6 +101,7 @@ function authority(self: Cert): Authority {
       if (eku) extensions.push(new x509.ExtendedKeyUsageExtension([...eku]));
       if (options.keyUsage !== undefined)
         extensions.push(new x509.KeyUsagesExtension(options.keyUsage, true));
+      if (options.nsCertType !== undefined) extensions.push(nsCertTypeExtension(options.nsCertType));
       const cert = await x509.X509CertificateGenerator.create({
         serialNumber: serial(),
         subject: `CN=${options.commonName ?? 'localhost'}`,
@@ -110,12 +119,15 @@ function authority(self: Cert): Authority {
       const keys =
         options.keys ?? ((await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as Keys);
       const extensions: x509.Extension[] = [
-        new x509.BasicConstraintsExtension(true, options.pathLength ?? 0, true),
         new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
         await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
         await x509.AuthorityKeyIdentifierExtension.create(self.cert),
       ];
+      if (options.basicConstraints !== false) {
+        extensions.unshift(new x509.BasicConstraintsExtension(true, options.pathLength ?? 0, true));
+      }
       if (options.extKeyUsage) extensions.push(new x509.ExtendedKeyUsageExtension([...options.extKeyUsage]));
+      if (options.nsCertType !== undefined) extensions.push(nsCertTypeExtension(options.nsCertType));
       const cert = await x509.X509CertificateGenerator.create({
         serialNumber: serial(),
         subject: `CN=${options.commonName ?? 'gate test intermediate'}`,

@@ -18,8 +18,9 @@ import {
   createServer,
   InvalidMaterialError,
 } from '../../src/index.js';
-import { type Authority, type Cert, createRoot, x509 } from './pki.js';
-import { handshake, pastBackoff, resolverFor, serve, track } from './rig.js';
+import { toPfx } from '../fixtures/ca.js';
+import { type Authority, type Cert, createRoot, DAY, x509 } from './pki.js';
+import { handshake, pastBackoff, resolverFor, serve, servePlain, track } from './rig.js';
 
 const { serverAuth, clientAuth } = x509.ExtendedKeyUsage;
 let root: Authority;
@@ -105,6 +106,130 @@ describe('server role', () => {
     expect(error?.field).toBe('ca#1');
     expect(error?.ref).toBe('memory:ca');
     expect(error?.message).toContain(`intermediate certificate ${clientCa.serial} is used as a server`);
+  });
+});
+
+describe('intermediates as peers check them', () => {
+  it('an intermediate that is not a CA certificate (no basicConstraints) is refused: every peer refuses the chain', async () => {
+    const notCa = await root.intermediate({ basicConstraints: false });
+    const leaf = await notCa.issue();
+    const cert = `${leaf.certPem}${notCa.certPem}`;
+    const plain = await servePlain({ key: leaf.keyPem, cert });
+    expect(await handshake(plain, { ca: root.certPem })).toEqual({
+      ok: false,
+      code: 'INVALID_CA',
+    });
+    const store = memory({ key: leaf.keyPem, cert });
+    const resolver = resolverFor({ key: store.ref('key'), cert: store.ref('cert') });
+    await resolver.resolve();
+    expect(() => resolver.declareRole('server')).toThrow(
+      new RegExp(
+        `intermediate certificate ${notCa.serial} is presented as an issuer but is not a CA certificate`,
+      ),
+    );
+  });
+
+  it('a Netscape type on a CA with basicConstraints is not read (as OpenSSL): an object-signing-CA type passes, peers accept', async () => {
+    const typed = await root.intermediate({ nsCertType: 0x01 });
+    const leaf = await typed.issue();
+    const store = memory({ key: leaf.keyPem, cert: `${leaf.certPem}${typed.certPem}` });
+    const resolver = resolverFor({ key: store.ref('key'), cert: store.ref('cert') });
+    const port = await serve(resolver);
+    expect(await handshake(port, { ca: root.certPem })).toMatchObject({ ok: true, serial: leaf.serial });
+  });
+
+  it("a leaf's own Netscape type still counts: an SSL-client-only type is refused for a server", async () => {
+    const leaf = await root.issue({ nsCertType: 0x80 });
+    const store = keyPair(leaf);
+    const resolver = resolverFor({ key: store.ref('key'), cert: store.ref('cert') });
+    await resolver.resolve();
+    expect(() => resolver.declareRole('server')).toThrow(/Netscape certificate type excludes it/);
+    const plain = await servePlain({ key: leaf.keyPem, cert: leaf.certPem });
+    expect(await handshake(plain, { ca: root.certPem })).toMatchObject({ ok: false });
+  });
+
+  it('a certificate given along that is not on the path is not checked: peers ignore it, and so does the gate', async () => {
+    const stray = await root.issue({ extKeyUsage: [clientAuth], commonName: 'stray' });
+    const cert = `${both.certPem}${stray.certPem}`;
+    const plain = await servePlain({ key: both.keyPem, cert });
+    expect(await handshake(plain, { ca: root.certPem })).toMatchObject({ ok: true });
+    const store = memory({ key: both.keyPem, cert });
+    const resolver = resolverFor({ key: store.ref('key'), cert: store.ref('cert') });
+    const port = await serve(resolver);
+    expect(await handshake(port, { ca: root.certPem })).toMatchObject({ ok: true, serial: both.serial });
+  });
+});
+
+describe('a PFX presents its chain too', () => {
+  const PASS = 'pfx-pass';
+  const pfxResolver = (pfx: Buffer, ca?: string) => {
+    const store = memory({ pfx, pass: PASS, ...(ca === undefined ? {} : { ca }) });
+    const resolver = resolverFor({
+      pfx: store.ref('pfx', { encoding: 'binary' }),
+      passphrase: store.ref('pass'),
+      ...(ca === undefined ? {} : { ca: store.ref('ca') }),
+    });
+    return { store, resolver };
+  };
+
+  it('an intermediate inside a PFX that excludes serverAuth is refused, naming pfx; a real server on it fails every peer', async () => {
+    const clientCa = await root.intermediate({ extKeyUsage: [clientAuth] });
+    const pfx = toPfx(await clientCa.issue(), PASS, clientCa.certPem);
+    // Not a false alarm: served as it is, peers refuse its chain.
+    const plain = await servePlain({ pfx, passphrase: PASS });
+    expect(await handshake(plain, { ca: root.certPem })).toMatchObject({ ok: false });
+    const { resolver } = pfxResolver(pfx);
+    const server = createServer(resolver, {}, (socket) => socket.end('hello'));
+    server.listen(0, '127.0.0.1');
+    const [error] = (await Promise.race([once(server, 'error'), once(server, 'listening')])) as [
+      InvalidMaterialError | undefined,
+    ];
+    server.close();
+    expect(error).toBeInstanceOf(InvalidMaterialError);
+    expect(error?.field).toBe('pfx');
+    expect(error?.message).toContain(`intermediate certificate ${clientCa.serial} is used as a server`);
+  });
+
+  it('a rotation to such a PFX is refused; the served one keeps working', async () => {
+    const serverCa = await root.intermediate({ extKeyUsage: [serverAuth] });
+    const clientCa = await root.intermediate({ extKeyUsage: [clientAuth] });
+    const good = await serverCa.issue();
+    const { store, resolver } = pfxResolver(toPfx(good, PASS, serverCa.certPem));
+    const port = await serve(resolver);
+    store.set('pfx', toPfx(await clientCa.issue(), PASS, clientCa.certPem));
+    pastBackoff();
+    const result = await resolver.refresh();
+    expect(result.rotated).toBe(false);
+    expect(result.errors[0]?.message).toMatch(/intermediate certificate [0-9A-F]+ is used as a server/);
+    expect(await handshake(port, { ca: root.certPem })).toMatchObject({ ok: true, serial: good.serial });
+  });
+
+  it('a PFX holding its leaf alone is completed from ca, as OpenSSL does: that CA entry is checked', async () => {
+    const clientCa = await root.intermediate({ extKeyUsage: [clientAuth] });
+    const { resolver } = pfxResolver(
+      toPfx(await clientCa.issue(), PASS),
+      `${root.certPem}\n${clientCa.certPem}`,
+    );
+    await resolver.resolve();
+    const error = (() => {
+      try {
+        resolver.declareRole('server');
+      } catch (err) {
+        return err as InvalidMaterialError;
+      }
+      return undefined;
+    })();
+    expect(error).toBeInstanceOf(InvalidMaterialError);
+    expect(error?.field).toBe('ca#1');
+    expect(error?.message).toContain(`intermediate certificate ${clientCa.serial} is used as a server`);
+  });
+
+  it("a PFX's intermediate is dated: the bundle's notAfter is the intermediate's when it ends first", async () => {
+    const shortCa = await root.intermediate({ notAfter: new Date(Date.now() + 5 * DAY) });
+    const leaf = await shortCa.issue({ notAfter: new Date(Date.now() + 20 * DAY) });
+    const { resolver } = pfxResolver(toPfx(leaf, PASS, shortCa.certPem));
+    await resolver.resolve();
+    expect(resolver.status().notAfter?.getTime()).toBe(shortCa.cert.notAfter.getTime());
   });
 });
 
