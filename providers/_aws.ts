@@ -354,6 +354,12 @@ export function genericAwsError(
   if (message === 'Region is missing') {
     return fetchError('no region configured: set the region option or AWS_REGION', false);
   }
+  if (name === 'ExpiredTokenException') {
+    return fetchError(
+      'credentials expired (ExpiredTokenException): the SDK fetches fresh ones on the next call',
+      true,
+    );
+  }
   if (TRANSIENT_NAMES.has(name)) return fetchError(`service unavailable or throttling (${name})`, true);
   const withStatus = status === undefined ? shown : `${shown}, HTTP ${status}`;
   if (e.$fault === 'server' || (status !== undefined && status >= 500)) {
@@ -474,26 +480,31 @@ const PACE_MAX_MS = 500;
 /** After a throttled answer, reads that get through leave the spacing as it is for this long. */
 const PACE_HOLD_MS = 1_000;
 /**
- * Each read that gets through shrinks the spacing by this factor: about 10 reads halve it. The shrink is a
+ * Each read that gets through shrinks the spacing by this factor: about 14 reads halve it. The shrink is a
  * rate's growth, and every instance a fleet's start throttled starts growing within the same second: by 10 %
- * a read, the fleet was back above the quota 6 s after its start (bench section 7, 25 secrets each).
+ * a read, the fleet was back above the quota 6 s after its start (bench section 7, 25 secrets each); by 7 %,
+ * once each read's turn came one spacing after the last start, in 5 runs of 5.
  */
-const PACE_SHRINK = 0.93;
+const PACE_SHRINK = 0.95;
 
 /**
  * Spacing between the starts of one provider's reads, set by throttled answers: none until the store
- * throttles one, then doubled by each throttled answer (from 250 ms up to 500 ms) and shrunk by 7 % by each
+ * throttles one, then doubled by each throttled answer (from 250 ms up to 500 ms) and shrunk by 5 % by each
  * read that gets through. A fleet of instances reading many secrets at once (a deploy, 25 secrets each)
  * would otherwise keep offering the account's quota many times what it allows, every instance retrying on
  * its own backoff; paced, each offers about what the quota has room for. The wait is spread (half to one and
- * a half spacing) so that instances throttled together do not ask again together. A first attempt while no
- * other read is under way is not held: a cycle's first read after a throttling outage goes out at once.
+ * a half spacing) so that instances throttled together do not ask again together. Reads take their turns in
+ * order, each one spacing (as it is when its turn comes) after the last start. A first attempt while no other
+ * read is under way is not held: a cycle's first read after a throttling outage goes out at once.
  */
 export class ReadPacer {
   #spacingMs = 0;
-  #nextStartAt = 0;
   #active = 0;
   #throttledAt = Number.NEGATIVE_INFINITY;
+  /** When the last read started. */
+  #lastStartAt = Number.NEGATIVE_INFINITY;
+  /** Settles once every read waiting for its turn so far has started (or given up): turns go in order. */
+  #queue: Promise<void> = Promise.resolve();
 
   constructor(private readonly random: () => number = Math.random) {}
 
@@ -509,12 +520,8 @@ export class ReadPacer {
   async read<T>(attempt: number, signal: AbortSignal, send: () => Promise<T>): Promise<T> {
     this.#active += 1;
     try {
-      if (this.#spacingMs > 0 && !(attempt === 1 && this.#active === 1)) {
-        const now = Date.now();
-        const at = Math.max(now, this.#nextStartAt);
-        this.#nextStartAt = at + this.#spacingMs * (0.5 + this.random());
-        if (at > now) await delay(at - now, signal);
-      }
+      if (this.#spacingMs > 0 && !(attempt === 1 && this.#active === 1)) await this.#turn(signal);
+      else this.#lastStartAt = Date.now();
       const answer = await send();
       // Held for a second after a throttled answer: the reads then under way were sent at the old rate.
       if (Date.now() - this.#throttledAt >= PACE_HOLD_MS) {
@@ -532,6 +539,40 @@ export class ReadPacer {
       this.#active -= 1;
     }
   }
+
+  /**
+   * Waits for the reads queued before this one to start, then for the spacing in force at that moment (not
+   * when this read queued: a throttled answer meanwhile slows it too) since the last start.
+   */
+  async #turn(signal: AbortSignal): Promise<void> {
+    const ahead = this.#queue;
+    let started!: () => void;
+    this.#queue = new Promise((resolve) => {
+      started = resolve;
+    });
+    try {
+      await afterOrAbort(ahead, signal);
+      const wait = this.#lastStartAt + this.#spacingMs * (0.5 + this.random()) - Date.now();
+      if (wait > 0) await delay(wait, signal);
+      this.#lastStartAt = Date.now();
+    } finally {
+      // A read that gave up before its turn hands the turn on only when the reads ahead of it have started.
+      void ahead.then(started);
+    }
+  }
+}
+
+/** Resolves when `ahead` does (it never rejects), or rejects with the signal's reason on abort first. */
+function afterOrAbort(ahead: Promise<void>, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    void ahead.then(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    });
+  });
 }
 
 /** `ms` on the system clock (unref'd, as every timer here), ended early by `signal`. */

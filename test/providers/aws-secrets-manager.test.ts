@@ -137,6 +137,8 @@ describe('awsSecretsManager: errors moto cannot produce (loopback stand-in)', ()
     ['InternalServiceError', 500, true, 3],
     ['AccessDeniedException', 400, false, 1],
     ['DecryptionFailure', 400, false, 1],
+    // Expired credentials: the default chain fetches fresh ones on the next call, so it is worth trying again.
+    ['ExpiredTokenException', 400, true, 1],
   ];
   for (const [type, status, transient, attempts] of cases) {
     it(`${type} becomes a FetchError with transient ${transient} after ${attempts} attempt(s)`, async () => {

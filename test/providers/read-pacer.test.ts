@@ -44,7 +44,7 @@ describe('ReadPacer', () => {
     expect(pacer.spacingMs).toBe(0);
   });
 
-  it('after a throttled answer, reads under way together start one spacing apart; a lone first attempt is not held', async () => {
+  it('after a throttled answer, reads under way together start one spacing apart, in order; a lone first attempt is not held', async () => {
     const pacer = new ReadPacer(() => 0.5);
     await expect(pacer.read(1, new AbortController().signal, throttled)).rejects.toBeInstanceOf(
       ThrottledAnswer,
@@ -52,16 +52,45 @@ describe('ReadPacer', () => {
     expect(pacer.spacingMs).toBe(250);
     const { sentAt, reads, answerAll } = burst(pacer, 4);
     await vi.advanceTimersByTimeAsync(0);
-    // The first goes at once (nothing else under way when it came), the second takes the next turn (now).
-    expect(sentAt).toEqual([1_000_000, 1_000_000]);
+    // The first goes at once (nothing else under way when it came); the next waits one spacing after it.
+    expect(sentAt).toEqual([1_000_000]);
     await vi.advanceTimersByTimeAsync(249);
-    expect(sentAt).toHaveLength(2);
+    expect(sentAt).toHaveLength(1);
     await vi.advanceTimersByTimeAsync(1);
-    expect(sentAt).toHaveLength(3);
-    await vi.advanceTimersByTimeAsync(250);
-    expect(sentAt).toEqual([1_000_000, 1_000_000, 1_000_250, 1_000_500]);
+    expect(sentAt).toHaveLength(2);
+    await vi.advanceTimersByTimeAsync(500);
+    expect(sentAt).toEqual([1_000_000, 1_000_250, 1_000_500, 1_000_750]);
     answerAll();
     await Promise.all(reads);
+  });
+
+  it('a throttled answer slows the reads already queued, not only those queued after it', async () => {
+    const pacer = new ReadPacer(() => 0.5);
+    const signal = new AbortController().signal;
+    await pacer.read(1, signal, throttled).catch(() => undefined);
+    const sentAt: number[] = [];
+    let throttle!: () => void;
+    // In flight (a lone first attempt: at once) while two more queue behind it.
+    const inFlight = pacer.read(1, signal, () => {
+      sentAt.push(Date.now());
+      return new Promise<string>((_, reject) => {
+        throttle = () => reject(new ThrottledAnswer(new Error('ThrottlingException')));
+      });
+    });
+    const queued = [1, 2].map(() =>
+      pacer.read(1, signal, async () => {
+        sentAt.push(Date.now());
+        return 'ok';
+      }),
+    );
+    await vi.advanceTimersByTimeAsync(100);
+    throttle();
+    await inFlight.catch(() => undefined);
+    expect(pacer.spacingMs).toBe(500);
+    await vi.advanceTimersByTimeAsync(2_000);
+    await Promise.all(queued);
+    // The next one was already counting its 250 ms; the one behind it waits the new 500 ms after it.
+    expect(sentAt.map((at) => at - 1_000_000)).toEqual([0, 250, 750]);
   });
 
   it('each throttled answer doubles the spacing from 250 up to 500 ms; answers shrink it only a second after the last throttle', async () => {
@@ -77,14 +106,14 @@ describe('ReadPacer', () => {
     expect(pacer.spacingMs).toBe(500); // held: the reads under way were sent at the old rate
     await vi.advanceTimersByTimeAsync(1_000);
     await pacer.read(1, signal, async () => 'ok');
-    expect(pacer.spacingMs).toBeCloseTo(465, 6);
-    // Answers keep shrinking it (7 % each) until it is gone: unpaced below half the least spacing.
+    expect(pacer.spacingMs).toBeCloseTo(475, 6);
+    // Answers keep shrinking it (5 % each) until it is gone: unpaced below half the least spacing.
     let answers = 1;
     while (pacer.spacingMs > 0) {
       await pacer.read(1, signal, async () => 'ok');
       answers += 1;
     }
-    expect(answers).toBe(Math.ceil(Math.log(125 / 500) / Math.log(0.93)));
+    expect(answers).toBe(Math.ceil(Math.log(125 / 500) / Math.log(0.95)));
   });
 
   it('a retry always waits its turn, and an abort while waiting rejects with the reason without sending', async () => {
@@ -97,11 +126,15 @@ describe('ReadPacer', () => {
       sent += 1;
       return 'ok';
     };
-    // The lone retry takes the first turn (now), the next retry the one after it.
-    await pacer.read(2, controller.signal, send);
+    // Even alone, a retry starts one spacing after the last start; the next retry one more after it.
+    const first = pacer.read(2, controller.signal, send);
     const waiting = pacer.read(2, controller.signal, send);
-    await vi.advanceTimersByTimeAsync(100);
+    await vi.advanceTimersByTimeAsync(499);
+    expect(sent).toBe(0);
+    await vi.advanceTimersByTimeAsync(1);
+    await first;
     expect(sent).toBe(1);
+    await vi.advanceTimersByTimeAsync(100);
     controller.abort(new Error('cycle ended'));
     await expect(waiting).rejects.toThrow('cycle ended');
     await vi.advanceTimersByTimeAsync(1_000);
