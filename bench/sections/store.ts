@@ -153,7 +153,8 @@ async function vaultRows(ctx: BenchContext, count: number, port: number): Promis
           distinctSecrets: distinct,
           requests,
           totalRequests: total,
-          requestsPerSecret: (total - (requests.login ?? 0)) / distinct,
+          // A login and a mount detection are once per provider (and mount), not per secret: counted apart.
+          requestsPerSecret: (total - (requests.login ?? 0) - (requests['mount detection'] ?? 0)) / distinct,
           burst,
         });
       } finally {
@@ -259,6 +260,15 @@ export async function runStore(ctx: BenchContext): Promise<SectionResult> {
     );
     if (row.store.includes('KV v2, AppRole')) {
       targets.push(target(SECTION, `${row.store}: logins`, row.requests.login ?? 0, '==', 1));
+      targets.push(
+        target(
+          SECTION,
+          `${row.store}: mount detections (one mount)`,
+          row.requests['mount detection'] ?? 0,
+          '==',
+          row.store.includes('mount detected') ? 1 : 0,
+        ),
+      );
     } else {
       targets.push(
         target(
