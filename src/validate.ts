@@ -361,6 +361,7 @@ const SGC = ['2.16.840.1.113730.4.1', '1.3.6.1.4.1.311.10.3.3'];
 const KU_DIGITAL_SIGNATURE = 0x80;
 const KU_KEY_ENCIPHERMENT = 0x20;
 const KU_KEY_AGREEMENT = 0x08;
+const KU_KEY_CERT_SIGN = 0x04;
 
 /** What OpenSSL's purpose check (`X509_check_purpose`, ssl_server / ssl_client) requires, by role. */
 const PURPOSE = {
@@ -408,13 +409,15 @@ export function checkRoles(bundle: Pick<ValidatedBundle, 'usages'>, roles: Itera
           `${which} ${presented.serialNumber} is used as a ${role} but its Netscape certificate type excludes it`,
         );
       }
-      // Peers verify an intermediate as strictly as OpenSSL's X509_V_FLAG_X509_STRICT: basicConstraints CA:TRUE.
+      // Peers verify an intermediate as strictly as OpenSSL's X509_V_FLAG_X509_STRICT: basicConstraints CA:TRUE
+      // (one whose key usage lacks keyCertSign is not linked at all: see presentChain).
       if (!presented.leaf && !presented.ca) {
         throw invalid(
           where,
-          `${which} ${presented.serialNumber} is presented as an issuer but is not a CA certificate (no basicConstraints CA:TRUE): every peer refuses the chain (INVALID_CA)`,
+          `${which} ${presented.serialNumber} is presented as an issuer but is not a CA certificate (no basicConstraints CA:TRUE): every peer refuses the chain`,
         );
       }
+
       if (presented.leaf && keyUsage !== undefined && !(keyUsage & purpose.keyUsage)) {
         throw invalid(
           where,
@@ -631,10 +634,33 @@ export function validateMaterial(material: Material, options: ValidateOptions): 
    */
   const presentChain = (item: Item, leaf: X509Certificate, extra: readonly Link[]): void => {
     const presented = presentedChain({ cert: leaf, item }, extra, caBySubject, now);
+    const top = presented[presented.length - 1];
+    if (top && !top.selfSigned) {
+      // The issuer sent with it, by name and key, that OpenSSL will not take as one: peers cannot build the chain.
+      const unusable = extra.find(
+        (link) =>
+          !presented.includes(link) &&
+          nameKey(link.cert.subject) === nameKey(top.cert.issuer) &&
+          top.cert.verify(link.cert.publicKey),
+      );
+      const keyUsage = unusable && presentedUsage(unusable.item, unusable.cert, false).usage.keyUsage;
+      if (unusable && keyUsage !== undefined && !(keyUsage & KU_KEY_CERT_SIGN)) {
+        throw invalid(
+          unusable.item,
+          `intermediate certificate ${unusable.cert.serialNumber} is presented as an issuer but its key usage lacks keyCertSign: every peer refuses the chain`,
+        );
+      }
+    }
     usages.push(presentedUsage(item, leaf, true));
     for (const link of presented.slice(1)) {
       const standIn = link.standIn;
-      // Peers check the usage of the certificates on the path only: a stray one given along is sent, unused.
+      // Peers check the certificates on the path only (a stray one given along is sent, unused), and the root
+      // at its top not at all: they anchor on their own copy.
+      if (!standIn && !link.selfSigned) {
+        const info = certificateInfo(link.item, link.cert, 'intermediate');
+        checkValidityWindow(item, info, now);
+        certificates.push(info);
+      }
       if (!standIn) usages.push(presentedUsage(link.item, link.cert, false));
       if (!standIn || link.selfSigned || presentedAuthorities.has(standIn.info)) continue;
       // OpenSSL sends this CA entry to every peer as part of the chain: peers check it as they check the leaf.
@@ -665,14 +691,11 @@ export function validateMaterial(material: Material, options: ValidateOptions): 
     certValues.push(
       pem ? entries.map((entry) => text(entry.value)).join('\n') : (chain[0]?.toString() ?? item.value),
     );
-    chain.forEach((cert, index) => {
-      const entry = entries[index] ?? item;
-      const info = certificateInfo(entry, cert, index === 0 ? 'leaf' : 'intermediate');
-      checkValidityWindow(item, info, now);
-      certificates.push(index === 0 ? { ...info, field: item.path } : info);
-    });
     const [leaf] = chain;
     if (!leaf) continue;
+    const info = certificateInfo(entries[0] ?? item, leaf, 'leaf');
+    checkValidityWindow(item, info, now);
+    certificates.push({ ...info, field: item.path });
     leaves.push({ item, cert: leaf, chain });
     const extra = chain.slice(1).map((cert, index) => ({ cert, item: entries[index + 1] ?? item }));
     presentChain(item, leaf, extra);
@@ -755,11 +778,6 @@ export function validateMaterial(material: Material, options: ValidateOptions): 
       // OpenSSL presents the PFX's own chain certificates, or, for a PFX holding its leaf alone, the chain it
       // completes from `ca`. Node reads back one chain certificate: the leaf's issuer.
       const issuer = pfxIssuer(context);
-      if (issuer) {
-        const issuerInfo = certificateInfo(item, issuer, 'intermediate');
-        checkValidityWindow(item, issuerInfo, now);
-        certificates.push(issuerInfo);
-      }
       presentChain(item, leaf, issuer ? [{ cert: issuer, item }] : []);
     }
     return entry;
@@ -893,7 +911,9 @@ function presentedChain(
     if (current.selfSigned) break;
     let next: Link | undefined;
     if (extra.length > 0) {
-      next = extra.find((link) => !used.has(link.cert) && issuedBy(current.cert, link.cert));
+      // Of two copies of an issuer (a renewal with the same key), peers take the one valid now, as OpenSSL does.
+      const issuers = extra.filter((link) => !used.has(link.cert) && issuedBy(current.cert, link.cert));
+      next = issuers.find((link) => validAt(link.cert, now)) ?? issuers[0];
     } else {
       const issuers = (caBySubject.get(nameKey(current.cert.issuer)) ?? [])
         .map((entry) => ({ entry, cert: caCertificate(entry) }))

@@ -119,7 +119,10 @@ function authority(self: Cert): Authority {
       const keys =
         options.keys ?? ((await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as Keys);
       const extensions: x509.Extension[] = [
-        new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+        new x509.KeyUsagesExtension(
+          options.keyUsage ?? x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign,
+          true,
+        ),
         await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
         await x509.AuthorityKeyIdentifierExtension.create(self.cert),
       ];

@@ -129,6 +129,45 @@ describe('intermediates as peers check them', () => {
     );
   });
 
+  it('an intermediate whose key usage lacks keyCertSign is refused: every peer refuses the chain', async () => {
+    const noSign = await root.intermediate({
+      keyUsage: x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.cRLSign,
+    });
+    const leaf = await noSign.issue();
+    const cert = `${leaf.certPem}${noSign.certPem}`;
+    const plain = await servePlain({ key: leaf.keyPem, cert });
+    expect(await handshake(plain, { ca: root.certPem })).toMatchObject({ ok: false });
+    const store = memory({ key: leaf.keyPem, cert });
+    const resolver = resolverFor({ key: store.ref('key'), cert: store.ref('cert') });
+    // Whatever the role: no peer can build the chain.
+    await expect(resolver.resolve()).rejects.toThrow(
+      new RegExp(
+        `intermediate certificate ${noSign.serial} is presented as an issuer but its key usage lacks keyCertSign`,
+      ),
+    );
+  });
+
+  it('of an expired copy of the intermediate and its renewal (same key) sent together, the valid one counts, as peers take it', async () => {
+    const intermediate = await root.intermediate();
+    const expired = await root.intermediate({
+      keys: intermediate.keys,
+      notBefore: new Date(Date.now() - 400 * DAY),
+      notAfter: new Date(Date.now() - 300 * DAY),
+    });
+    const leaf = await intermediate.issue();
+    for (const cert of [
+      `${leaf.certPem}${expired.certPem}${intermediate.certPem}`,
+      `${leaf.certPem}${intermediate.certPem}${expired.certPem}`,
+    ]) {
+      const plain = await servePlain({ key: leaf.keyPem, cert });
+      expect(await handshake(plain, { ca: root.certPem })).toMatchObject({ ok: true });
+      const store = memory({ key: leaf.keyPem, cert });
+      const resolver = resolverFor({ key: store.ref('key'), cert: store.ref('cert') });
+      const port = await serve(resolver);
+      expect(await handshake(port, { ca: root.certPem })).toMatchObject({ ok: true, serial: leaf.serial });
+    }
+  });
+
   it('a Netscape type on a CA with basicConstraints is not read (as OpenSSL): an object-signing-CA type passes, peers accept', async () => {
     const typed = await root.intermediate({ nsCertType: 0x01 });
     const leaf = await typed.issue();
@@ -146,6 +185,22 @@ describe('intermediates as peers check them', () => {
     expect(() => resolver.declareRole('server')).toThrow(/Netscape certificate type excludes it/);
     const plain = await servePlain({ key: leaf.keyPem, cert: leaf.certPem });
     expect(await handshake(plain, { ca: root.certPem })).toMatchObject({ ok: false });
+  });
+
+  it('an expired root sent along, and an expired certificate off the path, are not dated: peers accept both', async () => {
+    const past = { notBefore: new Date(Date.now() - 400 * DAY), notAfter: new Date(Date.now() - 300 * DAY) };
+    // The same root (name and key), in a copy that has expired: peers anchor on their own, valid one.
+    const expiredRoot = await createRoot(root.cert.subject.replace(/^CN=/, ''), { keys: root.keys, ...past });
+    const stray = await root.issue({ commonName: 'stray', ...past });
+    for (const extra of [expiredRoot, stray]) {
+      const cert = `${both.certPem}${extra.certPem}`;
+      const plain = await servePlain({ key: both.keyPem, cert });
+      expect(await handshake(plain, { ca: root.certPem })).toMatchObject({ ok: true });
+      const store = memory({ key: both.keyPem, cert });
+      const resolver = resolverFor({ key: store.ref('key'), cert: store.ref('cert') });
+      const port = await serve(resolver);
+      expect(await handshake(port, { ca: root.certPem })).toMatchObject({ ok: true, serial: both.serial });
+    }
   });
 
   it('a certificate given along that is not on the path is not checked: peers ignore it, and so does the gate', async () => {

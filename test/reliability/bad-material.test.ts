@@ -217,21 +217,20 @@ describe('bad material, shapes validation.test.ts does not try', () => {
     );
   });
 
-  it('an expired certificate further up the chain', async () => {
+  it('an expired certificate sent along that issues nothing on the chain is not refused: peers ignore it', async () => {
+    // (An expired intermediate ON the chain is refused: test/gate/expiry.test.ts.)
     const { store, resolver } = memoryRig({}, pemSpec);
+    cleanups.push(() => resolver.close());
+    await resolver.resolve();
     const old = await createTestCA({
-      commonName: 'expired intermediate',
+      commonName: 'expired, unrelated',
       notBefore: new Date(Date.now() - 20 * 86_400_000),
       notAfter: new Date(Date.now() - 86_400_000),
     });
-    await rejectSwap(
-      resolver,
-      () => {
-        store.set('cert', `${good.certPem}\n${old.certPem}`);
-        return [];
-      },
-      { field: 'cert', ref: 'memory:cert', reason: /expired at/ },
-    );
+    store.set('cert', `${good.certPem}\n${old.certPem}`);
+    const result = await resolver.refresh();
+    expect(result.errors).toEqual([]);
+    expect(result.rotated).toBe(true);
   });
 
   it('binary bytes that are not a DER certificate (a real DER certificate is accepted, as PEM)', async () => {
