@@ -409,8 +409,14 @@ export function checkRoles(bundle: Pick<ValidatedBundle, 'usages'>, roles: Itera
           `${which} ${presented.serialNumber} is used as a ${role} but its Netscape certificate type excludes it`,
         );
       }
-      // Peers verify an intermediate as strictly as OpenSSL's X509_V_FLAG_X509_STRICT: basicConstraints CA:TRUE
-      // (one whose key usage lacks keyCertSign is not linked at all: see presentChain).
+      // Peers verify an intermediate as strictly as OpenSSL's X509_V_FLAG_X509_STRICT: basicConstraints CA:TRUE,
+      // and a key usage (when there is one) that allows certificate signing.
+      if (!presented.leaf && keyUsage !== undefined && !(keyUsage & KU_KEY_CERT_SIGN)) {
+        throw invalid(
+          where,
+          `${which} ${presented.serialNumber} is presented as an issuer but its key usage lacks keyCertSign: every peer refuses the chain`,
+        );
+      }
       if (!presented.leaf && !presented.ca) {
         throw invalid(
           where,
@@ -634,23 +640,6 @@ export function validateMaterial(material: Material, options: ValidateOptions): 
    */
   const presentChain = (item: Item, leaf: X509Certificate, extra: readonly Link[]): void => {
     const presented = presentedChain({ cert: leaf, item }, extra, caBySubject, now);
-    const top = presented[presented.length - 1];
-    if (top && !top.selfSigned) {
-      // The issuer sent with it, by name and key, that OpenSSL will not take as one: peers cannot build the chain.
-      const unusable = extra.find(
-        (link) =>
-          !presented.includes(link) &&
-          nameKey(link.cert.subject) === nameKey(top.cert.issuer) &&
-          top.cert.verify(link.cert.publicKey),
-      );
-      const keyUsage = unusable && presentedUsage(unusable.item, unusable.cert, false).usage.keyUsage;
-      if (unusable && keyUsage !== undefined && !(keyUsage & KU_KEY_CERT_SIGN)) {
-        throw invalid(
-          unusable.item,
-          `intermediate certificate ${unusable.cert.serialNumber} is presented as an issuer but its key usage lacks keyCertSign: every peer refuses the chain`,
-        );
-      }
-    }
     usages.push(presentedUsage(item, leaf, true));
     for (const link of presented.slice(1)) {
       const standIn = link.standIn;
@@ -874,9 +863,13 @@ function nameKey(name: string): string {
   return name.toLowerCase().replace(/\s+/g, ' ').trim();
 }
 
-/** `issuer` issued `cert`: names and key usage agree (OpenSSL's check) AND its key verifies the signature. */
+/**
+ * `issuer` issued `cert`: its name is the one `cert` names AND its key verifies the signature. As OpenSSL
+ * links a chain it sends and peers build one: whether the issuer may sign certificates (key usage, CA flag) is
+ * checked afterwards, on the chain so linked, and a peer refuses it there (checkRoles).
+ */
 function issuedBy(cert: X509Certificate, issuer: X509Certificate): boolean {
-  return cert.checkIssued(issuer) && cert.verify(issuer.publicKey);
+  return nameKey(issuer.subject) === nameKey(cert.issuer) && cert.verify(issuer.publicKey);
 }
 
 const validAt = (cert: X509Certificate, now: number) =>

@@ -139,12 +139,35 @@ describe('intermediates as peers check them', () => {
     expect(await handshake(plain, { ca: root.certPem })).toMatchObject({ ok: false });
     const store = memory({ key: leaf.keyPem, cert });
     const resolver = resolverFor({ key: store.ref('key'), cert: store.ref('cert') });
-    // Whatever the role: no peer can build the chain.
-    await expect(resolver.resolve()).rejects.toThrow(
+    await resolver.resolve();
+    expect(() => resolver.declareRole('server')).toThrow(
       new RegExp(
         `intermediate certificate ${noSign.serial} is presented as an issuer but its key usage lacks keyCertSign`,
       ),
     );
+    // The same one sent before a good copy of it (same name and key): peers take the first, and fail.
+    const good = await root.intermediate({ keys: noSign.keys });
+    const both = `${leaf.certPem}${noSign.certPem}${good.certPem}`;
+    expect(
+      await handshake(await servePlain({ key: leaf.keyPem, cert: both }), { ca: root.certPem }),
+    ).toMatchObject({
+      ok: false,
+    });
+    const rotating = memory({ key: leaf.keyPem, cert: `${leaf.certPem}${good.certPem}` });
+    const served = resolverFor({ key: rotating.ref('key'), cert: rotating.ref('cert') });
+    const port = await serve(served);
+    rotating.set('cert', both);
+    pastBackoff();
+    expect((await served.refresh()).errors[0]?.message).toMatch(/lacks keyCertSign/);
+    expect(await handshake(port, { ca: root.certPem })).toMatchObject({ ok: true, serial: leaf.serial });
+    // And as a CA entry completing a leaf-only chain.
+    const fromCa = resolverFor({
+      key: leaf.keyPem,
+      cert: leaf.certPem,
+      ca: `${root.certPem}${noSign.certPem}`,
+    });
+    await fromCa.resolve();
+    expect(() => fromCa.declareRole('server')).toThrow(/lacks keyCertSign/);
   });
 
   it('of an expired copy of the intermediate and its renewal (same key) sent together, the valid one counts, as peers take it', async () => {
