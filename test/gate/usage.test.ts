@@ -17,6 +17,7 @@ import {
   createAgent,
   createServer,
   InvalidMaterialError,
+  type Resolver,
 } from '../../src/index.js';
 import { toPfx } from '../fixtures/ca.js';
 import { type Authority, type Cert, createRoot, DAY, x509 } from './pki.js';
@@ -37,6 +38,17 @@ beforeAll(async () => {
 
 function keyPair(cert: Cert) {
   return memory({ key: cert.keyPem, cert: cert.certPem });
+}
+
+/** What `createServer()` on `resolver` reports when it listens: its 'error', or undefined if it listens. */
+async function listenError(resolver: Resolver): Promise<InvalidMaterialError | undefined> {
+  const server = createServer(resolver, {}, (socket) => socket.end('hello'));
+  server.listen(0, '127.0.0.1');
+  const [error] = (await Promise.race([once(server, 'error'), once(server, 'listening')])) as [
+    InvalidMaterialError | undefined,
+  ];
+  server.close();
+  return error;
 }
 
 describe('server role', () => {
@@ -96,18 +108,25 @@ describe('server role', () => {
       ca: `${root.certPem}\n${clientCa.certPem}`,
     });
     const resolver = resolverFor({ key: store.ref('key'), cert: store.ref('cert'), ca: store.ref('ca') });
-    const server = createServer(resolver, {}, (socket) => socket.end('hello'));
-    server.listen(0, '127.0.0.1');
-    const [error] = (await Promise.race([once(server, 'error'), once(server, 'listening')])) as [
-      InvalidMaterialError | undefined,
-    ];
-    server.close();
+    const error = await listenError(resolver);
     expect(error).toBeInstanceOf(InvalidMaterialError);
     expect(error?.field).toBe('ca#1');
     expect(error?.ref).toBe('memory:ca');
     expect(error?.message).toContain(`intermediate certificate ${clientCa.serial} is used as a server`);
   });
 });
+
+/**
+ * `cert` (with `leaf`'s key) served as it is, by a plain Node server, and through the gate: peers accept
+ * both, and see the leaf.
+ */
+async function acceptedAsPeersAccept(leaf: Cert, cert: string): Promise<void> {
+  const plain = await servePlain({ key: leaf.keyPem, cert });
+  expect(await handshake(plain, { ca: root.certPem })).toMatchObject({ ok: true });
+  const store = memory({ key: leaf.keyPem, cert });
+  const port = await serve(resolverFor({ key: store.ref('key'), cert: store.ref('cert') }));
+  expect(await handshake(port, { ca: root.certPem })).toMatchObject({ ok: true, serial: leaf.serial });
+}
 
 describe('intermediates as peers check them', () => {
   it('an intermediate that is not a CA certificate (no basicConstraints) is refused: every peer refuses the chain', async () => {
@@ -182,12 +201,7 @@ describe('intermediates as peers check them', () => {
       `${leaf.certPem}${expired.certPem}${intermediate.certPem}`,
       `${leaf.certPem}${intermediate.certPem}${expired.certPem}`,
     ]) {
-      const plain = await servePlain({ key: leaf.keyPem, cert });
-      expect(await handshake(plain, { ca: root.certPem })).toMatchObject({ ok: true });
-      const store = memory({ key: leaf.keyPem, cert });
-      const resolver = resolverFor({ key: store.ref('key'), cert: store.ref('cert') });
-      const port = await serve(resolver);
-      expect(await handshake(port, { ca: root.certPem })).toMatchObject({ ok: true, serial: leaf.serial });
+      await acceptedAsPeersAccept(leaf, cert);
     }
   });
 
@@ -216,25 +230,13 @@ describe('intermediates as peers check them', () => {
     const expiredRoot = await createRoot(root.cert.subject.replace(/^CN=/, ''), { keys: root.keys, ...past });
     const stray = await root.issue({ commonName: 'stray', ...past });
     for (const extra of [expiredRoot, stray]) {
-      const cert = `${both.certPem}${extra.certPem}`;
-      const plain = await servePlain({ key: both.keyPem, cert });
-      expect(await handshake(plain, { ca: root.certPem })).toMatchObject({ ok: true });
-      const store = memory({ key: both.keyPem, cert });
-      const resolver = resolverFor({ key: store.ref('key'), cert: store.ref('cert') });
-      const port = await serve(resolver);
-      expect(await handshake(port, { ca: root.certPem })).toMatchObject({ ok: true, serial: both.serial });
+      await acceptedAsPeersAccept(both, `${both.certPem}${extra.certPem}`);
     }
   });
 
   it('a certificate given along that is not on the path is not checked: peers ignore it, and so does the gate', async () => {
     const stray = await root.issue({ extKeyUsage: [clientAuth], commonName: 'stray' });
-    const cert = `${both.certPem}${stray.certPem}`;
-    const plain = await servePlain({ key: both.keyPem, cert });
-    expect(await handshake(plain, { ca: root.certPem })).toMatchObject({ ok: true });
-    const store = memory({ key: both.keyPem, cert });
-    const resolver = resolverFor({ key: store.ref('key'), cert: store.ref('cert') });
-    const port = await serve(resolver);
-    expect(await handshake(port, { ca: root.certPem })).toMatchObject({ ok: true, serial: both.serial });
+    await acceptedAsPeersAccept(both, `${both.certPem}${stray.certPem}`);
   });
 });
 
@@ -257,12 +259,7 @@ describe('a PFX presents its chain too', () => {
     const plain = await servePlain({ pfx, passphrase: PASS });
     expect(await handshake(plain, { ca: root.certPem })).toMatchObject({ ok: false });
     const { resolver } = pfxResolver(pfx);
-    const server = createServer(resolver, {}, (socket) => socket.end('hello'));
-    server.listen(0, '127.0.0.1');
-    const [error] = (await Promise.race([once(server, 'error'), once(server, 'listening')])) as [
-      InvalidMaterialError | undefined,
-    ];
-    server.close();
+    const error = await listenError(resolver);
     expect(error).toBeInstanceOf(InvalidMaterialError);
     expect(error?.field).toBe('pfx');
     expect(error?.message).toContain(`intermediate certificate ${clientCa.serial} is used as a server`);
