@@ -302,7 +302,7 @@ function pfxIssuer(context: SecureContext): X509Certificate | undefined {
   const der = native?.getIssuer?.();
   if (!der) return undefined;
   const issuer = new X509Certificate(der);
-  return issuer.checkIssued(issuer) && issuer.verify(issuer.publicKey) ? undefined : issuer;
+  return issuedBy(issuer, issuer) ? undefined : issuer;
 }
 
 /** Reads a DER length at `offset`: [length, offset of the content]. */
@@ -869,7 +869,13 @@ function nameKey(name: string): string {
  * checked afterwards, on the chain so linked, and a peer refuses it there (checkRoles).
  */
 function issuedBy(cert: X509Certificate, issuer: X509Certificate): boolean {
-  return nameKey(issuer.subject) === nameKey(cert.issuer) && cert.verify(issuer.publicKey);
+  if (nameKey(issuer.subject) !== nameKey(cert.issuer)) return false;
+  try {
+    return cert.verify(issuer.publicKey);
+  } catch {
+    // A key OpenSSL cannot use (a damaged CA entry of the right name) issues nothing.
+    return false;
+  }
 }
 
 const validAt = (cert: X509Certificate, now: number) =>
