@@ -139,8 +139,12 @@ export interface ValidateOptions {
   };
   /** The roles the material is used in (server, client): every presented certificate must allow them. */
   readonly roles?: ReadonlySet<Role>;
-  /** The bundle being served: a chain that carried an intermediate must not lose it (a write in progress). */
-  readonly previous?: ValidatedBundle;
+  /**
+   * What the served bundle's chains reached: a chain that carried an intermediate must not lose it (a write
+   * in progress). The chains only, not the bundle: whatever a new bundle keeps of its options must not keep
+   * the bundle before it, and through it every earlier one.
+   */
+  readonly previousChains?: ReadonlyMap<string, ChainRecord>;
   /**
    * Contexts other consumers will use as they are (a server's, built with its complete options), each given
    * the secret options and answering the complete options of its context. They are built by
@@ -510,8 +514,8 @@ function buildContext(contextOptions: SecureContextOptions, at: Pick<Item, 'path
 
 /**
  * A context built on first use, once. Outside validateMaterial on purpose: a closure made there shares its
- * scope, which holds the previous bundle (`options.previous`), so each generation kept the one before it
- * alive: the soak grew 11 KB per rotation.
+ * scope, which holds `options` (and once held the previous bundle there, so each generation kept the one
+ * before it alive: the soak grew 11 KB per rotation).
  */
 function onFirstUse(
   contextOptions: SecureContextOptions,
@@ -521,6 +525,22 @@ function onFirstUse(
   return () => {
     built ??= buildContext(contextOptions, at);
     return built;
+  };
+}
+
+/**
+ * The bundle with `secureContext` as a getter, made outside validateMaterial for the reason above: a getter
+ * written in its return value kept its whole scope (the options, the material) alive as long as the bundle.
+ */
+function withLazyContext(
+  fields: Omit<ValidatedBundle, 'secureContext'>,
+  secureContext: () => SecureContext,
+): ValidatedBundle {
+  return {
+    ...fields,
+    get secureContext() {
+      return secureContext();
+    },
   };
 }
 
@@ -664,7 +684,7 @@ export function validateMaterial(material: Material, options: ValidateOptions): 
       certificates.push(info);
       usages.push(presentedUsage(standIn.item, link.cert, false));
     }
-    checkChainKept(item, presented, options.previous?.chains.get(item.path), { extra, caBySubject });
+    checkChainKept(item, presented, options.previousChains?.get(item.path), { extra, caBySubject });
     chains.set(item.path, {
       reached: presented
         .slice(1)
@@ -824,23 +844,23 @@ export function validateMaterial(material: Material, options: ValidateOptions): 
     ...enforced,
     ...authorities.filter((info) => info.notAfter.getTime() > now && !presentedAuthorities.has(info)),
   ];
-  return {
-    options: secretOptions,
-    get secureContext() {
-      return secureContext();
+  return withLazyContext(
+    {
+      options: secretOptions,
+      contexts,
+      buildContexts: contextsBuilder(contexts, secureContext),
+      certificates,
+      authorities,
+      crls,
+      deadlines,
+      notAfter,
+      psk,
+      usages,
+      chains,
+      trustDigest,
     },
-    contexts,
-    buildContexts: contextsBuilder(contexts, secureContext),
-    certificates,
-    authorities,
-    crls,
-    deadlines,
-    notAfter,
-    psk,
-    usages,
-    chains,
-    trustDigest,
-  };
+    secureContext,
+  );
 }
 
 /** A CA entry, parsed only when needed: a rotation of a large bundle parses the entries that changed. */

@@ -12,12 +12,10 @@
  */
 import { createHook } from 'node:async_hooks';
 import { parseArgs } from 'node:util';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { memory } from '../providers/memory.js';
 import { connect, createResolver, createServer } from '../src/index.js';
 import { createTestCA, type Issued, randomTicketKeys } from './fixtures/ca.js';
-import { closeServer, listen, readAll } from './helpers/tls.js';
+import { closeServer, exposedGc, listen, readAll } from './helpers/tls.js';
 
 const { values } = parseArgs({
   options: {
@@ -38,13 +36,6 @@ for (const [name, value] of [
 }
 
 const MAX_HEAP_GROWTH = 0.1;
-
-/** `global.gc`, exposed at run time if node started without --expose-gc (`npm run soak` is plain tsx). */
-function gcFunction(): () => void {
-  if (typeof globalThis.gc === 'function') return globalThis.gc as () => void;
-  setFlagsFromString('--expose-gc');
-  return runInNewContext('gc') as () => void;
-}
 
 async function settledHeap(gc: () => void): Promise<number> {
   // Several rounds: finalizers of TLS sockets free native memory and JS objects over more than one cycle.
@@ -84,7 +75,7 @@ function leakedResources(before: string[], after: string[]): string[] {
 }
 
 async function main(): Promise<number> {
-  const gc = gcFunction();
+  const gc = exposedGc();
   const handlesBefore = process.getActiveResourcesInfo();
   const liveBefore = liveResources();
 

@@ -136,7 +136,7 @@ export function buildGeneration(input: BuildInput): {
     caCache,
     roles: input.roles,
     // The chain the served bundle presents: a candidate that lost an intermediate it carried is refused.
-    previous: input.previous?.bundle,
+    previousChains: input.previous?.bundle.chains,
   });
   const { pskIdentity, ...passThrough } = input.passThrough;
   const options = { ...passThrough, ...bundle.options } as ResolvedOptions;

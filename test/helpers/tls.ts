@@ -2,6 +2,8 @@
 import { syncBuiltinESMExports } from 'node:module';
 import type { AddressInfo, Socket } from 'node:net';
 import tls, { type Server, type TLSSocket } from 'node:tls';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import type { Provider, SecretRef } from '../../src/provider.js';
 
 const connections = new WeakMap<Server, Set<Socket>>();
@@ -80,21 +82,44 @@ export async function eventually<T>(check: () => T | Promise<T>, timeoutMs = 5_0
 
 /**
  * Counts `tls.createSecureContext` calls from anywhere (named imports included) until `restore()`: how many
- * contexts were built.
+ * contexts were built, and (`live()`, after collecting garbage) how many of them are still reachable.
  */
-export function countContexts(): { count(): number; restore(): void } {
+export function countContexts(): { count(): number; live(): Promise<number>; restore(): void } {
   const original = tls.createSecureContext;
   let calls = 0;
+  let collected = 0;
+  const registry = new FinalizationRegistry<void>(() => {
+    collected += 1;
+  });
   (tls as { createSecureContext: typeof original }).createSecureContext = (options) => {
     calls += 1;
-    return original(options);
+    const context = original(options);
+    registry.register(context, undefined);
+    return context;
   };
   syncBuiltinESMExports();
   return {
     count: () => calls,
+    live: async () => {
+      const gc = exposedGc();
+      // Finalizers run in a later task than the collection, and a TLS socket's teardown frees its
+      // context's last reference over more than one cycle: a few rounds, never a fixed wait.
+      for (let round = 0; round < 6; round++) {
+        gc();
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      return calls - collected;
+    },
     restore: () => {
       (tls as { createSecureContext: typeof original }).createSecureContext = original;
       syncBuiltinESMExports();
     },
   };
+}
+
+/** `global.gc`, exposed at run time where node started without --expose-gc (vitest's workers, plain tsx). */
+export function exposedGc(): () => void {
+  if (typeof globalThis.gc === 'function') return globalThis.gc as () => void;
+  setFlagsFromString('--expose-gc');
+  return runInNewContext('gc') as () => void;
 }
