@@ -9,11 +9,12 @@
  * Messages in: `start` (the plan), `stop`. Messages out: `loaded`, `ready`, `rotated`, `stopped`.
  */
 import { awsSecretsManager } from '../providers/aws-secrets-manager.js';
+import { ssmParameterStore } from '../providers/aws-ssm.js';
 import { vault } from '../providers/vault/index.js';
 import { createResolver, type Provider, type Resolver, type TlsSecretsSpec } from '../src/index.js';
 
 export interface FleetPlan {
-  readonly store: 'aws' | 'vault';
+  readonly store: 'aws' | 'ssm' | 'vault';
   /** The quota proxy in front of the store. */
   readonly endpoint: string;
   /** Epoch ms at which each of this process's instances starts. */
@@ -66,6 +67,24 @@ function build(plan: FleetPlan): { spec: TlsSecretsSpec; provider: Provider; clo
         key: sm.secret(plan.clientSecret, { jsonKey: 'key' }),
         cert: sm.secret(plan.clientSecret, { jsonKey: 'cert' }),
         ca: plan.caSecrets.map((id) => sm.secret(id)),
+      },
+      close: () => undefined,
+    };
+  }
+  if (plan.store === 'ssm') {
+    const aws = plan.aws;
+    if (!aws) throw new Error('ssm plan without credentials');
+    const ssm = ssmParameterStore({
+      endpoint: plan.endpoint,
+      region: aws.region,
+      credentials: { accessKeyId: aws.accessKeyId, secretAccessKey: aws.secretAccessKey },
+    });
+    return {
+      provider: ssm,
+      spec: {
+        key: ssm.ref(plan.clientSecret, { jsonKey: 'key' }),
+        cert: ssm.ref(plan.clientSecret, { jsonKey: 'cert' }),
+        ca: plan.caSecrets.map((name) => ssm.ref(name)),
       },
       close: () => undefined,
     };

@@ -20,6 +20,14 @@ export interface AwsClientConfigOptions {
 }
 
 export const DEFAULT_MAX_ATTEMPTS = 3;
+
+/**
+ * How many sends a paced read gets: `maxAttempts`, or for an injected client (whose own maxAttempts cannot be
+ * read back synchronously) the SDK's default, 3.
+ */
+export function pacedAttempts(options: { readonly client?: unknown; readonly maxAttempts?: number }): number {
+  return options.client === undefined ? (options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS) : DEFAULT_MAX_ATTEMPTS;
+}
 export const DEFAULT_REQUEST_TIMEOUT_MS = 5_000;
 const CONNECTION_TIMEOUT_MS = 3_000;
 
@@ -511,6 +519,22 @@ export class ReadPacer {
   /** The current spacing in ms (0: unpaced). */
   get spacingMs(): number {
     return this.#spacingMs;
+  }
+
+  /**
+   * One read in its turns: `send` (whose command must go through failFastOnThrottling, so that the SDK does
+   * not retry a throttled attempt on its own backoff) is sent again after each throttled answer, up to
+   * `attempts` sends in all; then the last throttled error is thrown. Any other error is thrown at once.
+   */
+  async send<T>(attempts: number, signal: AbortSignal, send: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.read(attempt, signal, send);
+      } catch (err) {
+        if (!(err instanceof ThrottledAnswer)) throw err;
+        if (attempt >= attempts || signal.aborted) throw err.throttled;
+      }
+    }
   }
 
   /**

@@ -41,11 +41,11 @@ import {
   awsErrorNames,
   awsErrorParts,
   chunk,
-  DEFAULT_MAX_ATTEMPTS,
   eachLimit,
   failFastOnThrottling,
   genericAwsError,
   lazyAwsClient,
+  pacedAttempts,
   ReadPacer,
   ThrottledAnswer,
   validateAwsOptions,
@@ -266,8 +266,7 @@ export function awsSecretsManager(options: AwsSecretsManagerOptions = {}): AwsSe
   let batchPausedUntil = 0;
   // One per provider, as the client is: the reads of one service instance.
   const pacer = new ReadPacer();
-  // An injected client's own maxAttempts cannot be read back synchronously: the SDK's default, 3.
-  const readAttempts = options.client === undefined ? (options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS) : 3;
+  const readAttempts = pacedAttempts(options);
   const trail = new AwsCredentialTrail(options.client === undefined ? options.credentials : undefined);
   const fail = (err: unknown, ref: SecretRef, signal?: AbortSignal): Error =>
     toError(err, ref, trail.values, signal);
@@ -299,31 +298,24 @@ export function awsSecretsManager(options: AwsSecretsManagerOptions = {}): AwsSe
     try {
       const { sdk, client } = await load(ref);
       // Throttled answers are retried here, paced (see ReadPacer), not by the SDK on its own backoff.
-      for (let attempt = 1; ; attempt++) {
-        try {
-          const out = await pacer.read(attempt, signal, () =>
-            client.send(
-              failFastOnThrottling(
-                trail.watch(
-                  new sdk.GetSecretValueCommand({
-                    SecretId: target.secretId,
-                    ...(target.versionId === undefined ? {} : { VersionId: target.versionId }),
-                    // AWSCURRENT is the service default, but moto moves it without updating its default: name it.
-                    ...(target.versionStage === undefined && target.versionId !== undefined
-                      ? {}
-                      : { VersionStage: target.versionStage ?? CURRENT }),
-                  }),
-                ),
-              ),
-              { abortSignal: signal },
+      const out = await pacer.send(readAttempts, signal, () =>
+        client.send(
+          failFastOnThrottling(
+            trail.watch(
+              new sdk.GetSecretValueCommand({
+                SecretId: target.secretId,
+                ...(target.versionId === undefined ? {} : { VersionId: target.versionId }),
+                // AWSCURRENT is the service default, but moto moves it without updating its default: name it.
+                ...(target.versionStage === undefined && target.versionId !== undefined
+                  ? {}
+                  : { VersionStage: target.versionStage ?? CURRENT }),
+              }),
             ),
-          );
-          return toResult(ref, out);
-        } catch (err) {
-          if (!(err instanceof ThrottledAnswer)) throw err;
-          if (attempt >= readAttempts || signal.aborted) throw err.throttled;
-        }
-      }
+          ),
+          { abortSignal: signal },
+        ),
+      );
+      return toResult(ref, out);
     } catch (err) {
       throw fail(err, ref, signal);
     }

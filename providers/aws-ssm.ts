@@ -3,6 +3,8 @@
  * parameters, with version and label selectors written as AWS writes them (`/svc/tls/cert:3`,
  * `/svc/tls/cert:blue`). Many parameters are read with GetParameters (10 names per call); a version check is
  * a GetParameter without decryption, which costs no KMS request. The SDK is an optional peer loaded on first use.
+ * Every call spends the account's one throughput quota (40/s standard): a throttled one is retried by the
+ * provider, paced (ReadPacer, as Secrets Manager's reads), not by the SDK on its own backoff.
  */
 import { inspect } from 'node:util';
 import type { Parameter, SSMClient, SSMClientConfig } from '@aws-sdk/client-ssm';
@@ -27,8 +29,11 @@ import {
   awsErrorNames,
   awsErrorParts,
   eachLimit,
+  failFastOnThrottling,
   genericAwsError,
   lazyAwsClient,
+  pacedAttempts,
+  ReadPacer,
   validateAwsOptions,
 } from './_aws.js';
 
@@ -282,6 +287,10 @@ export function ssmParameterStore(options: SsmParameterStoreOptions = {}): SsmPa
   const withDecryption = options.withDecryption ?? true;
   // Learned once per provider: an identity allowed ssm:GetParameter but not ssm:GetParameters stays denied.
   let batchDenied = false;
+  // One per provider, as the client is: every call of one service instance, reads and version checks alike,
+  // for they spend one throughput quota of the account.
+  const pacer = new ReadPacer();
+  const attempts = pacedAttempts(options);
   const trail = new AwsCredentialTrail(options.client === undefined ? options.credentials : undefined);
   const fail = (err: unknown, ref: SecretRef, signal?: AbortSignal): Error =>
     toError(err, ref, trail.values, signal);
@@ -308,11 +317,14 @@ export function ssmParameterStore(options: SsmParameterStoreOptions = {}): SsmPa
 
   const getOne = async (ref: SecretRef, signal: AbortSignal, decrypt: boolean): Promise<Parameter> => {
     const { sdk, client } = await load(ref);
-    const out = await client.send(
-      trail.watch(new sdk.GetParameterCommand({ Name: ref.id, WithDecryption: decrypt })),
-      {
-        abortSignal: signal,
-      },
+    // Throttled answers are retried here, paced (see ReadPacer), not by the SDK on its own backoff.
+    const out = await pacer.send(attempts, signal, () =>
+      client.send(
+        failFastOnThrottling(
+          trail.watch(new sdk.GetParameterCommand({ Name: ref.id, WithDecryption: decrypt })),
+        ),
+        { abortSignal: signal },
+      ),
     );
     return out.Parameter ?? {};
   };
@@ -342,9 +354,13 @@ export function ssmParameterStore(options: SsmParameterStoreOptions = {}): SsmPa
     let invalid: string[];
     try {
       const { sdk, client } = await load(first);
-      const out = await client.send(
-        trail.watch(new sdk.GetParametersCommand({ Names: [...ids], WithDecryption: withDecryption })),
-        { abortSignal: signal },
+      const out = await pacer.send(attempts, signal, () =>
+        client.send(
+          failFastOnThrottling(
+            trail.watch(new sdk.GetParametersCommand({ Names: [...ids], WithDecryption: withDecryption })),
+          ),
+          { abortSignal: signal },
+        ),
       );
       found = out.Parameters ?? [];
       invalid = out.InvalidParameters ?? [];

@@ -2,8 +2,9 @@
  * Section 7: a fleet starting at once. `processes` processes with `instances` instances each (separate
  * services: each its own provider, SDK client and resolver) start within one second against
  * (a) moto behind a quota proxy enforcing AWS-style token buckets per API (throttled calls answered
- * `400 ThrottlingException` as AWS does), once per secret count in `--fleet-secrets`, and
- * (b) a real OpenBao dev server with a real rate-limit quota (`sys/quotas/rate-limit`), its 429s counted by
+ * `400 ThrottlingException` as AWS does), once per secret count in `--fleet-secrets`,
+ * (b) moto's Parameter Store behind the same proxy, one bucket for its two read APIs (cold start only), and
+ * (c) a real OpenBao dev server with a real rate-limit quota (`sys/quotas/rate-limit`), its 429s counted by
  * a pass-through proxy. Reported: time to first bundle, store calls per API, throttled answers, peak calls
  * per second against the quota; then one secret is rotated in the store and the time until 99 % of the
  * fleet serves it is measured, with the call rate it caused.
@@ -20,6 +21,7 @@ import {
   PutSecretValueCommand,
   SecretsManagerClient,
 } from '@aws-sdk/client-secrets-manager';
+import { PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { startBao } from '../../test/helpers/bao.js';
 import { startMoto } from '../../test/helpers/moto.js';
 import { type BenchContext, type SectionResult, type Target, target } from '../lib/context.js';
@@ -41,6 +43,11 @@ const REFERENCE_AWS_QUOTAS: Record<string, number> = {
 // Two and a half requests per instance and second: a cold start of 3 secrets (a token lookup and 3 reads
 // per instance) needs 1.6 s of the quota at the least.
 const REFERENCE_VAULT_RATE = 1_000;
+// Parameter Store's standard throughput for a whole account and region (GetParameter and GetParameters
+// together), scaled as the others: 400 instances share 40 calls a second.
+const REFERENCE_SSM_RATE = 40;
+/** The quota proxy's one bucket for both read APIs of Parameter Store. */
+const SSM_READS = 'GetParameter(s)';
 const JITTER = 0.1;
 const FIRST_BUNDLE_P99_MS = 3_000;
 
@@ -53,8 +60,13 @@ export interface FleetSettings {
   readonly refreshIntervalMs: number;
   readonly coldTimeoutMs: number;
   readonly spreadMs: number;
-  readonly stores: ReadonlySet<'aws' | 'vault'>;
+  readonly stores: ReadonlySet<FleetStore>;
+  /** Parameter Store's throughput for the fleet: GetParameter and GetParameters share it. */
+  readonly ssmRate: number;
 }
+
+type FleetStore = 'aws' | 'ssm' | 'vault';
+const FLEET_STORES: readonly FleetStore[] = ['aws', 'ssm', 'vault'];
 
 const positiveInt = (name: string, value: string | undefined, fallback: number): number => {
   if (value === undefined) return fallback;
@@ -94,9 +106,10 @@ export function fleetSettings(
     awsQuotas[api] = n;
   }
   const stores = new Set(
-    (str('fleet-stores') ?? 'aws,vault').split(',').map((s) => {
-      if (s !== 'aws' && s !== 'vault') throw new Error(`--fleet-stores takes aws and vault, got ${s}`);
-      return s;
+    (str('fleet-stores') ?? FLEET_STORES.join(',')).split(',').map((s) => {
+      const store = FLEET_STORES.find((name) => name === s);
+      if (!store) throw new Error(`--fleet-stores takes ${FLEET_STORES.join(', ')}, got ${s}`);
+      return store;
     }),
   );
   return {
@@ -105,6 +118,7 @@ export function fleetSettings(
     secrets,
     awsQuotas,
     vaultRate: positiveInt('fleet-vault-rate', str('fleet-vault-rate'), scaled(REFERENCE_VAULT_RATE)),
+    ssmRate: positiveInt('fleet-ssm-rate', str('fleet-ssm-rate'), scaled(REFERENCE_SSM_RATE)),
     refreshIntervalMs: positiveInt('fleet-refresh-ms', str('fleet-refresh-ms'), smoke ? 1_000 : 10_000),
     coldTimeoutMs: positiveInt('fleet-timeout-ms', str('fleet-timeout-ms'), smoke ? 5_000 : 20_000),
     spreadMs: smoke ? 200 : 1_000,
@@ -308,6 +322,76 @@ async function awsScenarios(ctx: BenchContext, settings: FleetSettings): Promise
   }
 }
 
+/**
+ * Parameter Store on moto: one JSON parameter with key and certificate and `secrets - 1` CA parameters, read
+ * with GetParameters (10 names a call) under one shared throughput quota, as AWS enforces it.
+ */
+async function ssmScenario(ctx: BenchContext, settings: FleetSettings): Promise<Scenario> {
+  const secrets = Math.min(...settings.secrets);
+  const label = `moto SSM, ${secrets} parameters`;
+  const moto = await startMoto();
+  if (typeof moto === 'string') {
+    return { label, status: 'skipped', reason: moto, refreshIntervalMs: settings.refreshIntervalMs };
+  }
+  const seeder = new SSMClient({ endpoint: moto.url, region: REGION, credentials: AWS });
+  const proxy = await startQuotaProxy({
+    target: moto.url,
+    classify: (req) => {
+      const api = awsTarget(req);
+      return api === 'GetParameter' || api === 'GetParameters' ? SSM_READS : api;
+    },
+    quotas: { [SSM_READS]: settings.ssmRate },
+  });
+  try {
+    const { client } = ctx.material.ec;
+    const put = (name: string, value: string) =>
+      seeder.send(new PutParameterCommand({ Name: name, Value: value, Type: 'String', Overwrite: true }));
+    await put('/fleet/client', JSON.stringify({ key: client.keyPem, cert: client.certPem }));
+    const caNames = pems(ctx, secrets - 1).map((_, i) => `/fleet/ca/${i}`);
+    for (const [i, pem] of pems(ctx, secrets - 1).entries()) await put(caNames[i] as string, pem);
+    const fleetSize = settings.processes * settings.instances;
+    // GetParameters reads 10 names a call: that many calls per instance, one quota for all.
+    const quotaFloorMs = (1000 * fleetSize * Math.ceil(secrets / 10)) / settings.ssmRate;
+    // A version check is one GetParameter per parameter: at this quota a fleet's poll is a minute or more,
+    // so the cold start alone is measured (a rotation is followed as with Secrets Manager: same resolver).
+    const refreshIntervalMs = pollFor(settings, fleetSize * secrets, settings.ssmRate);
+    ctx.log(
+      `[fleet] moto SSM, ${settings.processes} x ${settings.instances} instances, ${secrets} parameters`,
+    );
+    const result = await runFleet({
+      processes: settings.processes,
+      instancesPerProcess: settings.instances,
+      spreadMs: settings.spreadMs,
+      coldTimeoutMs: Math.max(settings.coldTimeoutMs, 2 * quotaFloorMs),
+      proxy,
+      quotas: { [SSM_READS]: settings.ssmRate },
+      plan: {
+        store: 'ssm',
+        endpoint: proxy.url,
+        clientSecret: '/fleet/client',
+        caSecrets: caNames,
+        refreshIntervalMs,
+        retryEveryMs: 200,
+        aws: AWS,
+      },
+      rotateTimeoutMs: 0,
+    });
+    return {
+      label,
+      status: 'measured',
+      secrets,
+      quotaFloorMs,
+      refreshIntervalMs,
+      quotaNote: `${SSM_READS} ${settings.ssmRate}/s (one throughput quota, as AWS's standard 40/s per account)`,
+      result,
+    };
+  } finally {
+    seeder.destroy();
+    await proxy.close();
+    await moto.close();
+  }
+}
+
 async function vaultScenario(ctx: BenchContext, settings: FleetSettings): Promise<Scenario> {
   const secrets = Math.min(...settings.secrets);
   const label = `OpenBao, ${secrets} secrets`;
@@ -443,6 +527,7 @@ export async function runFleetSection(ctx: BenchContext): Promise<SectionResult>
   const settings = fleetSettings(ctx.flags, ctx.smoke);
   const scenarios: Scenario[] = [];
   if (settings.stores.has('aws')) scenarios.push(...(await awsScenarios(ctx, settings)));
+  if (settings.stores.has('ssm')) scenarios.push(await ssmScenario(ctx, settings));
   if (settings.stores.has('vault')) scenarios.push(await vaultScenario(ctx, settings));
 
   const targets: Target[] = [];

@@ -256,34 +256,75 @@ describe.skipIf(!motoEndpoint)('AWS Secrets Manager quotas (moto behind a quota-
   });
 });
 
-describe.skipIf(!motoEndpoint)('SSM Parameter Store quotas: batching always pays', () => {
-  it('a throttled GetParameters is not split into GetParameter calls (one account-wide throughput for both)', async () => {
-    const admin = new SSMClient({ endpoint: motoEndpoint, region: REGION, credentials: CREDENTIALS });
-    cleanups.push(() => admin.destroy());
-    const names = Array.from({ length: 3 }, () => `/quota/${randomUUID().slice(0, 8)}`);
-    for (const name of names) {
-      await admin.send(new PutParameterCommand({ Name: name, Value: ca.certPem, Type: 'String' }));
-    }
-    const proxy = await startFaultProxy(motoEndpoint);
-    cleanups.push(() => proxy.close());
-    await proxy.setFault({ kind: 'quota', limits: { GetParameters: { perSecond: 0, burst: 0 } } });
-    const ssm = ssmParameterStore({
-      region: REGION,
-      endpoint: proxy.url,
-      credentials: CREDENTIALS,
-      maxAttempts: 2,
+describe.skipIf(!motoEndpoint)(
+  'SSM Parameter Store quotas: batching always pays, throttled reads are paced',
+  () => {
+    let proxy: FaultProxy;
+    let names: string[];
+    beforeAll(async () => {
+      const admin = new SSMClient({ endpoint: motoEndpoint, region: REGION, credentials: CREDENTIALS });
+      names = Array.from({ length: 6 }, () => `/quota/${randomUUID().slice(0, 8)}`);
+      for (const name of names) {
+        await admin.send(new PutParameterCommand({ Name: name, Value: ca.certPem, Type: 'String' }));
+      }
+      admin.destroy();
+      proxy = await startFaultProxy(motoEndpoint);
     });
-    cleanups.push(() => ssm.close());
-    const results = await ssm.fetchMany(
-      names.map((name) => ssm.ref(name)),
-      signal(),
-    );
-    for (const result of results) expect(result).toMatchObject({ transient: true });
-    const count = (api: string) => proxy.log.filter((r) => r.target === api).length;
-    // The SDK's own retry (maxAttempts 2) of the one call, and no single reads.
-    expect([count('GetParameters'), count('GetParameter')]).toEqual([2, 0]);
-  });
-});
+    afterAll(async () => {
+      await proxy?.close();
+    });
+    let mark = 0;
+    beforeEach(() => {
+      mark = proxy.log.length;
+    });
+    afterEach(async () => {
+      await proxy.setFault({ kind: 'none' });
+    });
+    const provider = (maxAttempts: number) => {
+      const ssm = ssmParameterStore({
+        region: REGION,
+        endpoint: proxy.url,
+        credentials: CREDENTIALS,
+        maxAttempts,
+      });
+      cleanups.push(() => ssm.close());
+      return ssm;
+    };
+    const log = (api: string) => proxy.log.slice(mark).filter((r) => r.target === api);
+
+    it('a throttled GetParameters is not split into GetParameter calls (one account-wide throughput for both)', async () => {
+      await proxy.setFault({ kind: 'quota', limits: { GetParameters: { perSecond: 0, burst: 0 } } });
+      const ssm = provider(2);
+      const results = await ssm.fetchMany(
+        names.slice(0, 3).map((name) => ssm.ref(name)),
+        signal(),
+      );
+      for (const result of results) expect(result).toMatchObject({ transient: true });
+      // Two attempts of the one call (the provider's retry, not the SDK's as well), and no single reads.
+      expect([log('GetParameters').length, log('GetParameter').length]).toEqual([2, 0]);
+    });
+
+    it('a throttled GetParameter is retried by the provider in paced turns: maxAttempts calls each, no two retries together', async () => {
+      await proxy.setFault({ kind: 'quota', limits: { GetParameter: { perSecond: 0, burst: 0 } } });
+      const ssm = provider(2);
+      const results = await Promise.all(
+        names.map((name) => ssm.fetch(ssm.ref(name), signal()).catch((e) => e)),
+      );
+      for (const result of results) {
+        expect(result).toBeInstanceOf(FetchError);
+        expect(result).toMatchObject({ transient: true, message: expect.stringMatching(/throttling/) });
+      }
+      // 6 reads x 2 attempts; the SDK retrying each attempt as well would make it 6 x 2 x 2.
+      const calls = log('GetParameter');
+      expect(calls.length).toBe(12);
+      // The 6 first attempts go out together (nothing was throttled yet); each retry waits its turn, at least
+      // half the least spacing (250 ms) after the call before it. On the SDK's own backoff they came together.
+      const starts = calls.map((call) => call.at).sort((a, b) => a - b);
+      const gaps = starts.slice(6).map((at, i) => at - (starts[5 + i] as number));
+      expect(Math.min(...gaps)).toBeGreaterThanOrEqual(100);
+    });
+  },
+);
 
 describe('OpenBao rate-limit quotas (sys/quotas/rate-limit): 429 with Retry-After', () => {
   let bao: Bao | undefined;
