@@ -139,9 +139,9 @@ export async function watch(configPath: string, flags: Flags): Promise<number> {
       });
     }
   }
-  if (resolved) {
+  const reportReady = (first: ResolvedOptions) => {
     ready = true;
-    const rows = buildRows(resolver, certificates, resolved);
+    const rows = buildRows(resolver, certificates, first);
     if (flags.json) {
       emit('ready', { generation: resolver.generation, fields: rows }, '');
     } else {
@@ -150,7 +150,10 @@ export async function watch(configPath: string, flags: Flags): Promise<number> {
         `${new Date().toISOString()} ready generation ${resolver.generation}: watching ${configPath} (Ctrl-C to stop)`,
       );
     }
-  }
+  };
+  if (resolved) reportReady(resolved);
+  // This frame lives until the end: holding the first bundle here kept its key past every rotation.
+  resolved = undefined;
   await stopped;
   clearInterval(keepAlive);
   try {

@@ -36,21 +36,56 @@ const VERIFY_FAILURES = new Set([
 
 interface SessionCache {
   generation: number;
-  sessions: Map<string, Buffer>;
+  readonly sessions: Map<string, Buffer>;
 }
 
 const sessionCaches = new WeakMap<Resolver, SessionCache>();
 
-/** Sessions of an older generation were made with an older client certificate: drop them on rotation. */
+/** Session state is ours alone (tls.connect parses a session when called): zero-filled when let go of. */
+function wipe(session: Buffer | undefined): void {
+  session?.fill(0);
+}
+
+function wipeAll(cache: SessionCache): void {
+  for (const session of cache.sessions.values()) wipe(session);
+  cache.sessions.clear();
+}
+
+/**
+ * Sessions of an older generation were made with an older client certificate: wiped at the swap itself (a
+ * client that rotates and then goes idle keeps none) and at close().
+ */
 function sessionsOf(resolver: Resolver): Map<string, Buffer> {
   let cache = sessionCaches.get(resolver);
-  if (!cache || cache.generation !== resolver.generation) {
-    // Session state of the old generation is ours alone (tls.connect parses it when called): wipe it.
-    for (const session of cache?.sessions.values() ?? []) session.fill(0);
-    cache = { generation: resolver.generation, sessions: new Map() };
-    sessionCaches.set(resolver, cache);
+  if (!cache) {
+    const created: SessionCache = { generation: resolver.generation, sessions: new Map() };
+    resolver[internal].onGeneration((event) => {
+      wipeAll(created);
+      created.generation = event.generation;
+    });
+    resolver[internal].onClose(() => wipeAll(created));
+    sessionCaches.set(resolver, created);
+    cache = created;
+  }
+  if (cache.generation !== resolver.generation) {
+    wipeAll(cache);
+    cache.generation = resolver.generation;
   }
   return cache.sessions;
+}
+
+/** Keeps `session` as the one offered to `target` next; the one it replaces is wiped. */
+function keepSession(resolver: Resolver, target: string, session: Buffer): void {
+  const sessions = sessionsOf(resolver);
+  const replaced = sessions.get(target);
+  if (replaced !== session) wipe(replaced);
+  sessions.set(target, session);
+}
+
+function dropSession(resolver: Resolver, target: string): void {
+  const sessions = sessionsOf(resolver);
+  wipe(sessions.get(target));
+  sessions.delete(target);
 }
 
 function waitForHandshake(socket: TLSSocket): Promise<TLSSocket> {
@@ -89,7 +124,8 @@ export async function connect(resolver: Resolver, options: ConnectOptions): Prom
     const socket = tlsConnect({ ...resolved, ...connectOptions, ...(session ? { session } : {}) });
     if (resumeSessions) {
       socket.on('session', (next: Buffer) => {
-        if (resolver.generation === generation) sessionsOf(resolver).set(target, next);
+        // TLS 1.3 sends two tickets per handshake: the second replaces (and wipes) the first.
+        if (resolver.generation === generation) keepSession(resolver, target, next);
       });
     }
     return waitForHandshake(socket);
@@ -100,7 +136,7 @@ export async function connect(resolver: Resolver, options: ConnectOptions): Prom
   } catch (error) {
     const code = (error as { code?: unknown }).code;
     if (!retryOnVerifyFailure || typeof code !== 'string' || !VERIFY_FAILURES.has(code)) throw error;
-    sessionsOf(resolver).delete(target);
+    dropSession(resolver, target);
     // Shares the resolver's one backoff: a peer that keeps failing verification cannot make a store storm.
     if (!(await resolver[internal].verifyFailed(used))) throw error;
     return attempt(false);

@@ -164,8 +164,20 @@ export async function grpcServerCredentials(
       this.updateSecureContextOptions(next);
     }
 
+    /**
+     * What grpc-js gives `http2.createSecureServer`, which Node keeps for the server's life: nothing secret.
+     * With the material itself, every gRPC server kept its first generation's key and certificate past every
+     * rotation (found by an outside tester). The watcher grpc-js adds next installs the current material,
+     * before the server listens.
+     */
+    override _getSecureContextOptions(): SecureContextOptions | null {
+      return {};
+    }
+
     override _addWatcher(watcher: (context: SecureContextOptions | null) => void): void {
       super._addWatcher(watcher);
+      const current = super._getSecureContextOptions();
+      if (current) watcher(current);
       if (this.#stop === undefined) {
         this.#follow();
         // A rotation may have happened while nobody was bound: catch up.

@@ -1,12 +1,15 @@
 /**
  * A rotated-out generation is let go of, on every helper: after many rotations, each with a real mutual-TLS
- * exchange through the helper, the contexts still reachable are as many as after the first. Once, each
- * bundle kept the one before it alive through a closure's scope, a context (and its certificates and keys)
- * per rotation and per resolver, which the soak saw only as a heap a few percent larger.
+ * exchange through the helper, the contexts still reachable are as many as after the first, and no old
+ * generation's key list is reachable. Once, each bundle kept the one before it alive through a closure's
+ * scope (a context, certificates and keys per rotation and resolver, which the soak saw only as a heap a
+ * few percent larger), and a gRPC server kept its first generation's key in the options Node keeps.
+ * And connect()'s session state is wiped as docs/security.md says: at the swap, when replaced, at close().
  */
-
 import http2 from 'node:http2';
 import https from 'node:https';
+import { syncBuiltinESMExports } from 'node:module';
+import tls from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { request as undiciRequest } from 'undici';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -193,19 +196,34 @@ const helpers: [string, Exchange][] = [
 
 describe('a rotated-out generation is released', () => {
   it.each(helpers)(
-    '%s: contexts reachable after many rotations are as many as after the first',
+    '%s: old contexts and key lists are let go of after many rotations',
     async (_name, start) => {
       const contexts = countContexts();
       cleanups.push(() => contexts.restore());
       const { serverTls, clientTls, rotate } = pair();
+      // Each generation's key list, the object every helper is handed: nothing may keep an old one (such as
+      // the options a server was constructed with, which Node keeps for the server's life).
+      const released = new Set<string>();
+      const registry = new FinalizationRegistry<string>((held) => released.add(held));
+      const track = async () => {
+        for (const [side, resolver] of [
+          ['server', serverTls],
+          ['client', clientTls],
+        ] as const) {
+          registry.register((await resolver.resolve()).key as object, `${side} ${resolver.generation}`);
+        }
+      };
       const exchange = await start(serverTls, clientTls);
+      await track();
       await exchange();
       await rotate(1);
+      await track();
       await exchange();
       const settled = await contexts.live();
 
       for (let i = 2; i <= ROTATIONS; i++) {
         await rotate(i);
+        await track();
         await exchange();
       }
       expect(serverTls.generation).toBe(ROTATIONS + 1);
@@ -213,6 +231,54 @@ describe('a rotated-out generation is released', () => {
       // Each rotation builds contexts; none of an older generation may stay reachable.
       expect(contexts.count()).toBeGreaterThan(settled + ROTATIONS);
       expect(await contexts.live()).toBeLessThanOrEqual(settled + SLACK);
+      // All but the current generation and the one before it (a socket of it may still be closing).
+      const old = Array.from({ length: ROTATIONS - 1 }, (_, i) => i + 1);
+      const kept = ['server', 'client'].flatMap((side) =>
+        old.map((n) => `${side} ${n}`).filter((held) => !released.has(held)),
+      );
+      expect(kept).toEqual([]);
     },
   );
+});
+
+describe("connect()'s TLS sessions are wiped", () => {
+  it("a replaced ticket at once, the old generation's at the swap (no connect() needed), the rest at close()", async () => {
+    const { serverTls, clientTls, rotate } = pair();
+    const server = createServer(serverTls, { requestCert: true }, (socket) => socket.end('ok'));
+    const port = await listen(server);
+    cleanups.push(() => closeServer(server));
+    // Every session buffer the client's sockets hand out: the ones connect() keeps are among them.
+    const sessions: Buffer[] = [];
+    const original = tls.connect;
+    (tls as { connect: typeof tls.connect }).connect = ((...args: Parameters<typeof tls.connect>) => {
+      const socket = original(...args);
+      socket.on('session', (session: Buffer) => sessions.push(session));
+      return socket;
+    }) as typeof tls.connect;
+    syncBuiltinESMExports();
+    cleanups.push(() => {
+      (tls as { connect: typeof tls.connect }).connect = original;
+      syncBuiltinESMExports();
+    });
+    const wiped = (session: Buffer) => session.every((byte) => byte === 0);
+    const exchange = async () => {
+      const socket = await connect(clientTls, { host: '127.0.0.1', port, servername: 'localhost' });
+      expect(await readAll(socket)).toBe('ok');
+      socket.destroy();
+    };
+
+    await exchange();
+    // TLS 1.3: two tickets per handshake; the one kept is the last, the first is wiped when replaced.
+    expect(sessions.length).toBeGreaterThanOrEqual(2);
+    expect(sessions.slice(0, -1).filter((session) => !wiped(session))).toEqual([]);
+    expect(wiped(sessions[sessions.length - 1] as Buffer)).toBe(false);
+
+    await rotate(1);
+    expect(sessions.filter((session) => !wiped(session))).toEqual([]);
+
+    await exchange();
+    expect(sessions.filter((session) => !wiped(session))).toHaveLength(1);
+    await clientTls.close();
+    expect(sessions.filter((session) => !wiped(session))).toEqual([]);
+  });
 });

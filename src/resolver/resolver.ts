@@ -111,6 +111,8 @@ export interface InternalAccess {
   serveContext(profile: ContextProfile): () => void;
   /** The spec's options other than the secret fields, as written (servers apply them too). */
   passThrough(): Readonly<Record<string, unknown>>;
+  /** Called once at close(), before it returns: what a helper keeps for the resolver is let go of. */
+  onClose(callback: () => void): void;
   /** How many helpers follow the resolver now: a helper that stops must unsubscribe. */
   subscriberCount(): number;
   /**
@@ -163,6 +165,7 @@ export class Resolver extends EventEmitter<ResolverEvents> {
   #verify = { tried: new Set<number>(), streak: 0, lastAt: Number.NEGATIVE_INFINITY, notBefore: 0 };
   readonly #cycles = new Set<AbortController>();
   readonly #subscribers = new Set<GenerationSubscriber>();
+  readonly #onClose: (() => void)[] = [];
   readonly #profiles = new Set<ContextProfile>();
   readonly #unwatch: (() => void)[] = [];
   #watching = false;
@@ -455,6 +458,7 @@ export class Resolver extends EventEmitter<ResolverEvents> {
     for (const unwatch of this.#unwatch.splice(0)) unwatch();
     this.#subscribers.clear();
     this.#profiles.clear();
+    for (const callback of this.#onClose.splice(0)) callback();
     await this.#running?.catch(() => undefined);
   }
 
@@ -474,6 +478,10 @@ export class Resolver extends EventEmitter<ResolverEvents> {
     serveContext: (profile) => {
       this.#profiles.add(profile);
       return () => this.#profiles.delete(profile);
+    },
+    onClose: (callback) => {
+      if (this.#closed) callback();
+      else this.#onClose.push(callback);
     },
     passThrough: () => this.#passThrough as Readonly<Record<string, unknown>>,
     subscriberCount: () => this.#subscribers.size + this.#profiles.size,
