@@ -4,12 +4,13 @@
  * through `npx` with the built bin from a project that depends on the package. And `--version`.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { cp, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeCerts } from '../examples/check/make-certs.js';
+import { createTestCA, type Issued } from './fixtures/ca.js';
 import { eventually } from './helpers/tls.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -97,6 +98,63 @@ describe('tls-secrets watch', () => {
     child.kill(signal);
     expect(await done).toEqual({ code: 0, signal: null });
     expect(child.output.stderr).toBe(`tls-secrets: ${signal}, stopping\n`);
+  });
+
+  it('lets go of a rotated-out bundle: no line of the first key is in its heap after a rotation', async () => {
+    const rotating = join(dir, 'rotating');
+    const snapshots = join(rotating, 'snapshots');
+    await mkdir(snapshots, { recursive: true });
+    const ca = await createTestCA();
+    const [first, second] = [await ca.issue(), await ca.issue()];
+    const write = async (leaf: Issued) => {
+      await writeFile(join(rotating, 'server.key'), leaf.keyPem);
+      await writeFile(join(rotating, 'server.crt'), leaf.certPem);
+    };
+    await write(first);
+    const config = join(rotating, 'tls.json');
+    await writeFile(
+      config,
+      JSON.stringify({
+        providers: { certs: { type: 'file' } },
+        tls: { key: 'certs:server.key', cert: 'certs:server.crt' },
+      }),
+    );
+    // A heap snapshot holds only what is reachable (V8 collects garbage first).
+    const child = start(
+      process.execPath,
+      [
+        '--heapsnapshot-signal=SIGUSR2',
+        `--diagnostic-dir=${snapshots}`,
+        '--import',
+        'tsx',
+        join(root, 'cli', 'main.ts'),
+        'watch',
+        config,
+      ],
+      root,
+    );
+    const done = exited(child);
+    // A line from the middle of each key: text no certificate or log line carries.
+    const keyLine = (leaf: Issued) => leaf.keyPem.split('\n')[2] as string;
+    try {
+      await eventually(() => expect(child.output.stdout).toMatch(/ready generation 1/), 15_000);
+      await write(second);
+      await eventually(() => expect(child.output.stdout).toMatch(/rotate generation 2/), 15_000);
+      child.kill('SIGUSR2');
+      const snapshot = await eventually(async () => {
+        const [name] = (await readdir(snapshots)).filter((file) => file.endsWith('.heapsnapshot'));
+        expect(name).toBeDefined();
+        const text = await readFile(join(snapshots, name as string), 'utf8');
+        // Written in pieces: complete once its strings (the last section) are closed.
+        expect(text.trimEnd().endsWith(']}')).toBe(true);
+        return text;
+      }, 30_000);
+      expect(snapshot.includes(keyLine(second))).toBe(true);
+      expect(snapshot.includes(keyLine(first))).toBe(false);
+    } finally {
+      child.kill('SIGTERM');
+    }
+    expect((await done).code).toBe(0);
   });
 
   it('--help points at docs the user can reach (the npm package ships no docs/)', async () => {
