@@ -52,39 +52,22 @@ function send(message: FromWorker): void {
 }
 
 function build(plan: FleetPlan): { spec: TlsSecretsSpec; provider: Provider; close(): void } {
-  if (plan.store === 'aws') {
+  if (plan.store === 'aws' || plan.store === 'ssm') {
     const aws = plan.aws;
-    if (!aws) throw new Error('aws plan without credentials');
+    if (!aws) throw new Error(`${plan.store} plan without credentials`);
     // The provider builds its own client, with the library's defaults, as a service would.
-    const sm = awsSecretsManager({
+    const options = {
       endpoint: plan.endpoint,
       region: aws.region,
       credentials: { accessKeyId: aws.accessKeyId, secretAccessKey: aws.secretAccessKey },
-    });
-    return {
-      provider: sm,
-      spec: {
-        key: sm.secret(plan.clientSecret, { jsonKey: 'key' }),
-        cert: sm.secret(plan.clientSecret, { jsonKey: 'cert' }),
-        ca: plan.caSecrets.map((id) => sm.secret(id)),
-      },
-      close: () => undefined,
     };
-  }
-  if (plan.store === 'ssm') {
-    const aws = plan.aws;
-    if (!aws) throw new Error('ssm plan without credentials');
-    const ssm = ssmParameterStore({
-      endpoint: plan.endpoint,
-      region: aws.region,
-      credentials: { accessKeyId: aws.accessKeyId, secretAccessKey: aws.secretAccessKey },
-    });
+    const store = plan.store === 'aws' ? awsSecretsManager(options) : ssmParameterStore(options);
     return {
-      provider: ssm,
+      provider: store,
       spec: {
-        key: ssm.ref(plan.clientSecret, { jsonKey: 'key' }),
-        cert: ssm.ref(plan.clientSecret, { jsonKey: 'cert' }),
-        ca: plan.caSecrets.map((name) => ssm.ref(name)),
+        key: store.ref(plan.clientSecret, { jsonKey: 'key' }),
+        cert: store.ref(plan.clientSecret, { jsonKey: 'cert' }),
+        ca: plan.caSecrets.map((id) => store.ref(id)),
       },
       close: () => undefined,
     };
