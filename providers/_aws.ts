@@ -502,7 +502,7 @@ const PACE_SHRINK = 0.95;
  * would otherwise keep offering the account's quota many times what it allows, every instance retrying on
  * its own backoff; paced, each offers about what the quota has room for. The wait is spread (half to one and
  * a half spacing) so that instances throttled together do not ask again together. Reads take their turns in
- * order, each one spacing (as it is when its turn comes) after the last start. A first attempt while no other
+ * order, each one spacing (as it is when the read goes) after the last start. A first attempt while no other
  * read is under way is not held: a cycle's first read after a throttling outage goes out at once.
  */
 export class ReadPacer {
@@ -565,8 +565,8 @@ export class ReadPacer {
   }
 
   /**
-   * Waits for the reads queued before this one to start, then for the spacing in force at that moment (not
-   * when this read queued: a throttled answer meanwhile slows it too) since the last start.
+   * Waits for the reads queued before this one to start, then for the spacing in force when it goes (not
+   * when this read queued or began to wait: a throttled answer meanwhile slows it too) since the last start.
    */
   async #turn(signal: AbortSignal): Promise<void> {
     const ahead = this.#queue;
@@ -576,12 +576,42 @@ export class ReadPacer {
     });
     try {
       await afterOrAbort(ahead, signal);
-      const wait = this.#lastStartAt + this.#spacingMs * (0.5 + this.random()) - Date.now();
-      if (wait > 0) await delay(wait, signal);
+      // Checked again after each wait: a throttled answer that came meanwhile (another read's) widened it.
+      const spread = 0.5 + this.random();
+      for (;;) {
+        const wait = this.#lastStartAt + this.#spacingMs * spread - Date.now();
+        if (wait <= 0) break;
+        await delay(wait, signal);
+      }
       this.#lastStartAt = Date.now();
     } finally {
       // A read that gave up before its turn hands the turn on only when the reads ahead of it have started.
       void ahead.then(started);
+    }
+  }
+}
+
+/**
+ * At most `limit` calls in flight; the others wait in order. For a provider whose every call (reads, batches,
+ * version checks) spends one small quota of the account, so that a refresh of many references does not
+ * send them all at once before the store has said anything.
+ */
+export class InFlightLimit {
+  #active = 0;
+  readonly #waiting: (() => void)[] = [];
+
+  constructor(private readonly limit: number) {}
+
+  async run<T>(call: () => Promise<T>): Promise<T> {
+    if (this.#active >= this.limit) await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    else this.#active += 1;
+    try {
+      return await call();
+    } finally {
+      const next = this.#waiting.shift();
+      // The slot passes to the next caller as it is: the count stays.
+      if (next) next();
+      else this.#active -= 1;
     }
   }
 }

@@ -31,6 +31,7 @@ import {
   eachLimit,
   failFastOnThrottling,
   genericAwsError,
+  InFlightLimit,
   lazyAwsClient,
   pacedAttempts,
   ReadPacer,
@@ -291,6 +292,10 @@ export function ssmParameterStore(options: SsmParameterStoreOptions = {}): SsmPa
   // for they spend one throughput quota of the account.
   const pacer = new ReadPacer();
   const attempts = pacedAttempts(options);
+  // And at most CONCURRENCY of them in flight: a refresh checks each parameter's version with its own call.
+  const inFlight = new InFlightLimit(CONCURRENCY);
+  const send = <T>(signal: AbortSignal, call: () => Promise<T>): Promise<T> =>
+    inFlight.run(() => pacer.send(attempts, signal, call));
   const trail = new AwsCredentialTrail(options.client === undefined ? options.credentials : undefined);
   const fail = (err: unknown, ref: SecretRef, signal?: AbortSignal): Error =>
     toError(err, ref, trail.values, signal);
@@ -318,7 +323,7 @@ export function ssmParameterStore(options: SsmParameterStoreOptions = {}): SsmPa
   const getOne = async (ref: SecretRef, signal: AbortSignal, decrypt: boolean): Promise<Parameter> => {
     const { sdk, client } = await load(ref);
     // Throttled answers are retried here, paced (see ReadPacer), not by the SDK on its own backoff.
-    const out = await pacer.send(attempts, signal, () =>
+    const out = await send(signal, () =>
       client.send(
         failFastOnThrottling(
           trail.watch(new sdk.GetParameterCommand({ Name: ref.id, WithDecryption: decrypt })),
@@ -354,7 +359,7 @@ export function ssmParameterStore(options: SsmParameterStoreOptions = {}): SsmPa
     let invalid: string[];
     try {
       const { sdk, client } = await load(first);
-      const out = await pacer.send(attempts, signal, () =>
+      const out = await send(signal, () =>
         client.send(
           failFastOnThrottling(
             trail.watch(new sdk.GetParametersCommand({ Names: [...ids], WithDecryption: withDecryption })),

@@ -304,6 +304,31 @@ describe.skipIf(!motoEndpoint)(
       expect([log('GetParameters').length, log('GetParameter').length]).toEqual([2, 0]);
     });
 
+    it('at most 8 calls in flight: a refresh checking 20 versions does not send them all at once', async () => {
+      const admin = new SSMClient({ endpoint: motoEndpoint, region: REGION, credentials: CREDENTIALS });
+      const many = Array.from({ length: 20 }, () => `/quota/${randomUUID().slice(0, 8)}`);
+      for (const name of many) {
+        await admin.send(new PutParameterCommand({ Name: name, Value: ca.certPem, Type: 'String' }));
+      }
+      admin.destroy();
+      mark = proxy.log.length;
+      const DELAY_MS = 300;
+      await proxy.setFault({ kind: 'delay', ms: DELAY_MS });
+      const ssm = provider(1);
+      await Promise.all(many.map((name) => ssm.currentVersion(ssm.ref(name), signal())));
+      const starts = log('GetParameter')
+        .map((call) => call.at)
+        .sort((a, b) => a - b);
+      expect(starts).toHaveLength(20);
+      // Each call is answered DELAY_MS after it arrives at the earliest: calls arriving within DELAY_MS of one
+      // another were in flight together. At most 8, and yet together (20 one by one would take 6 s).
+      const together = starts.map(
+        (at) => starts.filter((other) => other >= at && other < at + DELAY_MS).length,
+      );
+      expect(Math.max(...together)).toBeLessThanOrEqual(8);
+      expect((starts[19] as number) - (starts[0] as number)).toBeLessThan(10 * DELAY_MS);
+    });
+
     it('a throttled GetParameter is retried by the provider in paced turns: maxAttempts calls each, no two retries together', async () => {
       await proxy.setFault({ kind: 'quota', limits: { GetParameter: { perSecond: 0, burst: 0 } } });
       const ssm = provider(2);
