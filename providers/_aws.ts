@@ -20,6 +20,8 @@ export interface AwsClientConfigOptions {
 }
 
 export const DEFAULT_MAX_ATTEMPTS = 3;
+export const DEFAULT_REQUEST_TIMEOUT_MS = 5_000;
+const CONNECTION_TIMEOUT_MS = 3_000;
 
 /**
  * How many sends a paced read gets: `maxAttempts`, or for an injected client (whose own maxAttempts cannot be
@@ -28,8 +30,6 @@ export const DEFAULT_MAX_ATTEMPTS = 3;
 export function pacedAttempts(options: { readonly client?: unknown; readonly maxAttempts?: number }): number {
   return options.client === undefined ? (options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS) : DEFAULT_MAX_ATTEMPTS;
 }
-export const DEFAULT_REQUEST_TIMEOUT_MS = 5_000;
-const CONNECTION_TIMEOUT_MS = 3_000;
 
 interface ServiceInfo {
   /** Default provider name, e.g. `aws-ssm`. */

@@ -15,7 +15,7 @@ import { parseArgs } from 'node:util';
 import { memory } from '../providers/memory.js';
 import { connect, createResolver, createServer } from '../src/index.js';
 import { createTestCA, type Issued, randomTicketKeys } from './fixtures/ca.js';
-import { closeServer, exposedGc, listen, readAll } from './helpers/tls.js';
+import { closeServer, collectGarbage, listen, readAll } from './helpers/tls.js';
 
 const { values } = parseArgs({
   options: {
@@ -37,12 +37,8 @@ for (const [name, value] of [
 
 const MAX_HEAP_GROWTH = 0.1;
 
-async function settledHeap(gc: () => void): Promise<number> {
-  // Several rounds: finalizers of TLS sockets free native memory and JS objects over more than one cycle.
-  for (let i = 0; i < 4; i++) {
-    gc();
-    await new Promise((resolve) => setImmediate(resolve));
-  }
+async function settledHeap(): Promise<number> {
+  await collectGarbage(4);
   return process.memoryUsage().heapUsed;
 }
 
@@ -75,7 +71,6 @@ function leakedResources(before: string[], after: string[]): string[] {
 }
 
 async function main(): Promise<number> {
-  const gc = exposedGc();
   const handlesBefore = process.getActiveResourcesInfo();
   const liveBefore = liveResources();
 
@@ -157,14 +152,14 @@ async function main(): Promise<number> {
   // Warm up on the same workload (rotations included), so the starting heap already holds the compiled code
   // and caches a running service holds; then the measured run, compared with the start at rest.
   await phase(Math.min(2_000, (seconds * 1_000) / 5));
-  const heapStart = await settledHeap(gc);
+  const heapStart = await settledHeap();
   await phase(seconds * 1_000);
-  const heapEnd = await settledHeap(gc);
+  const heapEnd = await settledHeap();
   const rotations = serverTls.generation - 1 + (clientTls.generation - 1);
 
   await closeServer(server);
   await Promise.all([serverTls.close(), clientTls.close(), store.close()]);
-  const heapAfterClose = await settledHeap(gc);
+  const heapAfterClose = await settledHeap();
   // Sockets closed a moment ago may still be tearing down: give them the loop turns they need.
   await new Promise((resolve) => setTimeout(resolve, 100));
   // A timer's destroy hook runs after its callback: let the one just awaited report itself gone.

@@ -101,13 +101,7 @@ export function countContexts(): { count(): number; live(): Promise<number>; res
   return {
     count: () => calls,
     live: async () => {
-      const gc = exposedGc();
-      // Finalizers run in a later task than the collection, and a TLS socket's teardown frees its
-      // context's last reference over more than one cycle: a few rounds, never a fixed wait.
-      for (let round = 0; round < 6; round++) {
-        gc();
-        await new Promise((resolve) => setImmediate(resolve));
-      }
+      await collectGarbage(6);
       return calls - collected;
     },
     restore: () => {
@@ -118,8 +112,21 @@ export function countContexts(): { count(): number; live(): Promise<number>; res
 }
 
 /** `global.gc`, exposed at run time where node started without --expose-gc (vitest's workers, plain tsx). */
-export function exposedGc(): () => void {
+function exposedGc(): () => void {
   if (typeof globalThis.gc === 'function') return globalThis.gc as () => void;
   setFlagsFromString('--expose-gc');
   return runInNewContext('gc') as () => void;
+}
+
+/**
+ * `rounds` collections, each followed by a turn of the loop: finalizers run in a later task than the
+ * collection, and a TLS socket's teardown frees its context and buffers over more than one cycle. A few
+ * rounds, never a fixed wait.
+ */
+export async function collectGarbage(rounds: number): Promise<void> {
+  const gc = exposedGc();
+  for (let round = 0; round < rounds; round++) {
+    gc();
+    await new Promise((resolve) => setImmediate(resolve));
+  }
 }
