@@ -154,13 +154,44 @@ export interface UsageFields {
   readonly keyUsage: number | undefined;
   /** Netscape certificate type bits (SSL client 0x80, SSL server 0x40), when present. */
   readonly nsCertType: number | undefined;
+  /** Extensions marked critical that OpenSSL does not handle: every OpenSSL peer refuses the certificate. */
+  readonly unhandledCritical: readonly string[];
+  /** The OID of the algorithm the certificate is signed with. */
+  readonly signatureAlgorithm: string;
 }
+
+/**
+ * The extensions OpenSSL can process (X509_supported_extension in crypto/x509/v3_purp.c): one marked
+ * critical that is not among them fails verification (unhandled critical extension).
+ */
+const OPENSSL_HANDLED = new Set([
+  '2.16.840.1.113730.1.1', // Netscape certificate type
+  '2.5.29.15', // key usage
+  '2.5.29.17', // subject alternative name
+  '2.5.29.19', // basic constraints
+  '2.5.29.32', // certificate policies
+  '2.5.29.31', // CRL distribution points
+  '2.5.29.37', // extended key usage
+  '1.3.6.1.5.5.7.1.7', // IP address blocks (RFC 3779)
+  '1.3.6.1.5.5.7.1.8', // AS identifiers (RFC 3779)
+  '1.3.6.1.5.5.7.48.1.5', // OCSP no check
+  '2.5.29.36', // policy constraints
+  '1.3.6.1.5.5.7.1.14', // proxy certificate information
+  '2.5.29.30', // name constraints
+  '2.5.29.33', // policy mappings
+  '2.5.29.54', // inhibit any policy
+]);
 
 /** Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { …, [3] EXPLICIT Extensions }, … } */
 export function usageFields(der: Uint8Array): UsageFields {
   const certificate = readTlv(der, 0);
   const [tbs] = children(der, certificate);
   if (certificate.tag !== 0x30 || tbs?.tag !== 0x30) throw new DerError('not a Certificate');
+  const [, algorithm] = children(der, certificate);
+  const [algorithmId] = algorithm ? children(der, algorithm) : [];
+  if (!algorithmId) throw new DerError('no signature algorithm');
+  const signatureAlgorithm = oid(der, algorithmId);
+  const unhandledCritical: string[] = [];
   const wrapper = children(der, tbs).find((field) => field.tag === 0xa3);
   let extKeyUsage: string[] | undefined;
   let keyUsage: number | undefined;
@@ -172,6 +203,9 @@ export function usageFields(der: Uint8Array): UsageFields {
     const value = parts[parts.length - 1];
     if (!type || value?.tag !== 0x04) continue;
     const id = oid(der, type);
+    const flag = parts.length === 3 ? parts[1] : undefined;
+    const critical = flag?.tag === 0x01 && flag.start < flag.end && der[flag.start] !== 0;
+    if (critical && !OPENSSL_HANDLED.has(id)) unhandledCritical.push(id);
     const inner = () => readTlv(der, value.start, value.end);
     // The first byte of a BIT STRING's bits (after the unused-bits count): every bit the checks need.
     const firstByte = () => {
@@ -183,5 +217,5 @@ export function usageFields(der: Uint8Array): UsageFields {
     else if (id === '2.5.29.15') keyUsage = firstByte();
     else if (id === '2.16.840.1.113730.1.1') nsCertType = firstByte();
   }
-  return { extKeyUsage, keyUsage, nsCertType };
+  return { extKeyUsage, keyUsage, nsCertType, unhandledCritical, signatureAlgorithm };
 }

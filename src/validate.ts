@@ -367,6 +367,45 @@ const KU_KEY_ENCIPHERMENT = 0x20;
 const KU_KEY_AGREEMENT = 0x08;
 const KU_KEY_CERT_SIGN = 0x04;
 
+/**
+ * Signature algorithms OpenSSL refuses in a chain at its default security level (1 and up): a certificate
+ * signed with one fails every OpenSSL peer (CA signature digest algorithm too weak).
+ */
+const WEAK_SIGNATURES = new Map([
+  ['1.2.840.113549.1.1.5', 'SHA-1 with RSA'],
+  ['1.2.840.113549.1.1.4', 'MD5 with RSA'],
+  ['1.2.840.113549.1.1.2', 'MD2 with RSA'],
+  ['1.2.840.10045.4.1', 'ECDSA with SHA-1'],
+  ['1.2.840.10040.4.3', 'DSA with SHA-1'],
+]);
+
+/**
+ * What every OpenSSL peer refuses in a presented certificate whatever its role: a critical extension it does
+ * not handle, a signature too weak for its default security level. The root on top is not checked: peers
+ * anchor on their own copy.
+ */
+function checkPeersCanVerify(usages: readonly PresentedUsage[]): void {
+  for (const presented of usages) {
+    if (!presented.leaf && presented.selfIssued) continue;
+    const which = presented.leaf ? 'certificate' : 'intermediate certificate';
+    const where = { path: presented.field, ref: presented.ref };
+    const [unhandled] = presented.usage.unhandledCritical;
+    if (unhandled !== undefined) {
+      throw invalid(
+        where,
+        `${which} ${presented.serialNumber} has a critical extension OpenSSL does not handle (${unhandled}): every peer refuses it`,
+      );
+    }
+    const weak = WEAK_SIGNATURES.get(presented.usage.signatureAlgorithm);
+    if (weak) {
+      throw invalid(
+        where,
+        `${which} ${presented.serialNumber} is signed with ${weak}: peers at OpenSSL's default security level refuse it`,
+      );
+    }
+  }
+}
+
 /** What OpenSSL's purpose check (`X509_check_purpose`, ssl_server / ssl_client) requires, by role. */
 const PURPOSE = {
   server: {
@@ -792,6 +831,7 @@ export function validateMaterial(material: Material, options: ValidateOptions): 
     return entry;
   });
 
+  checkPeersCanVerify(usages);
   if (options.roles) checkRoles({ usages }, options.roles);
 
   const trustDigest = createHash('sha256')

@@ -39,7 +39,20 @@ export interface CertOptions {
   basicConstraints?: boolean;
   /** A Netscape certificate type extension with these bits (SSL client 0x80, server 0x40, SSL CA 0x04, object signing CA 0x01). */
   nsCertType?: number;
+  /** An extension of this OID marked critical, which no one handles. */
+  criticalExtension?: string;
+  /** The hash the issuer signs with (default SHA-256). */
+  signatureHash?: 'SHA-1' | 'SHA-256';
 }
+
+/** The extensions every certificate may carry: a Netscape type, an unknown critical one. */
+const optionalExtensions = (options: CertOptions): x509.Extension[] => [
+  ...(options.nsCertType === undefined ? [] : [nsCertTypeExtension(options.nsCertType)]),
+  ...(options.criticalExtension === undefined
+    ? []
+    : [new x509.Extension(options.criticalExtension, true, new Uint8Array([0x05, 0x00]))]),
+];
+const signing = (options: CertOptions) => ({ ...SIGN, hash: options.signatureHash ?? SIGN.hash });
 
 /** The Netscape certificate type extension: a BIT STRING of one byte, no unused bits. */
 const nsCertTypeExtension = (bits: number) =>
@@ -101,7 +114,7 @@ function authority(self: Cert): Authority {
       if (eku) extensions.push(new x509.ExtendedKeyUsageExtension([...eku]));
       if (options.keyUsage !== undefined)
         extensions.push(new x509.KeyUsagesExtension(options.keyUsage, true));
-      if (options.nsCertType !== undefined) extensions.push(nsCertTypeExtension(options.nsCertType));
+      extensions.push(...optionalExtensions(options));
       const cert = await x509.X509CertificateGenerator.create({
         serialNumber: serial(),
         subject: `CN=${options.commonName ?? 'localhost'}`,
@@ -110,7 +123,7 @@ function authority(self: Cert): Authority {
         notAfter: options.notAfter ?? new Date(Date.now() + 30 * DAY),
         publicKey: keys.publicKey,
         signingKey: self.keys.privateKey,
-        signingAlgorithm: SIGN,
+        signingAlgorithm: signing(options),
         extensions,
       });
       return finish(cert, keys);
@@ -130,7 +143,7 @@ function authority(self: Cert): Authority {
         extensions.unshift(new x509.BasicConstraintsExtension(true, options.pathLength ?? 0, true));
       }
       if (options.extKeyUsage) extensions.push(new x509.ExtendedKeyUsageExtension([...options.extKeyUsage]));
-      if (options.nsCertType !== undefined) extensions.push(nsCertTypeExtension(options.nsCertType));
+      extensions.push(...optionalExtensions(options));
       const cert = await x509.X509CertificateGenerator.create({
         serialNumber: serial(),
         subject: `CN=${options.commonName ?? 'gate test intermediate'}`,
@@ -139,7 +152,7 @@ function authority(self: Cert): Authority {
         notAfter: options.notAfter ?? new Date(Date.now() + 180 * DAY),
         publicKey: keys.publicKey,
         signingKey: self.keys.privateKey,
-        signingAlgorithm: SIGN,
+        signingAlgorithm: signing(options),
         extensions,
       });
       return authority(await finish(cert, keys));

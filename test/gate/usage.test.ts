@@ -130,13 +130,14 @@ async function acceptedAsPeersAccept(leaf: Cert, cert: string): Promise<void> {
 
 /**
  * `cert` (with `leaf`'s key) served as it is by a plain Node server: peers refuse it (`peersSee`); and the
- * gate refuses it as a server's material, with `message`.
+ * gate refuses it with `message`: as a server's material (`role`), or as any material (`resolve`).
  */
 async function refusedAsPeersRefuse(
   leaf: Cert,
   cert: string,
   peersSee: Record<string, unknown>,
   message: string,
+  refusedAt: 'role' | 'resolve' = 'role',
 ): Promise<void> {
   const plain = await servePlain({ key: leaf.keyPem, cert });
   const seen = await handshake(plain, { ca: root.certPem });
@@ -144,9 +145,47 @@ async function refusedAsPeersRefuse(
   else expect(seen).toMatchObject(peersSee);
   const store = memory({ key: leaf.keyPem, cert });
   const resolver = resolverFor({ key: store.ref('key'), cert: store.ref('cert') });
+  if (refusedAt === 'resolve') {
+    await expect(resolver.resolve()).rejects.toThrow(new RegExp(message));
+    return;
+  }
   await resolver.resolve();
   expect(() => resolver.declareRole('server')).toThrow(new RegExp(message));
 }
+
+describe('what every OpenSSL peer refuses, whatever the role', () => {
+  it('an unknown critical extension, on the leaf or an intermediate, is refused: peers refuse it too', async () => {
+    const flagged = await root.intermediate({ criticalExtension: '1.2.3.4.5' });
+    const leaf = await flagged.issue();
+    await refusedAsPeersRefuse(
+      leaf,
+      `${leaf.certPem}${flagged.certPem}`,
+      { ok: false },
+      `intermediate certificate ${flagged.serial} has a critical extension OpenSSL does not handle \\(1\\.2\\.3\\.4\\.5\\)`,
+      'resolve',
+    );
+    const flaggedLeaf = await root.issue({ criticalExtension: '1.2.3.4.5' });
+    await refusedAsPeersRefuse(
+      flaggedLeaf,
+      flaggedLeaf.certPem,
+      { ok: false },
+      `certificate ${flaggedLeaf.serial} has a critical extension OpenSSL does not handle`,
+      'resolve',
+    );
+  });
+
+  it('an intermediate signed with SHA-1 is refused: peers at the default security level refuse it', async () => {
+    const weak = await root.intermediate({ signatureHash: 'SHA-1' });
+    const leaf = await weak.issue();
+    await refusedAsPeersRefuse(
+      leaf,
+      `${leaf.certPem}${weak.certPem}`,
+      { ok: false },
+      `intermediate certificate ${weak.serial} is signed with ECDSA with SHA-1`,
+      'resolve',
+    );
+  });
+});
 
 describe('intermediates as peers check them', () => {
   it('an intermediate that is not a CA certificate (no basicConstraints) is refused: every peer refuses the chain', async () => {
