@@ -44,6 +44,7 @@ import {
   eachLimit,
   failFastOnThrottling,
   genericAwsError,
+  InFlightLimit,
   lazyAwsClient,
   pacedAttempts,
   ReadPacer,
@@ -267,6 +268,9 @@ export function awsSecretsManager(options: AwsSecretsManagerOptions = {}): AwsSe
   // One per provider, as the client is: the reads of one service instance.
   const pacer = new ReadPacer();
   const readAttempts = pacedAttempts(options);
+  // At most CONCURRENCY reads in flight for the provider, whoever asks: the batches a throttled cycle falls
+  // back from each read their secrets one by one, and together they sent 17 at once (an outside tester).
+  const inFlight = new InFlightLimit(CONCURRENCY);
   const trail = new AwsCredentialTrail(options.client === undefined ? options.credentials : undefined);
   const fail = (err: unknown, ref: SecretRef, signal?: AbortSignal): Error =>
     toError(err, ref, trail.values, signal);
@@ -298,21 +302,23 @@ export function awsSecretsManager(options: AwsSecretsManagerOptions = {}): AwsSe
     try {
       const { sdk, client } = await load(ref);
       // Throttled answers are retried here, paced (see ReadPacer), not by the SDK on its own backoff.
-      const out = await pacer.send(readAttempts, signal, () =>
-        client.send(
-          failFastOnThrottling(
-            trail.watch(
-              new sdk.GetSecretValueCommand({
-                SecretId: target.secretId,
-                ...(target.versionId === undefined ? {} : { VersionId: target.versionId }),
-                // AWSCURRENT is the service default, but moto moves it without updating its default: name it.
-                ...(target.versionStage === undefined && target.versionId !== undefined
-                  ? {}
-                  : { VersionStage: target.versionStage ?? CURRENT }),
-              }),
+      const out = await inFlight.run(() =>
+        pacer.send(readAttempts, signal, () =>
+          client.send(
+            failFastOnThrottling(
+              trail.watch(
+                new sdk.GetSecretValueCommand({
+                  SecretId: target.secretId,
+                  ...(target.versionId === undefined ? {} : { VersionId: target.versionId }),
+                  // AWSCURRENT is the service default, but moto moves it without updating its default: name it.
+                  ...(target.versionStage === undefined && target.versionId !== undefined
+                    ? {}
+                    : { VersionStage: target.versionStage ?? CURRENT }),
+                }),
+              ),
             ),
+            { abortSignal: signal },
           ),
-          { abortSignal: signal },
         ),
       );
       return toResult(ref, out);
