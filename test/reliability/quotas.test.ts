@@ -5,7 +5,11 @@
  */
 import { randomUUID } from 'node:crypto';
 import { inspect } from 'node:util';
-import { CreateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import {
+  CreateSecretCommand,
+  GetSecretValueCommand,
+  SecretsManagerClient,
+} from '@aws-sdk/client-secrets-manager';
 import { PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it, vi } from 'vitest';
 import { awsSecretsManager } from '../../providers/aws-secrets-manager.js';
@@ -137,6 +141,41 @@ describe.skipIf(!motoEndpoint)('AWS Secrets Manager quotas (moto behind a quota-
     expect(errors).toEqual([]);
     expect(calls('BatchGetSecretValue')).toBe(1);
     expect(calls('GetSecretValue')).toBe(12);
+  });
+
+  it('the reads of throttled batches go out 8 at a time, not 8 per batch', async () => {
+    const names = await seed(41);
+    await proxy.setFault({ kind: 'quota', limits: { BatchGetSecretValue: { perSecond: 0, burst: 0 } } });
+    // The SDK client itself, counted as it sends: how many GetSecretValue reads are in flight at once.
+    const client = new SecretsManagerClient({
+      endpoint: proxy.url,
+      region: REGION,
+      credentials: CREDENTIALS,
+    });
+    cleanups.push(() => client.destroy());
+    const send = client.send.bind(client) as (...args: unknown[]) => Promise<unknown>;
+    let inFlight = 0;
+    let most = 0;
+    (client as { send: unknown }).send = async (...args: unknown[]) => {
+      if (!(args[0] instanceof GetSecretValueCommand)) return send(...args);
+      inFlight += 1;
+      most = Math.max(most, inFlight);
+      try {
+        return await send(...args);
+      } finally {
+        inFlight -= 1;
+      }
+    };
+    const sm = awsSecretsManager({ client });
+    cleanups.push(() => sm.close());
+    const results = await sm.fetchMany(
+      names.map((name) => sm.secret(name)),
+      signal(),
+    );
+    expect(results.filter((result) => result instanceof Error)).toEqual([]);
+    expect([calls('BatchGetSecretValue'), calls('GetSecretValue')]).toEqual([3, 41]);
+    // Three batches of 20, 20 and 1 each fell back at once; 8 of their reads at a time in all.
+    expect(most).toBeLessThanOrEqual(8);
   });
 
   it('batches only where it pays: 40 secrets are 40 GetSecretValue, 41 are 3 batch calls', async () => {
